@@ -1,0 +1,68 @@
+"""`engagement-monitor` command line: one entry point for every process of the product."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from engagement_monitor.settings import Settings, SettingsError, load_settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _not_built(feature: str, issue: int) -> Handler:
+    def handler(_args: argparse.Namespace, _settings: Settings) -> int:
+        print(f"engagement-monitor: {feature} is not built yet (issue {issue}).", file=sys.stderr)
+        return 2
+
+    return handler
+
+
+def _config(_args: argparse.Namespace, settings: Settings) -> int:
+    """Print the effective configuration, so an operator can see what the process will use."""
+    for name, value in settings.model_dump(mode="json").items():
+        print(f"EM_{name.upper()}={value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="engagement-monitor",
+        description="Rolling 90-day contact engagement from the event stream (see README.md).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands: dict[str, tuple[str, Handler]] = {
+        "worker": ("run the stream processor (Faust worker)", _not_built("worker", 4)),
+        "resnapshot": ("rebuild Redis snapshots from the tables", _not_built("resnapshot", 4)),
+        "api": ("serve the read API and the monitor page", _not_built("api", 5)),
+        "simulate": ("produce a realistic simulated event stream", _not_built("simulate", 7)),
+        "bench": ("run the benchmarks", _not_built("bench", 6)),
+        "config": ("print the effective configuration and exit", _config),
+    }
+    for name, (help_text, handler) in commands.items():
+        command = sub.add_parser(name, help=help_text)
+        command.set_defaults(handler=handler)
+    token = sub.add_parser("token", help="manage API tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    create = token_sub.add_parser("create", help="create a token (printed once, stored hashed)")
+    create.add_argument("--org", required=True)
+    create.add_argument("--role", required=True, choices=["agent", "operator", "admin"])
+    create.add_argument("--name", default="")
+    create.set_defaults(handler=_not_built("token create", 5))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"engagement-monitor: {exc}", file=sys.stderr)
+        return 2
+    handler: Handler = args.handler
+    return handler(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

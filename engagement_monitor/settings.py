@@ -1,0 +1,175 @@
+"""Every knob of the worker and the API, read from the environment (SPEC §6).
+
+One pydantic-settings model so that a bad value is caught once, at start-up, with the name of the
+environment variable the operator has to fix, instead of surfacing later as a confusing failure
+deep inside Faust or Redis.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "EM_"
+
+DEFAULT_CHANNELS: tuple[str, ...] = ("sms", "email", "whatsapp")
+METRICS: tuple[str, ...] = ("delivery", "open", "click", "response")
+DEFAULT_CHANNEL_METRICS: dict[str, tuple[str, ...]] = {
+    "sms": ("delivery", "click", "response"),
+    "email": ("delivery", "open", "click"),
+    "whatsapp": ("delivery", "open", "click", "response"),
+}
+
+
+class SettingsError(ValueError):
+    """A configuration value is unusable; the message names the environment variable."""
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class Settings(BaseSettings):
+    """Configuration of every process; field `x` is read from `EM_X`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, case_sensitive=False, extra="ignore", frozen=True
+    )
+
+    # --- SPEC §6, names and defaults to the letter ---
+    kafka_bootstrap: str = Field("127.0.0.1:9092", min_length=1)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    topic_prefix: str = "engagement."
+    app_id: str = Field("engagement-monitor", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    partitions: int = Field(8, ge=1, le=1024)
+    data_dir: Path = Path("./var")
+    worker_web_port: int = Field(6066, ge=1, le=65535)
+    expiry_sweep_seconds: float = Field(3600.0, gt=0)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8080, ge=1, le=65535)
+    api_tokens_file: Path = Path("./var/tokens.json")
+
+    # --- beyond the spec: documented in docs/settings.md ---
+    store: Literal["rocksdb", "memory"] = "rocksdb"
+    replication_factor: int = Field(1, ge=1, le=16)
+    channels: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CHANNELS
+    channel_metrics: dict[str, tuple[str, ...]] = Field(
+        default_factory=lambda: dict(DEFAULT_CHANNEL_METRICS)
+    )
+    window_days: int = Field(90, ge=1, le=3650)
+    pending_max_per_contact: int = Field(200, ge=0)
+    pending_max_seconds: float = Field(86400.0, ge=0)
+    dedupe_max_per_contact: int = Field(256, ge=0)
+    max_record_bytes: int = Field(65536, ge=256)
+    future_tolerance_seconds: float = Field(300.0, ge=0)
+    default_timezone: str = "UTC"
+    org_timezones: dict[str, str] = Field(default_factory=dict)
+    batch_max_records: int = Field(2000, ge=1)
+    batch_max_seconds: float = Field(0.1, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _channels_csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("channels")
+    @classmethod
+    def _channels_valid(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one channel is required")
+        for name in value:
+            if not name.isidentifier() or name.lower() != name:
+                raise ValueError(f"channel {name!r} must be a lower-case identifier")
+        return value
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_valid(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"{server!r} is not host:port")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_valid(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _tz_valid(cls, value: str) -> str:
+        _check_zone(value)
+        return value
+
+    @field_validator("org_timezones")
+    @classmethod
+    def _org_tz_valid(cls, value: dict[str, str]) -> dict[str, str]:
+        for org, zone in value.items():
+            try:
+                _check_zone(zone)
+            except ValueError as exc:
+                raise ValueError(f"org {org!r}: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _metrics_cover_channels(self) -> Settings:
+        for channel, metrics in self.channel_metrics.items():
+            unknown = set(metrics) - set(METRICS)
+            if unknown:
+                raise ValueError(
+                    f"EM_CHANNEL_METRICS: channel {channel!r} has unknown metrics "
+                    f"{sorted(unknown)}; known: {', '.join(METRICS)}"
+                )
+        missing = [c for c in self.channels if c not in self.channel_metrics]
+        if missing:
+            raise ValueError(
+                f"EM_CHANNEL_METRICS: no tracked metrics for channel(s) {', '.join(missing)}"
+            )
+        return self
+
+    def topic(self, name: str) -> str:
+        """Full topic name: every topic carries the configured prefix (SPEC §2)."""
+        return f"{self.topic_prefix}{name}"
+
+
+def _check_zone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}") from None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment, turning validation errors into one clear message.
+
+    pydantic reports field names (`partitions`); operators set environment variables
+    (`EM_PARTITIONS`), so the message speaks their language.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = [str(part) for part in err["loc"]]
+            field = loc[0] if loc else ""
+            name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+            msg = err["msg"].removeprefix("Value error, ")
+            shown = err.get("input")
+            suffix = (
+                f" (got {shown!r})" if shown is not None and not isinstance(shown, dict) else ""
+            )
+            detail = f"{name}: {msg}{suffix}"
+            if not field and msg.startswith(ENV_PREFIX):
+                detail = msg
+            lines.append(detail)
+        raise SettingsError("invalid configuration: " + "; ".join(lines)) from None

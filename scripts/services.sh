@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Local Kafka (Apache Kafka's own broker, KRaft, from Maven Central) and Redis, without Docker.
+#
+#   scripts/services.sh up [--started-file F]   start what is not running; list what it started in F
+#   scripts/services.sh down [--from F]          stop what `up` started (all, or only those listed in F)
+#   scripts/services.sh status
+#
+# EM_KAFKA_BOOTSTRAP / EM_REDIS_URL pointing at running servers: nothing is started for them, they are
+# only checked. Everything lives under var/services (ignored by git); pid files make `down` stop
+# exactly what `up` started and nothing else.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VAR="${EM_SERVICES_DIR:-$ROOT/var/services}"
+KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/scripts/kafka/pom.xml")"
+KAFKA_PORT="${EM_LOCAL_KAFKA_PORT:-9092}"
+CONTROLLER_PORT="${EM_LOCAL_KAFKA_CONTROLLER_PORT:-9093}"
+REDIS_PORT="${EM_LOCAL_REDIS_PORT:-6379}"
+KAFKA_HEAP="${EM_LOCAL_KAFKA_HEAP:-768m}"
+LIBS="$ROOT/.cache/kafka-$KAFKA_VERSION/libs"
+PY="$ROOT/.venv/bin/python"
+[ -x "$PY" ] || PY=python3
+
+log() { printf '[services] %s\n' "$*" >&2; }
+die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# ---------------------------------------------------------------- Kafka
+kafka_resolve() {
+  [ -f "$LIBS/kafka_2.13-$KAFKA_VERSION.jar" ] && return 0
+  command -v mvn >/dev/null || die "Maven is needed to fetch Apache Kafka $KAFKA_VERSION (apt-get install maven), or point EM_KAFKA_BOOTSTRAP at a running broker"
+  command -v java >/dev/null || die "Java 17+ is needed to run Apache Kafka (apt-get install openjdk-17-jre-headless)"
+  log "resolving Apache Kafka $KAFKA_VERSION from Maven Central into ${LIBS#"$ROOT"/}"
+  mkdir -p "$LIBS.tmp"
+  mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies \
+      -DoutputDirectory="$LIBS.tmp" -Dmdep.includeScope=runtime >&2 \
+    || die "Maven could not resolve Kafka $KAFKA_VERSION (see output above)"
+  rm -rf "$LIBS" && mv "$LIBS.tmp" "$LIBS"
+}
+
+kafka_up() {
+  local dir="$VAR/kafka" pid="$VAR/kafka/kafka.pid"
+  if alive "$pid"; then log "kafka already running (pid $(cat "$pid"))"; return 1; fi
+  if port_open "$KAFKA_PORT"; then
+    die "port $KAFKA_PORT is taken by a process this script did not start; stop it or set EM_KAFKA_BOOTSTRAP to use it"
+  fi
+  kafka_resolve
+  mkdir -p "$dir/data" "$dir/logs"
+  sed -e "s#@KAFKA_PORT@#$KAFKA_PORT#g" -e "s#@CONTROLLER_PORT@#$CONTROLLER_PORT#g" \
+      -e "s#@DATA_DIR@#$dir/data#g" "$ROOT/scripts/kafka/server.properties.in" > "$dir/server.properties"
+  local java=(java "-Xms256m" "-Xmx$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+              -Djava.awt.headless=true "-Dkafka.logs.dir=$dir/logs"
+              "-Dlog4j2.configurationFile=$ROOT/scripts/kafka/log4j2.xml" -cp "$LIBS/*")
+  if [ ! -f "$dir/data/meta.properties" ]; then
+    local cluster_id
+    cluster_id="$("${java[@]}" kafka.tools.StorageTool random-uuid)"
+    "${java[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" >"$dir/logs/format.log" 2>&1 \
+      || die "formatting the Kafka storage failed: $(tail -n 5 "$dir/logs/format.log")"
+  fi
+  log "starting Apache Kafka $KAFKA_VERSION (KRaft, single node) on 127.0.0.1:$KAFKA_PORT"
+  nohup "${java[@]}" kafka.Kafka "$dir/server.properties" >"$dir/logs/stdout.log" 2>&1 &
+  echo $! > "$pid"
+  if ! "$PY" "$ROOT/scripts/wait_ready.py" kafka "127.0.0.1:$KAFKA_PORT" --timeout 120 --pid "$(cat "$pid")"; then
+    tail -n 20 "$dir/logs/stdout.log" "$dir/logs/server.log" >&2 || true
+    die "Kafka did not become ready; logs in ${dir#"$ROOT"/}/logs"
+  fi
+  return 0
+}
+
+# ---------------------------------------------------------------- Redis
+redis_up() {
+  local dir="$VAR/redis" pid="$VAR/redis/redis.pid"
+  if alive "$pid"; then log "redis already running (pid $(cat "$pid"))"; return 1; fi
+  if port_open "$REDIS_PORT"; then
+    die "port $REDIS_PORT is taken by a process this script did not start; stop it or set EM_REDIS_URL to use it"
+  fi
+  if ! command -v redis-server >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      log "installing redis-server from Debian's packages"
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) >&2 \
+        || die "apt-get install redis-server failed"
+    else
+      die "redis-server is missing: install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis) or set EM_REDIS_URL"
+    fi
+  fi
+  mkdir -p "$dir"
+  log "starting redis-server on 127.0.0.1:$REDIS_PORT"
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes --pidfile "$pid" \
+    --dir "$dir" --logfile "$dir/redis.log" --save "" --appendonly no --protected-mode yes >&2
+  "$PY" "$ROOT/scripts/wait_ready.py" redis "127.0.0.1:$REDIS_PORT" --timeout 30 \
+    || die "Redis did not become ready; log in ${dir#"$ROOT"/}/redis.log"
+  # redis-server writes its pid file itself, a moment after daemonizing.
+  for _ in $(seq 50); do [ -s "$pid" ] && break; sleep 0.1; done
+  return 0
+}
+
+stop_pid() {
+  local name="$1" pid="$2"
+  if ! alive "$pid"; then rm -f "$pid"; return 0; fi
+  local p; p="$(cat "$pid")"
+  log "stopping $name (pid $p)"
+  kill "$p" 2>/dev/null || true
+  for _ in $(seq 150); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
+  if kill -0 "$p" 2>/dev/null; then log "$name did not stop in 30 s; killing it"; kill -9 "$p" 2>/dev/null || true; fi
+  rm -f "$pid"
+}
+
+external() { # $1: variable name; true when the user points it at a running server
+  [ -n "${!1:-}" ]
+}
+
+cmd_up() {
+  local started_file=""
+  [ "${1:-}" = "--started-file" ] && started_file="$2"
+  [ -n "$started_file" ] && : > "$started_file"
+  if external EM_KAFKA_BOOTSTRAP; then
+    log "EM_KAFKA_BOOTSTRAP=$EM_KAFKA_BOOTSTRAP: using that broker"
+    "$PY" "$ROOT/scripts/wait_ready.py" kafka "$EM_KAFKA_BOOTSTRAP" --timeout 30 || die "no Kafka answers at $EM_KAFKA_BOOTSTRAP"
+  elif kafka_up; then
+    [ -n "$started_file" ] && echo kafka >> "$started_file"
+  fi
+  if external EM_REDIS_URL; then
+    log "EM_REDIS_URL=$EM_REDIS_URL: using that server"
+    "$PY" "$ROOT/scripts/wait_ready.py" redis "$EM_REDIS_URL" --timeout 30 || die "no Redis answers at $EM_REDIS_URL"
+  elif redis_up; then
+    [ -n "$started_file" ] && echo redis >> "$started_file"
+  fi
+  return 0
+}
+
+cmd_down() {
+  local only=""
+  if [ "${1:-}" = "--from" ]; then
+    [ -f "$2" ] || return 0
+    only="$(cat "$2")"
+  fi
+  if [ -z "${1:-}" ] || grep -qx redis <<<"$only"; then stop_pid redis "$VAR/redis/redis.pid"; fi
+  if [ -z "${1:-}" ] || grep -qx kafka <<<"$only"; then stop_pid kafka "$VAR/kafka/kafka.pid"; fi
+}
+
+cmd_status() {
+  alive "$VAR/kafka/kafka.pid" && echo "kafka: running (pid $(cat "$VAR/kafka/kafka.pid"))" || echo "kafka: stopped"
+  alive "$VAR/redis/redis.pid" && echo "redis: running (pid $(cat "$VAR/redis/redis.pid"))" || echo "redis: stopped"
+}
+
+case "${1:-}" in
+  up) shift; cmd_up "$@" ;;
+  down) shift; cmd_down "$@" ;;
+  status) cmd_status ;;
+  resolve) kafka_resolve ;;
+  *) echo "usage: $0 up [--started-file F] | down [--from F] | status | resolve" >&2; exit 2 ;;
+esac

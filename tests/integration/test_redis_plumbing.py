@@ -1,0 +1,26 @@
+"""The Redis started by the project answers, pipelines and expires keys."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+pytestmark = pytest.mark.integration
+
+
+async def test_pipelined_round_trip(redis_client: aioredis.Redis, unique: str) -> None:
+    async with redis_client.pipeline(transaction=False) as pipe:
+        for i in range(100):
+            pipe.set(f"t:{unique}:{i}", orjson.dumps({"n": i}))
+        pipe.zadd(f"t:{unique}:z", {f"c{i}": i for i in range(100)})
+        await pipe.execute()
+    values = await redis_client.mget([f"t:{unique}:{i}" for i in range(100)])
+    assert [orjson.loads(v)["n"] for v in values] == list(range(100))
+    assert await redis_client.zrangebyscore(f"t:{unique}:z", 10, 12) == [b"c10", b"c11", b"c12"]
+    await redis_client.set(f"t:{unique}:ttl", b"x", px=200)
+    await asyncio.sleep(0.4)
+    assert await redis_client.get(f"t:{unique}:ttl") is None
+    await redis_client.delete(*[f"t:{unique}:{i}" for i in range(100)], f"t:{unique}:z")
