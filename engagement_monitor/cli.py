@@ -19,6 +19,23 @@ def _not_built(feature: str, issue: int) -> Handler:
     return handler
 
 
+def _worker(_args: argparse.Namespace, settings: Settings) -> int:
+    from engagement_monitor.worker import run_worker
+
+    return run_worker(settings)
+
+
+def _resnapshot(_args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from engagement_monitor.worker import request_resnapshot
+
+    print("asking the workers to rebuild every snapshot from their tables ...")
+    code = asyncio.run(request_resnapshot(settings))
+    print("done: every partition rebuilt" if code == 0 else "timed out: is a worker running?")
+    return code
+
+
 def _config(_args: argparse.Namespace, settings: Settings) -> int:
     """Print the effective configuration, so an operator can see what the process will use."""
     for name, value in settings.model_dump(mode="json").items():
@@ -33,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands: dict[str, tuple[str, Handler]] = {
-        "worker": ("run the stream processor (Faust worker)", _not_built("worker", 4)),
-        "resnapshot": ("rebuild Redis snapshots from the tables", _not_built("resnapshot", 4)),
+        "worker": ("run the stream processor (Faust worker)", _worker),
+        "resnapshot": ("rebuild Redis snapshots from the tables", _resnapshot),
         "api": ("serve the read API and the monitor page", _not_built("api", 5)),
         "simulate": ("produce a realistic simulated event stream", _not_built("simulate", 7)),
         "bench": ("run the benchmarks", _not_built("bench", 6)),

@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from counting.config import CountingConfig
+
 ENV_PREFIX = "EM_"
 
 DEFAULT_CHANNELS: tuple[str, ...] = ("sms", "email", "whatsapp")
@@ -57,6 +59,8 @@ class Settings(BaseSettings):
 
     # --- beyond the spec: documented in docs/settings.md ---
     store: Literal["rocksdb", "memory"] = "rocksdb"
+    worker_web_host: str = "127.0.0.1"
+    standby_replicas: int = Field(0, ge=0, le=8)
     replication_factor: int = Field(1, ge=1, le=16)
     channels: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CHANNELS
     channel_metrics: dict[str, tuple[str, ...]] = Field(
@@ -64,10 +68,10 @@ class Settings(BaseSettings):
     )
     window_days: int = Field(90, ge=1, le=3650)
     pending_max_per_contact: int = Field(200, ge=0)
-    pending_max_seconds: float = Field(86400.0, ge=0)
+    pending_max_seconds: int = Field(86400, ge=0)
     dedupe_max_per_contact: int = Field(256, ge=0)
     max_record_bytes: int = Field(65536, ge=256)
-    future_tolerance_seconds: float = Field(300.0, ge=0)
+    future_tolerance_seconds: int = Field(300, ge=0)
     default_timezone: str = "UTC"
     org_timezones: dict[str, str] = Field(default_factory=dict)
     batch_max_records: int = Field(2000, ge=1)
@@ -136,6 +140,21 @@ class Settings(BaseSettings):
                 f"EM_CHANNEL_METRICS: no tracked metrics for channel(s) {', '.join(missing)}"
             )
         return self
+
+    def counting_config(self) -> CountingConfig:
+        """The pure counting core's view of the settings."""
+        return CountingConfig(
+            channels=self.channels,
+            tracked={ch: frozenset(m) for ch, m in self.channel_metrics.items()},
+            window_days=self.window_days,
+            pending_max_per_contact=self.pending_max_per_contact,
+            pending_max_seconds=self.pending_max_seconds,
+            dedupe_max_per_contact=self.dedupe_max_per_contact,
+            future_tolerance_seconds=self.future_tolerance_seconds,
+            max_record_bytes=self.max_record_bytes,
+            org_timezones=self.org_timezones,
+            default_timezone=self.default_timezone,
+        )
 
     def topic(self, name: str) -> str:
         """Full topic name: every topic carries the configured prefix (SPEC §2)."""

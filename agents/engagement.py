@@ -1,0 +1,290 @@
+"""The Faust side of the worker: one agent, two timers and two web pages around the processor.
+
+Everything here is plumbing. The batch logic is `agents.processor`, the counting rules are
+`counting`; this module only moves bytes between Kafka, the table and Redis, and keeps the
+expiry index and the Redis sentinels up to date.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from faust.streams import _current_event
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agents import metrics as m
+from agents.due_index import DueIndex
+from agents.processor import BatchOutput, EngagementProcessor, Inbound, RedisOp
+from agents.redis_sink import RedisSink
+from agents.stored import unpack
+from counting import next_expiry
+from engagement_monitor.settings import Settings
+from streams.app import Streams
+from streams.partitioning import partition_for
+
+log = logging.getLogger("engagement_monitor.worker")
+
+REBUILD_CHUNK = 500
+
+
+class TableStore:
+    """The processor's `StateStore` over a Faust table.
+
+    Each write runs with the contact's own event as Faust's current event: a batch mixes
+    partitions, and Faust's RocksDB store files a key under the current event's partition.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, key: bytes) -> bytes | None:
+        value: bytes | None = self.table.get(key)
+        return value
+
+    def put(self, key: bytes, value: bytes, ref: Any) -> None:
+        token = _current_event.set(weakref.ref(ref))
+        try:
+            self.table[key] = value
+        finally:
+            _current_event.reset(token)
+
+    def delete(self, key: bytes, ref: Any) -> None:
+        token = _current_event.set(weakref.ref(ref))
+        try:
+            self.table.pop(key, None)
+        finally:
+            _current_event.reset(token)
+
+
+def _headers(raw: Any) -> list[tuple[str, bytes]]:
+    if not raw:
+        return []
+    items: Iterable[tuple[str, bytes]] = raw.items() if isinstance(raw, dict) else raw
+    return [(k, v if isinstance(v, bytes) else str(v).encode()) for k, v in items]
+
+
+class EngagementWorker:
+    """Installs the agent, timers and pages on a `Streams` app and holds their shared state."""
+
+    def __init__(self, streams: Streams, settings: Settings) -> None:
+        self.streams = streams
+        self.settings = settings
+        self.app = streams.app
+        self.cfg = settings.counting_config()
+        self.processor = EngagementProcessor(
+            self.cfg,
+            settings.partitions,
+            TableStore(streams.contacts),
+            rekey_topic=streams.names.short(streams.names.rekey),
+        )
+        self.sink = RedisSink(str(settings.redis_url), settings.app_id)
+        self.due = DueIndex()
+        self.indexed: frozenset[int] = frozenset()  # partitions whose due index is built
+        self.topics_ready = False
+        self.last_offsets: dict[tuple[str, int], int] = {}
+        self._install()
+
+    # ------------------------------------------------------------ wiring
+    def _install(self) -> None:
+        app, settings = self.app, self.settings
+
+        @app.agent(self.streams.source, name="engagement")
+        async def engagement(stream: Any) -> None:
+            async for events in stream.take_events(
+                settings.batch_max_records, within=settings.batch_max_seconds
+            ):
+                await self.handle(events)
+
+        @app.timer(settings.expiry_sweep_seconds, name="expiry_sweep", on_leader=False)
+        async def expiry_sweep() -> None:
+            await self.sweep()
+
+        @app.timer(2.0, name="maintenance", on_leader=False)
+        async def maintenance() -> None:
+            await self.maintain()
+
+        @app.page("/healthz")
+        async def healthz(web: Any, request: Any) -> Any:
+            ok, reason = self.health()
+            return web.json({"status": "ok" if ok else "starting", "detail": reason},
+                            status=200 if ok else 503)
+
+        @app.page("/metrics")
+        async def metrics_page(web: Any, request: Any) -> Any:
+            return web.bytes(
+                generate_latest(m.REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0]
+            )
+
+        self._agent = engagement
+
+    # ------------------------------------------------------------ batches
+    async def handle(self, events: list[Any]) -> None:
+        started = time.perf_counter()
+        short = self.streams.names.short
+        batch = []
+        for event in events:
+            message = event.message
+            batch.append(
+                Inbound(
+                    short(message.topic), message.key, message.value or b"",
+                    message.partition, message.offset, _headers(message.headers), event,
+                )
+            )
+            self.last_offsets[(message.topic, message.partition)] = message.offset
+        out = self.processor.process(batch)
+        self._publish(out)
+        await self.sink.apply(out.redis)
+        for key, due in out.due.items():
+            self.due.set(key, due)
+        self._count(out, len(batch), time.perf_counter() - started)
+
+    def _publish(self, out: BatchOutput) -> None:
+        outputs = self.streams.outputs
+        full = self.streams.names.full
+        for item in out.publish:
+            topic = outputs.get(item.topic) or outputs[full(item.topic)]
+            topic.send_soon(
+                key=item.key, value=item.value, headers=item.headers, partition=item.partition
+            )
+
+    @staticmethod
+    def _count(out: BatchOutput, size: int, seconds: float) -> None:
+        for topic, n in out.records_by_topic.items():
+            m.RECORDS_IN.labels(topic).inc(n)
+        for code, n in out.dead_by_code.items():
+            m.DEAD_LETTERS.labels(code).inc(n)
+        if out.dead_by_code:
+            log.info(
+                "dead letters: %s",
+                ", ".join(f"{n} {code}" for code, n in out.dead_by_code.most_common()),
+            )
+        for outcome, n in out.outcomes.items():
+            m.OUTCOMES.labels(outcome).inc(n)
+        for cause, n in out.tier_changes.items():
+            m.TIER_CHANGES.labels(cause).inc(n)
+        if out.rekeyed:
+            m.REKEYED.inc(out.rekeyed)
+        m.BATCH_SIZE.observe(size)
+        m.BATCH_SECONDS.observe(seconds)
+
+    # ------------------------------------------------------------ expiry
+    async def sweep(self) -> None:
+        """Send an expiry tick to every contact of this worker whose oldest message is due."""
+        keys = self.due.pop_due(int(time.time()))
+        for key in keys:
+            tick = self.processor.tick(key)
+            self.streams.outputs[self.streams.names.rekey].send_soon(
+                key=tick.key, value=tick.value, headers=tick.headers, partition=tick.partition
+            )
+        m.EXPIRY_TICKS.inc(len(keys))
+        m.DUE_CONTACTS.set(len(self.due))
+        if keys:
+            log.info("expiry sweep: %d contact(s) due for re-evaluation", len(keys))
+
+    # ------------------------------------------------------------ maintenance
+    def assigned_partitions(self) -> frozenset[int]:
+        source = self.streams.names.inputs[0]
+        return frozenset(tp.partition for tp in self.app.consumer.assignment() if tp.topic == source)
+
+    def recovered(self) -> bool:
+        recovery = self.app.tables.recovery
+        return bool(recovery.completed.is_set()) and not recovery.in_recovery
+
+    def health(self) -> tuple[bool, str]:
+        if not self.topics_ready:
+            return False, "creating topics"
+        if self.app.rebalancing:
+            return False, "rebalancing"
+        if not self.assigned_partitions():
+            return False, "no partitions assigned"
+        if not self.recovered():
+            return False, "recovering tables"
+        return True, f"partitions {sorted(self.assigned_partitions())}"
+
+    async def maintain(self) -> None:
+        """Rebuild the due index after an assignment; rebuild Redis partitions that lost data."""
+        if self.app.rebalancing or not self.recovered():
+            return
+        assigned = self.assigned_partitions()
+        self._lag(assigned)
+        if assigned != self.indexed:
+            await self._reindex(assigned)
+        missing = await self.sink.missing_sentinels(sorted(assigned))
+        if missing:
+            await self.rebuild(missing)
+
+    def _lag(self, assigned: frozenset[int]) -> None:
+        consumer = self.app.consumer
+        consumed = set(self.streams.names.consumed)
+        for tp in consumer.assignment():
+            if tp.partition not in assigned or tp.topic not in consumed:
+                continue
+            try:
+                high = consumer.highwater(tp)
+            except Exception:  # noqa: BLE001 - metrics must never break the worker
+                continue
+            if high is None:
+                continue
+            read = self.last_offsets.get((tp.topic, tp.partition), -1)
+            m.CONSUMER_LAG.labels(tp.topic, tp.partition).set(max(0, high - read - 1))
+
+    def _keys_of(self, partitions: frozenset[int]) -> list[bytes]:
+        n = self.settings.partitions
+        return [k for k in list(self.streams.contacts.keys()) if partition_for(k, n) in partitions]
+
+    async def _reindex(self, assigned: frozenset[int]) -> None:
+        started = time.perf_counter()
+        n = self.settings.partitions
+        self.due.discard_where(lambda k: partition_for(k, n) not in assigned)
+        added = assigned - self.indexed
+        keys = self._keys_of(added)
+        table = self.streams.contacts
+        for i, key in enumerate(keys):
+            raw = table.get(key)
+            if raw is not None:
+                self.due.set(key, next_expiry(unpack(raw, self.cfg).state, self.cfg))
+            if i % REBUILD_CHUNK == REBUILD_CHUNK - 1:
+                await asyncio.sleep(0)
+        self.indexed = assigned
+        m.DUE_CONTACTS.set(len(self.due))
+        log.info(
+            "assigned partitions %s: %d contact(s) indexed for expiry in %.2f s",
+            sorted(assigned), len(keys), time.perf_counter() - started,
+        )
+
+    async def rebuild(self, partitions: list[int]) -> int:
+        """Rewrite every snapshot of these partitions from the table (Redis lost them)."""
+        started = time.perf_counter()
+        keys = self._keys_of(frozenset(partitions))
+        table = self.streams.contacts
+        now = datetime.now(UTC)
+        ops: list[RedisOp] = []
+        written = 0
+        for key in keys:
+            raw = table.get(key)
+            if raw is None:
+                continue
+            ops.append(self.processor.snapshot_of(key, raw, now))
+            if len(ops) >= REBUILD_CHUNK:
+                await self.sink.apply(ops)
+                written += len(ops)
+                ops = []
+        await self.sink.apply(ops)
+        written += len(ops)
+        await self.sink.set_sentinels(partitions)
+        m.SNAPSHOT_REBUILDS.inc(written)
+        log.info(
+            "rebuilt %d snapshot(s) in Redis for partitions %s in %.2f s",
+            written, partitions, time.perf_counter() - started,
+        )
+        return written
+
+    def describe(self) -> bytes:
+        return orjson.dumps({"partitions": sorted(self.assigned_partitions())})

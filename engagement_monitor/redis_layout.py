@@ -1,0 +1,76 @@
+"""The Redis layout shared by the worker (writer) and the API (reader). Redis is a cache of the
+tables: everything here can be rebuilt by the worker, so nothing here is the truth.
+
+Keys carry the org in a hash tag (`{org}`) so that one org's keys share a Redis Cluster slot and
+the per-contact Lua scripts stay single-slot.
+
+| key | type | holds |
+|---|---|---|
+| `em:{org}:snap:<contact>` | string | the snapshot JSON (SPEC §4) |
+| `em:{org}:seg:<scope>:<tier>` | sorted set, all scores 0 | members `<inverted rate>|<contact>` |
+| `em:{org}:mem:<contact>` | hash | segment key -> member, so an update can remove the old ones |
+| `em:meta:<app>:p<n>` | string | sentinel: partition n's snapshots are present |
+
+Segment members sort lexicographically: `<inverted rate>` is `10000 - rate in hundredths`,
+zero-padded, so a page lists the most engaged contacts first and a cursor is simply the last
+member (exclusive range), stable under concurrent writes.
+"""
+
+from __future__ import annotations
+
+OVERALL_SCOPE = "all"
+RATE_SCALE = 10000
+
+
+def snapshot_key(org_id: str, contact_id: str) -> str:
+    return f"em:{{{org_id}}}:snap:{contact_id}"
+
+
+def membership_key(org_id: str, contact_id: str) -> str:
+    return f"em:{{{org_id}}}:mem:{contact_id}"
+
+
+def segment_key(org_id: str, scope: str | None, tier: str) -> str:
+    return f"em:{{{org_id}}}:seg:{scope or OVERALL_SCOPE}:{tier}"
+
+
+def segment_member(contact_id: str, rate: float | None) -> str:
+    hundredths = round((rate or 0.0) * 100)
+    return f"{RATE_SCALE - hundredths:05d}|{contact_id}"
+
+
+def parse_member(member: str) -> tuple[str, float]:
+    inverted, _, contact_id = member.partition("|")
+    return contact_id, (RATE_SCALE - int(inverted)) / 100
+
+
+def sentinel_key(app_id: str, partition: int) -> str:
+    return f"em:meta:{app_id}:p{partition}"
+
+
+# Replace one contact's snapshot and segment memberships atomically. Redis's own record of the
+# old memberships decides what to remove, so a replay after a crash never leaves a stale member.
+# KEYS: snapshot, membership hash. ARGV: snapshot JSON, then pairs (segment key, member).
+UPSERT_LUA = """
+local keep = {}
+for i = 2, #ARGV, 2 do keep[ARGV[i]] = ARGV[i + 1] end
+local old = redis.call('HGETALL', KEYS[2])
+for i = 1, #old, 2 do
+  if keep[old[i]] ~= old[i + 1] then redis.call('ZREM', old[i], old[i + 1]) end
+end
+redis.call('DEL', KEYS[2])
+for i = 2, #ARGV, 2 do
+  redis.call('ZADD', ARGV[i], 0, ARGV[i + 1])
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+# Remove a contact everywhere (deletion, SPEC §3). KEYS: snapshot, membership hash.
+DELETE_LUA = """
+local old = redis.call('HGETALL', KEYS[2])
+for i = 1, #old, 2 do redis.call('ZREM', old[i], old[i + 1]) end
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
+"""

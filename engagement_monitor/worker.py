@@ -1,0 +1,62 @@
+"""`engagement-monitor worker`: create the topics, then run the Faust worker until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from engagement_monitor.settings import Settings
+from streams.admin import ensure_topics
+
+log = logging.getLogger("engagement_monitor.worker")
+
+
+def run_worker(settings: Settings) -> int:
+    import faust
+
+    from agents.engagement import EngagementWorker
+    from streams.app import create_app
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    streams = create_app(settings)
+    worker_state = EngagementWorker(streams, settings)
+    worker = faust.Worker(streams.app, loglevel=settings.log_level.lower(), quiet=True)
+
+    async def prepare() -> None:
+        created = await ensure_topics(
+            settings.kafka_bootstrap,
+            streams.names.all,
+            settings.partitions,
+            settings.replication_factor,
+            must_match=streams.names.consumed,
+        )
+        worker_state.topics_ready = True
+        if created:
+            log.info("created %d topic(s): %s", len(created), ", ".join(created))
+
+    worker.loop.run_until_complete(prepare())
+    worker.execute_from_commandline()
+    return 0
+
+
+async def request_resnapshot(settings: Settings) -> int:
+    """Ask every worker to rewrite its snapshots: drop the per-partition sentinels in Redis.
+
+    Workers check the sentinels every few seconds and rebuild the partitions whose sentinel is
+    gone, from their tables, so this works with any number of workers.
+    """
+    import redis.asyncio as aioredis
+
+    from engagement_monitor import redis_layout as rl
+
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        keys = [rl.sentinel_key(settings.app_id, p) for p in range(settings.partitions)]
+        await client.delete(*keys)
+        for _ in range(300):
+            await asyncio.sleep(0.5)
+            if all(v is not None for v in await client.mget(keys)):
+                return 0
+        return 1
+    finally:
+        await client.aclose()

@@ -1,0 +1,73 @@
+"""The Faust app built from settings: broker, store, partitions, the topics and the contact table.
+
+Every record is read as raw bytes (`raw` codecs): decoding and validation happen in the batch
+processor, so a record that is not valid JSON becomes a dead letter instead of crashing the
+agent inside Faust's deserializer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from engagement_monitor.settings import Settings
+from streams.topics import OUTPUT_TOPICS, TopicNames
+
+RAW: dict[str, Any] = {
+    "key_type": bytes,
+    "value_type": bytes,
+    "key_serializer": "raw",
+    "value_serializer": "raw",
+}
+
+
+@dataclass(frozen=True)
+class Streams:
+    app: faust.App
+    names: TopicNames
+    source: Any  # faust topic over every consumed topic
+    outputs: dict[str, Any]  # short name -> faust topic
+    contacts: Any  # faust Table: contact key -> packed StoredContact
+
+
+def create_app(settings: Settings) -> Streams:
+    names = TopicNames(settings.topic_prefix)
+    brokers = [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")]
+    app = faust.App(
+        settings.app_id,
+        broker=brokers,
+        store="rocksdb://" if settings.store == "rocksdb" else "memory://",
+        datadir=str((settings.data_dir / "worker").resolve()),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        web_enabled=True,
+        web_port=settings.worker_web_port,
+        web_bind=settings.worker_web_host,
+        web_in_thread=False,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        producer_linger_ms=5,
+        producer_max_batch_size=262144,
+        producer_acks=-1,
+        stream_buffer_maxsize=max(4096, settings.batch_max_records * 2),
+        table_standby_replicas=settings.standby_replicas,
+    )
+    source = app.topic(*names.consumed, **RAW)
+    outputs = {short: app.topic(names.full(short), **RAW) for short in OUTPUT_TOPICS}
+    outputs[names.rekey] = app.topic(names.rekey, **RAW)
+    contacts = app.Table(
+        "contacts",
+        default=None,
+        partitions=settings.partitions,
+        use_partitioner=True,
+        schema=faust.Schema(**RAW),
+    )
+    # Faust derives a table's codecs from its types and falls back to JSON for `bytes`; the
+    # value is our own compact binary encoding, so both must be raw. Set before the store and
+    # the changelog topic are created (both are lazy).
+    contacts.key_serializer = "raw"
+    contacts.value_serializer = "raw"
+    return Streams(app, names, source, outputs, contacts)

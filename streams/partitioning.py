@@ -1,0 +1,18 @@
+"""Which partition a contact key belongs to: the same murmur2 rule as Kafka's default partitioner.
+
+The worker must know it to tell whether a record arrived on the partition that owns its contact
+(the producer used the canonical key) or has to be re-keyed first; the same function is what the
+Faust producer applies to the table's changelog when `use_partitioner=True`.
+"""
+
+from __future__ import annotations
+
+from aiokafka.partitioner import murmur2
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def contact_key(org_id: str, contact_id: str) -> bytes:
+    return f"{org_id}:{contact_id}".encode()
