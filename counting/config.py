@@ -1,0 +1,80 @@
+"""Counting configuration: everything the pure core needs to know, and nothing about Kafka."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from zoneinfo import ZoneInfo
+
+from counting.contrib import build_table
+
+METRICS = ("delivery", "open", "click", "response")
+
+DEFAULT_CHANNELS: tuple[str, ...] = ("sms", "email", "whatsapp")
+
+DEFAULT_TRACKED: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "sms": frozenset({"delivery", "click", "response"}),
+        "email": frozenset({"delivery", "open", "click"}),
+        "whatsapp": frozenset({"delivery", "open", "click", "response"}),
+    }
+)
+
+DAY_US = 86_400 * 1_000_000
+
+
+@dataclass(frozen=True)
+class CountingConfig:
+    """Frozen so that one instance can be shared by every agent without defensive copies.
+
+    A channel that is configured but absent from ``tracked`` tracks all four metrics: a new
+    channel should show every rate until somebody says it cannot measure one.
+    """
+
+    channels: tuple[str, ...] = DEFAULT_CHANNELS
+    tracked: Mapping[str, frozenset[str]] = field(default_factory=lambda: DEFAULT_TRACKED)
+    window_days: int = 90
+    pending_max_per_contact: int = 200
+    pending_max_seconds: int = 86_400
+    dedupe_max_per_contact: int = 256
+    future_tolerance_seconds: int = 300
+    max_record_bytes: int = 65_536
+    org_timezones: Mapping[str, str] = field(default_factory=dict)
+    default_timezone: str = "UTC"
+
+    # Derived once, so the hot path only does dictionary look-ups.
+    window_us: int = field(init=False, repr=False, compare=False)
+    _tables: dict[str, tuple[int, ...]] = field(init=False, repr=False, compare=False)
+    _zones: dict[str, ZoneInfo] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.window_days <= 3000:
+            # The codec stores dispatch times as 48-bit µs offsets (8.9 years).
+            raise ValueError("window_days must be between 1 and 3000")
+        unknown = {m for ms in self.tracked.values() for m in ms} - set(METRICS)
+        if unknown:
+            raise ValueError(f"unknown tracked metric(s): {', '.join(sorted(unknown))}")
+        object.__setattr__(self, "window_us", self.window_days * DAY_US)
+        object.__setattr__(self, "_tables", {})
+        zones = {
+            name: ZoneInfo(name) for name in {self.default_timezone, *self.org_timezones.values()}
+        }
+        object.__setattr__(self, "_zones", zones)
+
+    def tracks(self, channel: str) -> frozenset[str]:
+        return self.tracked.get(channel, frozenset(METRICS))
+
+    def table(self, channel: str) -> tuple[int, ...]:
+        """Contribution table of a channel, built on first use (channels may be free text)."""
+        table = self._tables.get(channel)
+        if table is None:
+            table = build_table(self.tracks(channel))
+            self._tables[channel] = table
+        return table
+
+    def timezone_name(self, org_id: str) -> str:
+        return self.org_timezones.get(org_id, self.default_timezone)
+
+    def timezone(self, org_id: str) -> ZoneInfo:
+        return self._zones[self.timezone_name(org_id)]

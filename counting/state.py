@@ -1,0 +1,73 @@
+"""Per-contact state: everything needed to recompute the snapshot exactly, and nothing more.
+
+Every structure is either a set-like union (idempotent), a min/last-writer-wins register
+(order-independent), or derived from those; that is what makes duplicates and disorder
+harmless without relying on the dedupe ring. Everything is bounded by the window or by a
+count, so the encoded size of a contact stays bounded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class MessageRecord:
+    """One message of the contact, or the interactions waiting for its dispatch.
+
+    ``first_*`` are epoch SECONDS (0 = none): best send times only need the hour, and
+    seconds keep the codec record small.
+    """
+
+    channel: str
+    dispatched_at: int | None  # µs; None while the dispatch has not arrived (pending)
+    flags: int = 0
+    first_open: int = 0
+    first_click: int = 0
+    first_reply: int = 0
+    # Only while pending: processing time (µs) the wait started, and the earliest event
+    # time (µs) of its interactions (a delete removes pending entries dated before it).
+    pending_since: int = 0
+    first_event_at: int = 0
+
+
+# Subscription timeline entry kinds; at equal timestamps an unsubscribe sorts after a
+# subscribe, so "the last entry at or before t" makes the unsubscribe win a tie.
+SUBSCRIBE = 0
+UNSUBSCRIBE = 1
+
+# (occurred_at µs, tie from the event id digest, value)
+Register = tuple[int, int, Any]
+# (occurred_at µs, tie, present, list name)
+ListEntry = tuple[int, int, bool, str | None]
+
+
+@dataclass(slots=True)
+class ContactState:
+    messages: dict[str, MessageRecord] = field(default_factory=dict)
+    pending: dict[str, MessageRecord] = field(default_factory=dict)
+    # channel -> dispatch day (UTC day number) -> packed contribution (counting.contrib)
+    buckets: dict[str, dict[int, int]] = field(default_factory=dict)
+    # channel -> sorted [(occurred_at µs, SUBSCRIBE|UNSUBSCRIBE)]
+    subscriptions: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    registration: dict[str, Register] = field(default_factory=dict)
+    lists: dict[str, ListEntry] = field(default_factory=dict)
+    # event id digest -> UTC day of the event; insertion order is the ring order
+    seen: dict[bytes, int] = field(default_factory=dict)
+    tombstone: int | None = None
+    first_seen: int | None = None
+    dropped_pending: int = 0
+    # Derived cache: earliest dispatch, so expiry can be skipped cheaply when nothing is due.
+    oldest_dispatch: int | None = None
+
+    def is_empty(self) -> bool:
+        """Nothing left worth storing: the table entry can be deleted."""
+        return (
+            not self.messages
+            and not self.pending
+            and not self.subscriptions
+            and not self.registration
+            and not self.lists
+            and self.tombstone is None
+        )

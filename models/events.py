@@ -1,0 +1,333 @@
+"""Input records (SPEC §2) and the one function that turns raw Kafka bytes into them.
+
+Every way a record can be unusable maps to a ``RecordRejected`` with a stable ``code`` (for
+metrics and alerting) and a ``reason`` a person can act on, because the dead-letter topic is
+read by people, not machines.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, ClassVar, Literal, Protocol
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+)
+from pydantic_core import PydanticCustomError
+
+from models.origin import ORIGIN_TYPES, Origin
+
+DEFAULT_CHANNELS: tuple[str, ...] = ("sms", "email", "whatsapp")
+
+REJECTION_CODES = (
+    "not_json",
+    "invalid_field",
+    "missing_field",
+    "unknown_channel",
+    "bad_timestamp",
+    "future_timestamp",
+    "oversize",
+    "unknown_topic",
+)
+
+
+class RecordRejected(Exception):
+    """A record that cannot be used; it goes to the dead letters, it never stops an agent."""
+
+    def __init__(self, reason: str, code: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+    def __repr__(self) -> str:
+        return f"RecordRejected(reason={self.reason!r}, code={self.code!r})"
+
+
+class ParseConfig(Protocol):
+    """What parsing needs from the configuration; ``counting.CountingConfig`` satisfies it.
+
+    A protocol keeps ``models`` free of any import from ``counting``.
+    """
+
+    @property
+    def channels(self) -> tuple[str, ...]: ...
+
+    @property
+    def max_record_bytes(self) -> int: ...
+
+    @property
+    def future_tolerance_seconds(self) -> int: ...
+
+
+def _require_timestamp_text(value: Any) -> Any:
+    # pydantic would also take 1700000000 or "1700000000" as a datetime; the contract says
+    # RFC 3339 with an offset, and a unix number is most likely a producer bug.
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or len(value) < 19 or value[4] != "-" or value[10] not in "Tt ":
+        raise PydanticCustomError("bad_timestamp", "not an RFC 3339 timestamp")
+    return value
+
+
+def _check_channel(value: str, info: ValidationInfo) -> str:
+    # The channel set is configuration, so it arrives through the validation context;
+    # without a context (e.g. a direct model_validate in a test) the defaults apply.
+    context = info.context
+    channels = context.get("channels", DEFAULT_CHANNELS) if context else DEFAULT_CHANNELS
+    if value not in channels:
+        raise PydanticCustomError(
+            "unknown_channel",
+            "'{value}' is not one of {choices}",
+            {"value": value, "choices": ", ".join(channels)},
+        )
+    return value
+
+
+def _to_utc(value: datetime) -> datetime:
+    # Normalised once here: arithmetic on stdlib UTC datetimes is several times cheaper than
+    # on pydantic's offset objects, and the counting core does it for every event.
+    return value.astimezone(UTC)
+
+
+Timestamp = Annotated[
+    AwareDatetime, BeforeValidator(_require_timestamp_text), AfterValidator(_to_utc)
+]
+Channel = Annotated[str, AfterValidator(_check_channel)]
+EventId = Annotated[str, Field(min_length=1, max_length=128)]
+OrgId = Annotated[str, Field(min_length=1, max_length=64)]
+ContactId = Annotated[str, Field(min_length=1, max_length=128)]
+MessageId = Annotated[str, Field(min_length=1, max_length=128)]
+Phone = Annotated[str, Field(pattern=r"^\+[1-9][0-9]{1,14}$")]
+Email = Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Name = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    event_id: EventId
+    org_id: OrgId
+    contact_id: ContactId
+    occurred_at: Timestamp
+
+
+class _EngagementRecord(_Record):
+    topic: ClassVar[str]
+    channel: Channel
+
+
+class _MessageRecord(_EngagementRecord):
+    message_id: MessageId
+
+
+class DispatchEvent(_MessageRecord):
+    topic: ClassVar[str] = "dispatch"
+    dispatch_kind: Literal["single", "automated"]
+    campaign_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+
+
+class DeliveryEvent(_MessageRecord):
+    topic: ClassVar[str] = "delivery"
+
+
+class OpenEvent(_MessageRecord):
+    topic: ClassVar[str] = "open"
+
+
+class ClickEvent(_MessageRecord):
+    topic: ClassVar[str] = "click"
+    url: Annotated[str, Field(max_length=4096)] | None = None
+
+
+class ReplyEvent(_MessageRecord):
+    topic: ClassVar[str] = "reply"
+
+
+class UnsubscribeEvent(_EngagementRecord):
+    topic: ClassVar[str] = "unsubscribe"
+
+
+class ContactUpsert(_Record):
+    """Only the fields present in the record are written; an explicit null clears a field."""
+
+    type: Literal["upsert"]
+    name: Name | None = None
+    phone: Phone | None = None
+    email: Email | None = None
+    created_at: Timestamp | None = None
+    origin: Origin | None = None
+
+
+class ContactDelete(_Record):
+    type: Literal["delete"]
+
+
+class ContactListAdded(_Record):
+    type: Literal["list_added"]
+    list_id: Annotated[str, Field(min_length=1, max_length=128)]
+    list_name: Name | None = None
+
+
+class ContactListRemoved(_Record):
+    type: Literal["list_removed"]
+    list_id: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class ContactSubscribe(_Record):
+    type: Literal["subscribe"]
+    channel: Channel
+
+
+ContactEvent = Annotated[
+    ContactUpsert | ContactDelete | ContactListAdded | ContactListRemoved | ContactSubscribe,
+    Field(discriminator="type"),
+]
+CONTACT_TYPES = ("upsert", "delete", "list_added", "list_removed", "subscribe")
+
+InteractionEvent = DeliveryEvent | OpenEvent | ClickEvent | ReplyEvent
+Event = (
+    DispatchEvent
+    | DeliveryEvent
+    | OpenEvent
+    | ClickEvent
+    | ReplyEvent
+    | UnsubscribeEvent
+    | ContactUpsert
+    | ContactDelete
+    | ContactListAdded
+    | ContactListRemoved
+    | ContactSubscribe
+)
+
+_CONTACT_ADAPTER: TypeAdapter[
+    ContactUpsert | ContactDelete | ContactListAdded | ContactListRemoved | ContactSubscribe
+] = TypeAdapter(ContactEvent)
+
+ENGAGEMENT_MODELS: dict[str, type[_EngagementRecord]] = {
+    m.topic: m
+    for m in (DispatchEvent, DeliveryEvent, OpenEvent, ClickEvent, ReplyEvent, UnsubscribeEvent)
+}
+TOPICS: tuple[str, ...] = (*ENGAGEMENT_MODELS, "contact")
+
+
+def _shown(value: Any) -> str:
+    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _field_path(loc: tuple[int | str, ...], contact: bool) -> str:
+    parts = list(loc)
+    # Discriminated unions put the tag in the location; people think in field names.
+    if contact and parts and parts[0] in CONTACT_TYPES:
+        parts = parts[1:]
+    cleaned: list[str] = []
+    skip_next = False
+    for i, part in enumerate(parts):
+        if skip_next:
+            skip_next = False
+            continue
+        cleaned.append(str(part))
+        if part == "origin" and i + 1 < len(parts) and parts[i + 1] in ORIGIN_TYPES:
+            skip_next = True
+    return ".".join(cleaned)
+
+
+_TIMESTAMP_ERRORS = {
+    "bad_timestamp",
+    "timezone_aware",
+    "datetime_parsing",
+    "datetime_from_date_parsing",
+    "datetime_type",
+    "datetime_object_invalid",
+}
+
+
+_PATTERN_DETAILS = {
+    "phone": "not an E.164 phone number (+ and up to 15 digits)",
+    "email": "not an e-mail address",
+}
+
+
+def _rejection(error: ValidationError, contact: bool) -> RecordRejected:
+    errors = error.errors(include_url=False)
+    # A missing field is the most useful thing to name when several things are wrong.
+    first = min(errors, key=lambda e: e["type"] not in ("missing", "union_tag_not_found"))
+    kind = first["type"]
+    path = _field_path(first["loc"], contact)
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    if kind == "missing":
+        return RecordRejected(f"missing field {path}{more}", "missing_field")
+    if kind == "union_tag_not_found":
+        field = f"{path}.type" if path else "type"
+        return RecordRejected(f"missing field {field}{more}", "missing_field")
+    if kind == "unknown_channel":
+        return RecordRejected(f"{path}: {first['msg']}{more}", "unknown_channel")
+    if kind in _TIMESTAMP_ERRORS:
+        detail = "has no UTC offset" if kind == "timezone_aware" else "not an RFC 3339 timestamp"
+        shown = _shown(first.get("input"))
+        return RecordRejected(f"{path}: {detail} ({shown}){more}", "bad_timestamp")
+    if kind == "union_tag_invalid":
+        field = f"{path}.type" if path else "type"
+        ctx = first.get("ctx", {})
+        return RecordRejected(
+            f"{field}: {ctx.get('tag')!r} is not one of {ctx.get('expected_tags')}{more}",
+            "invalid_field",
+        )
+    shown = _shown(first.get("input"))
+    message = first["msg"][0].lower() + first["msg"][1:]
+    if kind == "string_pattern_mismatch":
+        message = _PATTERN_DETAILS.get(path, message)
+    return RecordRejected(f"{path}: {message} ({shown}){more}", "invalid_field")
+
+
+def _describe_tolerance(seconds: int) -> str:
+    if seconds % 60 == 0:
+        minutes = seconds // 60
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds} seconds"
+
+
+def parse_record(topic: str, raw: bytes, now: datetime, cfg: ParseConfig) -> Event:
+    """Decode and validate one record of an UNPREFIXED topic, or raise ``RecordRejected``.
+
+    ``now`` is the processing time used for the future-timestamp guard: a clock far ahead
+    would otherwise pin a message in the window for months.
+    """
+    if len(raw) > cfg.max_record_bytes:
+        raise RecordRejected(f"oversize: {len(raw)} bytes > {cfg.max_record_bytes}", "oversize")
+    model = ENGAGEMENT_MODELS.get(topic)
+    if model is None and topic != "contact":
+        raise RecordRejected(
+            f"unknown topic {topic!r} (expected one of {', '.join(TOPICS)})", "unknown_topic"
+        )
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RecordRejected(f"not JSON: {exc}", "not_json") from None
+    if not isinstance(data, dict):
+        raise RecordRejected(f"not JSON: expected an object, got {type(data).__name__}", "not_json")
+    context = {"channels": cfg.channels}
+    event: Event
+    try:
+        if model is not None:
+            event = model.model_validate(data, context=context)  # type: ignore[assignment]
+        else:
+            event = _CONTACT_ADAPTER.validate_python(data, context=context)
+    except ValidationError as exc:
+        raise _rejection(exc, contact=model is None) from None
+    if event.occurred_at - now > timedelta(seconds=cfg.future_tolerance_seconds):
+        raise RecordRejected(
+            f"occurred_at: more than {_describe_tolerance(cfg.future_tolerance_seconds)} "
+            f"in the future ({data.get('occurred_at')})",
+            "future_timestamp",
+        )
+    return event

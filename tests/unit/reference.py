@@ -1,0 +1,240 @@
+"""A deliberately naive reference for SPEC §3, for the property tests.
+
+It takes the SET of events (each event_id once), sorts them by event time and recomputes
+every figure from scratch, with no buckets, no packing, no incremental state and no dedupe
+ring. If the real core ever depends on arrival order or duplicates, the two disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from fractions import Fraction
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from counting import CountingConfig
+from models.events import (
+    ClickEvent,
+    ContactDelete,
+    ContactListAdded,
+    ContactListRemoved,
+    ContactSubscribe,
+    ContactUpsert,
+    DeliveryEvent,
+    DispatchEvent,
+    Event,
+    OpenEvent,
+    ReplyEvent,
+    UnsubscribeEvent,
+)
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+KIND = {DeliveryEvent: "delivery", OpenEvent: "open", ClickEvent: "click", ReplyEvent: "reply"}
+
+
+def _round(value: Fraction) -> float | None:
+    hundredths = math.floor(value * 100 + Fraction(1, 2))
+    return hundredths / 100
+
+
+def _rate(num: int, den: int) -> float | None:
+    return None if den == 0 else _round(Fraction(num * 100, den))
+
+
+def _tier(rate: float | None) -> str | None:
+    if rate is None:
+        return None
+    return (
+        "no_engagement"
+        if rate < 20
+        else "low"
+        if rate < 50
+        else "high"
+        if rate < 75
+        else "very_high"
+    )
+
+
+def _tie(event_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def reference_snapshot(
+    org_id: str,
+    contact_id: str,
+    events: Iterable[Event],
+    applied_at: datetime,
+    now: datetime,
+    cfg: CountingConfig,
+) -> dict[str, Any] | None:
+    """``applied_at``: processing time of the events (decides "too old");
+    ``now``: time of the snapshot (decides the window)."""
+    unique: dict[str, Event] = {}
+    for event in events:
+        unique.setdefault(event.event_id, event)
+    window = timedelta(days=cfg.window_days)
+    kept = [e for e in unique.values() if e.occurred_at >= applied_at - window]
+    deletes = [e.occurred_at for e in kept if isinstance(e, ContactDelete)]
+    if deletes:
+        kept = [e for e in kept if e.occurred_at >= max(deletes)]
+    kept = [e for e in kept if not isinstance(e, ContactDelete)]
+    kept.sort(key=lambda e: (e.occurred_at, _tie(e.event_id)))  # event-time order
+
+    registration: dict[str, Any] = {}
+    lists: dict[str, tuple[bool, str | None]] = {}
+    timeline: dict[str, list[tuple[datetime, int]]] = {}
+    dispatches: dict[str, tuple[datetime, str, int]] = {}
+    interactions: dict[str, list[tuple[str, datetime]]] = {}
+    for e in kept:
+        if isinstance(e, ContactUpsert):
+            for name in ("name", "phone", "email", "created_at", "origin"):
+                if name in e.model_fields_set:
+                    value = getattr(e, name)
+                    if name == "origin" and value is not None:
+                        value = value.model_dump(mode="json")
+                    registration[name] = value
+        elif isinstance(e, ContactListAdded):
+            lists[e.list_id] = (True, e.list_name)
+        elif isinstance(e, ContactListRemoved):
+            lists[e.list_id] = (False, None)
+        elif isinstance(e, UnsubscribeEvent | ContactSubscribe):
+            kind = 1 if isinstance(e, UnsubscribeEvent) else 0
+            timeline.setdefault(e.channel, []).append((e.occurred_at, kind))
+        elif isinstance(e, DispatchEvent):
+            candidate = (e.occurred_at, e.channel, int(e.dispatch_kind == "automated"))
+            dispatches[e.message_id] = min(dispatches.get(e.message_id, candidate), candidate)
+        else:
+            interactions.setdefault(e.message_id, []).append((KIND[type(e)], e.occurred_at))
+
+    def unsubscribed(channel: str, at: datetime) -> bool:
+        before = sorted(x for x in timeline.get(channel, []) if x[0] <= at)
+        return bool(before) and before[-1][1] == 1
+
+    start = now - window
+    zone = ZoneInfo(cfg.timezone_name(org_id))
+    counts: dict[str, dict[str, int]] = {}
+    hours: dict[str, dict[int, int]] = {}
+    for message_id, (at, channel, _) in dispatches.items():
+        if at < start:
+            continue
+        c = counts.setdefault(
+            channel,
+            dict.fromkeys(
+                (
+                    "dispatched",
+                    "sending_errors",
+                    "delivered",
+                    "opened",
+                    "clicked",
+                    "replied",
+                    "engaged",
+                ),
+                0,
+            ),
+        )
+        c["dispatched"] += 1
+        if unsubscribed(channel, at):
+            c["sending_errors"] += 1
+            continue
+        kinds = {k for k, _ in interactions.get(message_id, [])}
+        tracked = cfg.tracks(channel)
+        c["delivered"] += bool(kinds)
+        c["opened"] += "open" in kinds or ("open" in tracked and bool(kinds & {"click", "reply"}))
+        c["clicked"] += "click" in kinds
+        c["replied"] += "reply" in kinds
+        c["engaged"] += bool(kinds & {"open", "click", "reply"})
+        h = hours.setdefault(channel, {})
+        for kind, metric in (("open", "open"), ("click", "click"), ("reply", "response")):
+            times = [t for k, t in interactions.get(message_id, []) if k == kind]
+            if times and metric in tracked:
+                seconds = math.floor(min(times).timestamp())
+                local = datetime.fromtimestamp(seconds, zone)
+                how = local.weekday() * 24 + local.hour
+                h[how] = h.get(how, 0) + 1
+
+    present = set(counts) | {ch for ch, entries in timeline.items() if entries}
+    shown_lists = sorted(
+        ({"list_id": k, "name": v[1] if v[1] is not None else k} for k, v in lists.items() if v[0]),
+        key=lambda x: x["list_id"],
+    )
+    if not present and not shown_lists and all(v is None for v in registration.values()):
+        return None
+    order = [c for c in cfg.channels if c in present] + sorted(present - set(cfg.channels))
+    channels: dict[str, Any] = {}
+    empty = dict.fromkeys(
+        ("dispatched", "sending_errors", "delivered", "opened", "clicked", "replied", "engaged"), 0
+    )
+    for channel in order:
+        c = counts.get(channel, empty)
+        tracked = cfg.tracks(channel)
+        entries = sorted(timeline.get(channel, []))
+        status = "unsubscribed" if entries and entries[-1][1] == 1 else "subscribed"
+        engagement = _rate(c["engaged"], c["delivered"])
+        channels[channel] = {
+            "status": status,
+            **{
+                k: c[k]
+                for k in (
+                    "dispatched",
+                    "sending_errors",
+                    "delivered",
+                    "opened",
+                    "clicked",
+                    "replied",
+                )
+            },
+            "rates": {
+                "delivery": _rate(c["delivered"], c["dispatched"])
+                if "delivery" in tracked
+                else None,
+                "open": _rate(c["opened"], c["delivered"]) if "open" in tracked else None,
+                "click": _rate(c["clicked"], c["delivered"]) if "click" in tracked else None,
+                "response": _rate(c["replied"], c["delivered"]) if "response" in tracked else None,
+            },
+            "engagement": {"rate": engagement, "tier": _tier(engagement)},
+        }
+    delivered = sum(counts.get(ch, empty)["delivered"] for ch in order)
+    engaged = sum(counts.get(ch, empty)["engaged"] for ch in order)
+    overall = _rate(engaged, delivered)
+    created = registration.get("created_at")
+    since = created if created is not None else (kept[0].occurred_at if kept else None)
+    best: dict[str, Any] = {}
+    for channel in order:
+        top = sorted(hours.get(channel, {}).items(), key=lambda x: (-x[1], x[0]))[:3]
+        dispatched = channels[channel]["dispatched"]
+        best[channel] = {
+            "timezone": zone.key,
+            "top_hours": [
+                {"weekday": WEEKDAYS[how // 24], "hour": how % 24, "interactions": n}
+                for how, n in top
+            ],
+            "weekly_frequency": _round(Fraction(dispatched * 7, cfg.window_days)),
+        }
+    return {
+        "org_id": org_id,
+        "contact_id": contact_id,
+        "as_of": _iso(now),
+        "window_days": cfg.window_days,
+        "registration": {
+            "name": registration.get("name"),
+            "phone": registration.get("phone"),
+            "email": registration.get("email"),
+            "contact_since": None if since is None else _iso(since),
+            "origin": registration.get("origin"),
+        },
+        "lists": shown_lists,
+        "channels": channels,
+        "dispatched": {
+            "total": sum(ch["dispatched"] for ch in channels.values()),
+            "by_channel": {k: v["dispatched"] for k, v in channels.items()},
+        },
+        "engagement": {"rate": overall, "tier": _tier(overall)},
+        "best_send_times": best,
+    }
