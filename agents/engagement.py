@@ -128,9 +128,17 @@ class EngagementWorker:
     async def handle(self, events: list[Any]) -> None:
         started = time.perf_counter()
         short = self.streams.names.short
+        # A batch can outlive the assignment it was fetched under (a rebalance while it was
+        # buffered). Records of partitions this worker no longer owns are left to the new
+        # owner: their offsets cannot be committed here, so it will read them again.
+        assigned = self.app.consumer.assignment()
         batch = []
+        skipped = 0
         for event in events:
             message = event.message
+            if message.tp not in assigned:
+                skipped += 1
+                continue
             batch.append(
                 Inbound(
                     short(message.topic), message.key, message.value or b"",
@@ -138,6 +146,9 @@ class EngagementWorker:
                 )
             )
             self.last_offsets[(message.topic, message.partition)] = message.offset
+        if skipped:
+            m.REVOKED_SKIPPED.inc(skipped)
+            log.info("left %d record(s) of revoked partitions to their new owner", skipped)
         out = self.processor.process(batch)
         self._publish(out)
         await self.sink.apply(out.redis)
@@ -240,27 +251,26 @@ class EngagementWorker:
         return [k for k in list(self.streams.contacts.keys()) if partition_for(k, n) in partitions]
 
     async def _reindex(self, assigned: frozenset[int]) -> None:
-        started = time.perf_counter()
+        """After an assignment: forget revoked partitions, then index and re-snapshot new ones.
+
+        Re-snapshotting what was just assigned makes Redis equal to the recovered table even if
+        the previous owner's last Redis write was lost (it stopped mid-batch, or crashed).
+        """
         n = self.settings.partitions
         self.due.discard_where(lambda k: partition_for(k, n) not in assigned)
-        added = assigned - self.indexed
-        keys = self._keys_of(added)
-        table = self.streams.contacts
-        for i, key in enumerate(keys):
-            raw = table.get(key)
-            if raw is not None:
-                self.due.set(key, next_expiry(unpack(raw, self.cfg).state, self.cfg))
-            if i % REBUILD_CHUNK == REBUILD_CHUNK - 1:
-                await asyncio.sleep(0)
+        added = sorted(assigned - self.indexed)
+        written = await self.rebuild(added, index=True)
         self.indexed = assigned
         m.DUE_CONTACTS.set(len(self.due))
         log.info(
-            "assigned partitions %s: %d contact(s) indexed for expiry in %.2f s",
-            sorted(assigned), len(keys), time.perf_counter() - started,
+            "assigned partitions %s: %d contact(s) indexed and re-snapshotted",
+            sorted(assigned), written,
         )
 
-    async def rebuild(self, partitions: list[int]) -> int:
+    async def rebuild(self, partitions: list[int], *, index: bool = False) -> int:
         """Rewrite every snapshot of these partitions from the table (Redis lost them)."""
+        if not partitions:
+            return 0
         started = time.perf_counter()
         keys = self._keys_of(frozenset(partitions))
         table = self.streams.contacts
@@ -271,6 +281,8 @@ class EngagementWorker:
             raw = table.get(key)
             if raw is None:
                 continue
+            if index:
+                self.due.set(key, next_expiry(unpack(raw, self.cfg).state, self.cfg))
             ops.append(self.processor.snapshot_of(key, raw, now))
             if len(ops) >= REBUILD_CHUNK:
                 await self.sink.apply(ops)

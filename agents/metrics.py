@@ -48,3 +48,8 @@ SNAPSHOT_REBUILDS = Counter(
     "em_snapshot_rebuilds_total", "Snapshots rewritten to Redis from the tables",
     registry=REGISTRY,
 )
+REVOKED_SKIPPED = Counter(
+    "em_revoked_records_skipped_total",
+    "Records of a batch whose partition was revoked before processing (left to the new owner)",
+    registry=REGISTRY,
+)

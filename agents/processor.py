@@ -74,6 +74,7 @@ class RedisOp:
 
     org_id: str
     contact_id: str
+    version: int
     snapshot: bytes | None
     segments: list[tuple[str, str]]  # (segment key, member)
 
@@ -247,9 +248,10 @@ class EngagementProcessor:
             out.tier_changes[cause] += 1
         stored.state = state
         stored.published = current
+        stored.version += 1
         due = next_expiry(state, self.cfg)
         out.due[key] = due
-        if snapshot is None and due is None:
+        if state.is_empty():
             self.store.delete(key, item.ref)  # nothing left, not even a tombstone to honour
         else:
             self.store.put(key, pack(stored), item.ref)
@@ -257,6 +259,7 @@ class EngagementProcessor:
             RedisOp(
                 item.org_id,
                 item.contact_id,
+                stored.version,
                 orjson.dumps(snapshot) if snapshot is not None else None,
                 _segments(item.org_id, item.contact_id, current),
             )
@@ -272,6 +275,7 @@ class EngagementProcessor:
         return RedisOp(
             org_id,
             contact_id,
+            stored.version,
             orjson.dumps(snapshot) if snapshot is not None else None,
             _segments(org_id, contact_id, current),
         )

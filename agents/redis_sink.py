@@ -51,9 +51,9 @@ class RedisSink:
                     rl.membership_key(op.org_id, op.contact_id),
                 ]
                 if op.snapshot is None:
-                    await self._delete(keys=keys, args=[], client=pipe)
+                    await self._delete(keys=keys, args=[op.version], client=pipe)
                 else:
-                    args: list[bytes | str] = [op.snapshot]
+                    args: list[bytes | str | int] = [op.version, op.snapshot]
                     for segment, member in op.segments:
                         args += [segment, member]
                     await self._upsert(keys=keys, args=args, client=pipe)

@@ -15,7 +15,7 @@ import orjson
 from counting import ContactState, CountingConfig, decode, encode
 
 FORMAT = 1
-_HEADER = struct.Struct(">BI")  # format, length of the published-tiers JSON
+_HEADER = struct.Struct(">BQI")  # format, version, length of the published-tiers JSON
 
 # scope (None = overall) -> (tier, rate)
 Published = dict[str | None, tuple[str | None, float | None]]
@@ -23,20 +23,24 @@ Published = dict[str | None, tuple[str | None, float | None]]
 
 @dataclass(slots=True)
 class StoredContact:
+    """`version` counts the writes of this contact; Redis refuses a snapshot older than the one
+    it holds, so a late write from a worker that just lost the partition cannot win."""
+
     state: ContactState
     published: Published = field(default_factory=dict)
+    version: int = 0
 
 
 def pack(stored: StoredContact) -> bytes:
     tiers = orjson.dumps([[scope, tier, rate] for scope, (tier, rate) in stored.published.items()])
-    return _HEADER.pack(FORMAT, len(tiers)) + tiers + encode(stored.state)
+    return _HEADER.pack(FORMAT, stored.version, len(tiers)) + tiers + encode(stored.state)
 
 
 def unpack(raw: bytes, cfg: CountingConfig) -> StoredContact:
-    version, length = _HEADER.unpack_from(raw)
-    if version != FORMAT:
-        raise ValueError(f"unknown stored contact format {version}")
+    fmt, version, length = _HEADER.unpack_from(raw)
+    if fmt != FORMAT:
+        raise ValueError(f"unknown stored contact format {fmt}")
     start = _HEADER.size
     rows = orjson.loads(raw[start : start + length])
     published: Published = {row[0]: (row[1], row[2]) for row in rows}
-    return StoredContact(decode(raw[start + length :], cfg), published)
+    return StoredContact(decode(raw[start + length :], cfg), published, version)
