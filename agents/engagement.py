@@ -124,6 +124,31 @@ class EngagementWorker:
 
         self._agent = engagement
 
+        @app.on_partitions_revoked.connect
+        async def forget_revoked(_app: Any, revoked: set[Any], **_kwargs: Any) -> None:
+            self.forget(revoked)
+
+    def forget(self, revoked: set[Any]) -> None:
+        """Drop the in-memory store's contacts of revoked partitions.
+
+        Faust's memory store keeps values the agent wrote for partitions it no longer owns;
+        should such a partition come back, a stale value could shadow what the other worker
+        wrote meanwhile. RocksDB keeps one database per partition and has no such problem.
+        """
+        if self.settings.store != "memory":
+            return
+        source = self.streams.names.inputs[0]
+        gone = {tp.partition for tp in revoked if tp.topic == source}
+        if not gone:
+            return
+        data = self.streams.contacts.data.data
+        n = self.settings.partitions
+        stale = [k for k in data if partition_for(k, n) in gone]
+        for key in stale:
+            data.pop(key, None)
+        if stale:
+            log.info("forgot %d contact(s) of revoked partitions %s", len(stale), sorted(gone))
+
     # ------------------------------------------------------------ batches
     async def handle(self, events: list[Any]) -> None:
         started = time.perf_counter()

@@ -11,10 +11,13 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
+
+from tests.integration.harness import Pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -55,3 +58,15 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 def unique() -> str:
     """A short name unique to this test, so tests never see each other's topics or keys."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+async def pipeline(
+    kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path
+) -> AsyncIterator[Pipeline]:
+    """An isolated pipeline (own topics, group, changelog); its workers are stopped after."""
+    p = Pipeline(kafka_bootstrap, redis_url, unique, tmp_path)
+    try:
+        yield p
+    finally:
+        p.stop_all()
