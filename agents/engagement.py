@@ -7,7 +7,6 @@ expiry index and the Redis sentinels up to date.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import weakref
@@ -102,19 +101,20 @@ class EngagementWorker:
             ):
                 await self.handle(events)
 
-        @app.timer(settings.expiry_sweep_seconds, name="expiry_sweep", on_leader=False)
+        @app.timer(settings.expiry_sweep_seconds, name="expiry_sweep", on_leader=False)  # type: ignore[untyped-decorator]
         async def expiry_sweep() -> None:
             await self.sweep()
 
-        @app.timer(2.0, name="maintenance", on_leader=False)
+        @app.timer(2.0, name="maintenance", on_leader=False)  # type: ignore[untyped-decorator]
         async def maintenance() -> None:
             await self.maintain()
 
         @app.page("/healthz")
         async def healthz(web: Any, request: Any) -> Any:
             ok, reason = self.health()
-            return web.json({"status": "ok" if ok else "starting", "detail": reason},
-                            status=200 if ok else 503)
+            return web.json(
+                {"status": "ok" if ok else "starting", "detail": reason}, status=200 if ok else 503
+            )
 
         @app.page("/metrics")
         async def metrics_page(web: Any, request: Any) -> Any:
@@ -124,9 +124,10 @@ class EngagementWorker:
 
         self._agent = engagement
 
-        @app.on_partitions_revoked.connect
         async def forget_revoked(_app: Any, revoked: set[Any], **_kwargs: Any) -> None:
             self.forget(revoked)
+
+        app.on_partitions_revoked.connect(forget_revoked)  # type: ignore[arg-type]
 
     def forget(self, revoked: set[Any]) -> None:
         """Drop the in-memory store's contacts of revoked partitions.
@@ -166,8 +167,13 @@ class EngagementWorker:
                 continue
             batch.append(
                 Inbound(
-                    short(message.topic), message.key, message.value or b"",
-                    message.partition, message.offset, _headers(message.headers), event,
+                    short(message.topic),
+                    message.key,
+                    message.value or b"",
+                    message.partition,
+                    message.offset,
+                    _headers(message.headers),
+                    event,
                 )
             )
             self.last_offsets[(message.topic, message.partition)] = message.offset
@@ -227,10 +233,12 @@ class EngagementWorker:
     # ------------------------------------------------------------ maintenance
     def assigned_partitions(self) -> frozenset[int]:
         source = self.streams.names.inputs[0]
-        return frozenset(tp.partition for tp in self.app.consumer.assignment() if tp.topic == source)
+        return frozenset(
+            tp.partition for tp in self.app.consumer.assignment() if tp.topic == source
+        )
 
     def recovered(self) -> bool:
-        recovery = self.app.tables.recovery
+        recovery = self.app.tables.recovery  # type: ignore[attr-defined]
         return bool(recovery.completed.is_set()) and not recovery.in_recovery
 
     def health(self) -> tuple[bool, str]:
@@ -264,7 +272,7 @@ class EngagementWorker:
                 continue
             try:
                 high = consumer.highwater(tp)
-            except Exception:  # noqa: BLE001 - metrics must never break the worker
+            except Exception:
                 continue
             if high is None:
                 continue
@@ -289,7 +297,8 @@ class EngagementWorker:
         m.DUE_CONTACTS.set(len(self.due))
         log.info(
             "assigned partitions %s: %d contact(s) indexed and re-snapshotted",
-            sorted(assigned), written,
+            sorted(assigned),
+            written,
         )
 
     async def rebuild(self, partitions: list[int], *, index: bool = False) -> int:
@@ -319,7 +328,9 @@ class EngagementWorker:
         m.SNAPSHOT_REBUILDS.inc(written)
         log.info(
             "rebuilt %d snapshot(s) in Redis for partitions %s in %.2f s",
-            written, partitions, time.perf_counter() - started,
+            written,
+            partitions,
+            time.perf_counter() - started,
         )
         return written
 

@@ -10,13 +10,16 @@ RECORDS_IN = Counter(
     "em_records_in_total", "Records consumed, by short topic name", ["topic"], registry=REGISTRY
 )
 DEAD_LETTERS = Counter(
-    "em_dead_letters_total", "Records sent to dead-letters, by reason code", ["code"],
+    "em_dead_letters_total",
+    "Records sent to dead-letters, by reason code",
+    ["code"],
     registry=REGISTRY,
 )
 OUTCOMES = Counter(
     "em_event_outcomes_total",
     "What applying an event did (applied, duplicate, too_old, dropped_deleted, pending, ...)",
-    ["outcome"], registry=REGISTRY,
+    ["outcome"],
+    registry=REGISTRY,
 )
 TIER_CHANGES = Counter(
     "em_tier_changes_total", "Tier changes published, by cause", ["cause"], registry=REGISTRY
@@ -25,27 +28,36 @@ REKEYED = Counter(
     "em_rekeyed_total", "Records re-published with the canonical key", registry=REGISTRY
 )
 BATCH_SIZE = Histogram(
-    "em_batch_records", "Records per processed batch",
-    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000), registry=REGISTRY,
+    "em_batch_records",
+    "Records per processed batch",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+    registry=REGISTRY,
 )
 BATCH_SECONDS = Histogram(
-    "em_batch_seconds", "Time to process one batch (apply, table writes, Redis writes)",
-    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=REGISTRY,
+    "em_batch_seconds",
+    "Time to process one batch (apply, table writes, Redis writes)",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
 )
 CONSUMER_LAG = Gauge(
-    "em_consumer_lag", "Records behind the high-water mark, per topic partition",
-    ["topic", "partition"], registry=REGISTRY,
+    "em_consumer_lag",
+    "Records behind the high-water mark, per topic partition",
+    ["topic", "partition"],
+    registry=REGISTRY,
 )
 DUE_CONTACTS = Gauge(
-    "em_expiry_index_contacts", "Contacts tracked for window expiry on this worker",
+    "em_expiry_index_contacts",
+    "Contacts tracked for window expiry on this worker",
     registry=REGISTRY,
 )
 EXPIRY_TICKS = Counter(
-    "em_expiry_ticks_total", "Contacts sent for re-evaluation by the expiry sweep",
+    "em_expiry_ticks_total",
+    "Contacts sent for re-evaluation by the expiry sweep",
     registry=REGISTRY,
 )
 SNAPSHOT_REBUILDS = Counter(
-    "em_snapshot_rebuilds_total", "Snapshots rewritten to Redis from the tables",
+    "em_snapshot_rebuilds_total",
+    "Snapshots rewritten to Redis from the tables",
     registry=REGISTRY,
 )
 REVOKED_SKIPPED = Counter(

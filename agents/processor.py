@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -179,7 +179,9 @@ class EngagementProcessor:
         key = contact_key(event.org_id, event.contact_id)
         if partition_for(key, self.partitions) != record.partition:
             if record.topic == self.rekey_topic:  # cannot happen with our own producer
-                self._dead_letter(record, "re-keyed record on a foreign partition", "internal", now, out)
+                self._dead_letter(
+                    record, "re-keyed record on a foreign partition", "internal", now, out
+                )
                 return
             out.publish.append(self._rekeyed(record, key))
             out.rekeyed += 1
@@ -239,10 +241,8 @@ class EngagementProcessor:
             expire(state, now, self.cfg)
         snapshot = build_snapshot(item.org_id, item.contact_id, state, now, self.cfg)
         current: Published = dict(tiers(snapshot)) if snapshot is not None else {}
-        cause = "event" if item.events else "expiry"
-        changes = tier_changes(
-            item.org_id, item.contact_id, stored.published, current, cause, now
-        )
+        cause: Literal["event", "expiry"] = "event" if item.events else "expiry"
+        changes = tier_changes(item.org_id, item.contact_id, stored.published, current, cause, now)
         for change in changes:
             out.publish.append(Outbound("tier-changes", key, orjson.dumps(change)))
             out.tier_changes[cause] += 1

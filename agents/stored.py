@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from counting import ContactState, CountingConfig, decode, encode
+from counting import ContactState, CountingConfig, TierMap, decode, encode
 
 FORMAT = 1
 _HEADER = struct.Struct(">BQI")  # format, version, length of the published-tiers JSON
 
 # scope (None = overall) -> (tier, rate)
-Published = dict[str | None, tuple[str | None, float | None]]
+Published = TierMap
 
 
 @dataclass(slots=True)

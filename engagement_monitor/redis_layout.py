@@ -48,29 +48,46 @@ def sentinel_key(app_id: str, partition: int) -> str:
     return f"em:meta:{app_id}:p{partition}"
 
 
-# Replace one contact's snapshot and segment memberships atomically. Redis's own record of the
-# old memberships decides what to remove, so a replay after a crash never leaves a stale member.
-# KEYS: snapshot, membership hash. ARGV: snapshot JSON, then pairs (segment key, member).
+VERSION_FIELD = "__v"
+
+# Replace one contact's snapshot and segment memberships atomically, unless Redis already holds
+# a newer version (a late write from a worker that lost the partition in a rebalance). Redis's
+# own record of the old memberships decides what to remove, so a replay after a crash never
+# leaves a stale member. KEYS: snapshot, membership hash.
+# ARGV: version, snapshot JSON, then pairs (segment key, member).
 UPSERT_LUA = """
+local held = tonumber(redis.call('HGET', KEYS[2], '__v') or '-1')
+if held > tonumber(ARGV[1]) then return 0 end
 local keep = {}
-for i = 2, #ARGV, 2 do keep[ARGV[i]] = ARGV[i + 1] end
+for i = 3, #ARGV, 2 do keep[ARGV[i]] = ARGV[i + 1] end
 local old = redis.call('HGETALL', KEYS[2])
 for i = 1, #old, 2 do
-  if keep[old[i]] ~= old[i + 1] then redis.call('ZREM', old[i], old[i + 1]) end
+  if old[i] ~= '__v' and keep[old[i]] ~= old[i + 1] then
+    redis.call('ZREM', old[i], old[i + 1])
+  end
 end
 redis.call('DEL', KEYS[2])
-for i = 2, #ARGV, 2 do
+for i = 3, #ARGV, 2 do
   redis.call('ZADD', ARGV[i], 0, ARGV[i + 1])
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
 end
-redis.call('SET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], '__v', ARGV[1])
+redis.call('SET', KEYS[1], ARGV[2])
 return 1
 """
 
-# Remove a contact everywhere (deletion, SPEC §3). KEYS: snapshot, membership hash.
+# Remove a contact everywhere (deletion, SPEC §3), unless Redis holds a newer version. The
+# membership hash keeps only the version, for a day, so a late older write cannot resurrect it.
+# KEYS: snapshot, membership hash. ARGV: version.
 DELETE_LUA = """
+local held = tonumber(redis.call('HGET', KEYS[2], '__v') or '-1')
+if held > tonumber(ARGV[1]) then return 0 end
 local old = redis.call('HGETALL', KEYS[2])
-for i = 1, #old, 2 do redis.call('ZREM', old[i], old[i + 1]) end
+for i = 1, #old, 2 do
+  if old[i] ~= '__v' then redis.call('ZREM', old[i], old[i + 1]) end
+end
 redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('HSET', KEYS[2], '__v', ARGV[1])
+redis.call('EXPIRE', KEYS[2], 86400)
 return 1
 """

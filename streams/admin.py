@@ -8,6 +8,7 @@ that would silently break co-partitioning, so it stops start-up instead.
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -38,13 +39,12 @@ async def ensure_topics(
         existing = set(await admin.list_topics())
         missing = [t for t in topics if t not in existing]
         if missing:
-            try:
-                await admin.create_topics(
-                    [NewTopic(t, num_partitions=partitions, replication_factor=replication_factor)
-                     for t in missing]
-                )
-            except TopicAlreadyExistsError:  # another worker won the race; that is fine
-                pass
+            new = [
+                NewTopic(t, num_partitions=partitions, replication_factor=replication_factor)
+                for t in missing
+            ]
+            with suppress(TopicAlreadyExistsError):  # another worker won the race: fine
+                await admin.create_topics(new)
             log.info("created topics %s with %d partitions", ", ".join(missing), partitions)
         check = [t for t in must_match if t in existing]
         if check:

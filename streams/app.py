@@ -63,11 +63,10 @@ def create_app(settings: Settings) -> Streams:
         default=None,
         partitions=settings.partitions,
         use_partitioner=True,
+        # `bytes` types make Faust pick the raw codec for the store, the changelog topic and
+        # recovery alike: the value is our own compact binary encoding.
+        key_type=bytes,
+        value_type=bytes,
         schema=faust.Schema(**RAW),
     )
-    # Faust derives a table's codecs from its types and falls back to JSON for `bytes`; the
-    # value is our own compact binary encoding, so both must be raw. Set before the store and
-    # the changelog topic are created (both are lazy).
-    contacts.key_serializer = "raw"
-    contacts.value_serializer = "raw"
     return Streams(app, names, source, outputs, contacts)

@@ -11,7 +11,8 @@ from aiokafka.partitioner import murmur2
 
 
 def partition_for(key: bytes, partitions: int) -> int:
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def contact_key(org_id: str, contact_id: str) -> bytes:

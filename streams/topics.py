@@ -8,9 +8,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ENGAGEMENT_TOPICS: tuple[str, ...] = ("dispatch", "delivery", "open", "click", "reply", "unsubscribe")
+ENGAGEMENT_TOPICS: tuple[str, ...] = (
+    "dispatch",
+    "delivery",
+    "open",
+    "click",
+    "reply",
+    "unsubscribe",
+)
 INPUT_TOPICS: tuple[str, ...] = (*ENGAGEMENT_TOPICS, "contact")
-OUTPUT_TOPICS: tuple[str, ...] = ("tier-changes", "dead-letters", "dispatch-status", "send-requests")
+OUTPUT_TOPICS: tuple[str, ...] = (
+    "tier-changes",
+    "dead-letters",
+    "dispatch-status",
+    "send-requests",
+)
 # Records whose key is not the canonical "{org_id}:{contact_id}" (or that arrived on the partition
 # that key does not hash to) are re-published here with the canonical key, so that every record
 # of a contact is applied by the one worker that owns the contact's table partition. Expiry ticks

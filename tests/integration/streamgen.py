@@ -35,8 +35,12 @@ def engagement_stream(
     def emit(topic: str, contact: str, value: dict[str, Any]) -> None:
         nonlocal n
         n += 1
-        value = {"event_id": f"{org_id}-{contact}-{n}", "org_id": org_id, "contact_id": contact,
-                 **value}
+        value = {
+            "event_id": f"{org_id}-{contact}-{n}",
+            "org_id": org_id,
+            "contact_id": contact,
+            **value,
+        }
         roll = rng.random()
         key: bytes | None = f"{org_id}:{contact}".encode()
         if roll < 0.05:
@@ -47,18 +51,36 @@ def engagement_stream(
 
     for c in range(contacts):
         contact = f"c{c:04d}"
-        emit("contact", contact, {"type": "upsert", "occurred_at": _ts(now, 70),
-                                  "name": f"Contact {c}", "origin": {"type": "api"}})
+        emit(
+            "contact",
+            contact,
+            {
+                "type": "upsert",
+                "occurred_at": _ts(now, 70),
+                "name": f"Contact {c}",
+                "origin": {"type": "api"},
+            },
+        )
         if rng.random() < 0.2:
-            emit("unsubscribe", contact, {"channel": rng.choice(CHANNELS),
-                                          "occurred_at": _ts(now, rng.uniform(1, 60))})
+            emit(
+                "unsubscribe",
+                contact,
+                {"channel": rng.choice(CHANNELS), "occurred_at": _ts(now, rng.uniform(1, 60))},
+            )
         for i in range(rng.randint(max(1, messages // 2), messages * 3 // 2)):
             channel = rng.choice(CHANNELS)
             message_id = f"{contact}-m{i}"
             sent = rng.uniform(1, 60)
             base = {"channel": channel, "message_id": message_id}
-            emit("dispatch", contact, {**base, "occurred_at": _ts(now, sent),
-                                       "dispatch_kind": rng.choice(["single", "automated"])})
+            emit(
+                "dispatch",
+                contact,
+                {
+                    **base,
+                    "occurred_at": _ts(now, sent),
+                    "dispatch_kind": rng.choice(["single", "automated"]),
+                },
+            )
             later = sent - 0.01
             if rng.random() < 0.85:
                 emit("delivery", contact, {**base, "occurred_at": _ts(now, later)})
@@ -67,8 +89,11 @@ def engagement_stream(
                 if rng.random() < 0.3:  # the same message opened again
                     emit("open", contact, {**base, "occurred_at": _ts(now, later - 0.02)})
             if rng.random() < 0.2:
-                emit("click", contact, {**base, "occurred_at": _ts(now, later - 0.03),
-                                        "url": "https://example.com"})
+                emit(
+                    "click",
+                    contact,
+                    {**base, "occurred_at": _ts(now, later - 0.03), "url": "https://example.com"},
+                )
             if channel != "email" and rng.random() < 0.15:
                 emit("reply", contact, {**base, "occurred_at": _ts(now, later - 0.04)})
 
@@ -83,8 +108,9 @@ def engagement_stream(
     return out
 
 
-def reference(records: list[Record], cfg: CountingConfig, now: datetime | None = None
-              ) -> dict[tuple[str, str], dict[str, Any] | None]:
+def reference(
+    records: list[Record], cfg: CountingConfig, now: datetime | None = None
+) -> dict[tuple[str, str], dict[str, Any] | None]:
     """Figures from the distinct events, each applied once, in event-time order."""
     now = now or datetime.now(UTC)
     distinct: dict[str, Any] = {}

@@ -40,7 +40,9 @@ class Scenario:
         if "dispatch" in events:
             self.send("dispatch", contact, **base, occurred_at=ago(days), dispatch_kind="single")
         for n, topic in enumerate(e for e in events if e != "dispatch"):
-            self.send(topic, contact, key=n % 2 == 0, **base, occurred_at=ago(days - 0.01 * (n + 1)))
+            self.send(
+                topic, contact, key=n % 2 == 0, **base, occurred_at=ago(days - 0.01 * (n + 1))
+            )
 
 
 def ch(snap: dict[str, Any] | None, channel: str) -> dict[str, Any]:
@@ -49,7 +51,8 @@ def ch(snap: dict[str, Any] | None, channel: str) -> dict[str, Any]:
     return figures
 
 
-def build(org: str) -> Scenario:  # noqa: PLR0915 - one scenario per rule, read top to bottom
+def build(org: str) -> Scenario:
+    """One scenario per rule, read top to bottom."""
     s = Scenario(org)
 
     # 1/5 engaged = 20.00 exactly: the lower edge of "low"
@@ -60,18 +63,25 @@ def build(org: str) -> Scenario:  # noqa: PLR0915 - one scenario per rule, read 
         assert snap is not None
         assert snap["engagement"] == {"rate": 20.0, "tier": "low"}
         assert ch(snap, "email")["rates"] == {
-            "delivery": 100.0, "open": 20.0, "click": 0.0, "response": None}
+            "delivery": 100.0,
+            "open": 20.0,
+            "click": 0.0,
+            "response": None,
+        }
 
     s.checks["low"] = low
 
     # 2/3 = 66.67 (half-up) -> high; 3/4 = 75.00 -> very_high; 1/6 = 16.67 -> no_engagement
     for i in range(3):
         s.message("high", "whatsapp", f"m{i}", 4, "dispatch", "delivery", *(["open"] if i else []))
-    s.checks["high"] = lambda snap: _eq(snap and snap["engagement"], {"rate": 66.67, "tier": "high"})
+    s.checks["high"] = lambda snap: _eq(
+        snap and snap["engagement"], {"rate": 66.67, "tier": "high"}
+    )
     for i in range(4):
         s.message("vhigh", "email", f"m{i}", 4, "dispatch", "delivery", *(["open"] if i else []))
     s.checks["vhigh"] = lambda snap: _eq(
-        snap and snap["engagement"], {"rate": 75.0, "tier": "very_high"})
+        snap and snap["engagement"], {"rate": 75.0, "tier": "very_high"}
+    )
     for i in range(6):
         s.message("none", "sms", f"m{i}", 3, "dispatch", "delivery", *(["click"] if i == 0 else []))
 
@@ -86,12 +96,14 @@ def build(org: str) -> Scenario:  # noqa: PLR0915 - one scenario per rule, read 
     s.message("window", "email", "recent", 89, "dispatch", "delivery", "open")
     s.message("window", "email", "old", 91, "dispatch", "delivery", "open")
     s.checks["window"] = lambda snap: _eq(
-        (ch(snap, "email")["dispatched"], ch(snap, "email")["opened"]), (1, 1))
+        (ch(snap, "email")["dispatched"], ch(snap, "email")["opened"]), (1, 1)
+    )
 
     # an open on SMS is counted as engagement, but SMS has no open rate
     s.message("smsopen", "sms", "m1", 2, "dispatch", "delivery", "open")
     s.checks["smsopen"] = lambda snap: _eq(
-        (ch(snap, "sms")["rates"]["open"], snap and snap["engagement"]["rate"]), (None, 100.0))
+        (ch(snap, "sms")["rates"]["open"], snap and snap["engagement"]["rate"]), (None, 100.0)
+    )
 
     # a click implies delivery, and an open on channels that track opens (not on SMS)
     s.message("click", "email", "e1", 2, "dispatch", "click")
@@ -107,21 +119,30 @@ def build(org: str) -> Scenario:  # noqa: PLR0915 - one scenario per rule, read 
     # a reply implies delivery (and an open on WhatsApp)
     s.message("reply", "whatsapp", "w1", 2, "dispatch", "reply")
     s.checks["reply"] = lambda snap: _eq(
-        tuple(ch(snap, "whatsapp")[k] for k in ("delivered", "opened", "replied")), (1, 1, 1))
+        tuple(ch(snap, "whatsapp")[k] for k in ("delivered", "opened", "replied")), (1, 1, 1)
+    )
 
     # the same open twice, and one record sent twice with the same event_id
     s.message("dupes", "email", "m1", 2, "dispatch", "delivery", "open", "open")
     s.records.append(s.records[-1])
     s.checks["dupes"] = lambda snap: _eq(
-        (ch(snap, "email")["delivered"], ch(snap, "email")["opened"]), (1, 1))
+        (ch(snap, "email")["delivered"], ch(snap, "email")["opened"]), (1, 1)
+    )
 
     # an open that arrives before its dispatch waits for it
     s.send("open", "early", channel="email", message_id="m1", occurred_at=ago(1.9))
     s.send("delivery", "early", key=False, channel="email", message_id="m1", occurred_at=ago(1.95))
-    s.send("dispatch", "early", channel="email", message_id="m1", occurred_at=ago(2),
-           dispatch_kind="automated")
+    s.send(
+        "dispatch",
+        "early",
+        channel="email",
+        message_id="m1",
+        occurred_at=ago(2),
+        dispatch_kind="automated",
+    )
     s.checks["early"] = lambda snap: _eq(
-        (ch(snap, "email")["dispatched"], ch(snap, "email")["opened"]), (1, 1))
+        (ch(snap, "email")["dispatched"], ch(snap, "email")["opened"]), (1, 1)
+    )
 
     # unsubscribe, then a dispatch: sending_error, still dispatched, never delivered
     s.send("unsubscribe", "unsub", channel="email", occurred_at=ago(10))
@@ -146,35 +167,58 @@ def build(org: str) -> Scenario:  # noqa: PLR0915 - one scenario per rule, read 
     s.message("reborn", "sms", "m2", 1, "dispatch")
     s.checks["reborn"] = lambda snap: _eq(
         (snap and snap["dispatched"], snap and snap["engagement"]),
-        ({"total": 1, "by_channel": {"sms": 1}}, {"rate": None, "tier": None}))
+        ({"total": 1, "by_channel": {"sms": 1}}, {"rate": None, "tier": None}),
+    )
 
     # no delivery at all: null rate and tier
     s.message("nodelivery", "whatsapp", "m1", 1, "dispatch")
     s.checks["nodelivery"] = lambda snap: _eq(
-        snap and snap["engagement"], {"rate": None, "tier": None})
+        snap and snap["engagement"], {"rate": None, "tier": None}
+    )
 
     # every origin kind renders its label exactly
     origins = {
         "o_app": ({"type": "app", "app": "Omie"}, "Omie"),
-        "o_spec": ({"type": "app_spec", "app": "Facebook Leads", "spec": "Page Test 1 Client A"},
-                   "Facebook Leads - Page Test 1 Client A"),
-        "o_campaign": ({"type": "campaign", "campaign": "Black Friday", "channel": "whatsapp"},
-                       "Campaign Black Friday - WhatsApp"),
+        "o_spec": (
+            {"type": "app_spec", "app": "Facebook Leads", "spec": "Page Test 1 Client A"},
+            "Facebook Leads - Page Test 1 Client A",
+        ),
+        "o_campaign": (
+            {"type": "campaign", "campaign": "Black Friday", "channel": "whatsapp"},
+            "Campaign Black Friday - WhatsApp",
+        ),
         "o_manual": ({"type": "manual_import"}, "Manual import"),
         "o_api": ({"type": "api"}, "API"),
         "o_csv": ({"type": "csv", "file": "leads.csv"}, "CSV Import - leads.csv"),
-        "o_direct": ({"type": "direct", "channel": "whatsapp",
-                      "account": "WhatsApp Business Credential"},
-                     "WhatsApp - WhatsApp Business Credential"),
+        "o_direct": (
+            {"type": "direct", "channel": "whatsapp", "account": "WhatsApp Business Credential"},
+            "WhatsApp - WhatsApp Business Credential",
+        ),
         "o_webchat": ({"type": "direct", "channel": "webchat"}, "Webchat"),
-        "o_bot": ({"type": "chatbot", "channel": "whatsapp", "account": "Credential X",
-                   "flow": "Bot Flow Name"}, "WhatsApp - Credential X - Bot Flow Name"),
-        "o_botweb": ({"type": "chatbot", "channel": "webchat", "flow": "Bot Flow Name"},
-                     "Webchat - Bot Flow Name"),
+        "o_bot": (
+            {
+                "type": "chatbot",
+                "channel": "whatsapp",
+                "account": "Credential X",
+                "flow": "Bot Flow Name",
+            },
+            "WhatsApp - Credential X - Bot Flow Name",
+        ),
+        "o_botweb": (
+            {"type": "chatbot", "channel": "webchat", "flow": "Bot Flow Name"},
+            "Webchat - Bot Flow Name",
+        ),
     }
     for contact, (origin, label) in origins.items():
-        s.send("contact", contact, type="upsert", occurred_at=ago(1), name=contact,
-               phone="+5511999990000", origin=origin)
+        s.send(
+            "contact",
+            contact,
+            type="upsert",
+            occurred_at=ago(1),
+            name=contact,
+            phone="+5511999990000",
+            origin=origin,
+        )
         s.checks[contact] = _origin_check(label)
     return s
 
@@ -224,5 +268,10 @@ async def test_edge_cases_end_to_end(pipeline: Pipeline, redis_client: aioredis.
 
     # the sending error is told to the messaging pipeline
     statuses = [orjson.loads(r.value) for r in await pipeline.consume_all("dispatch-status")]
-    assert {"org_id": org, "contact_id": "unsub", "channel": "email", "message_id": "m1",
-            "status": "sending_error"} in statuses
+    assert {
+        "org_id": org,
+        "contact_id": "unsub",
+        "channel": "email",
+        "message_id": "m1",
+        "status": "sending_error",
+    } in statuses

@@ -23,8 +23,12 @@ pytestmark = pytest.mark.integration
 def _malformed(org: str, i: int) -> tuple[str, bytes, str]:
     """(topic, raw value, expected rejection code) of the i-th malformed record."""
     base: dict[str, Any] = {
-        "event_id": f"bad-{i}", "org_id": org, "contact_id": f"c{i % 50:04d}",
-        "channel": "email", "message_id": f"bad-m{i}", "occurred_at": ago(1),
+        "event_id": f"bad-{i}",
+        "org_id": org,
+        "contact_id": f"c{i % 50:04d}",
+        "channel": "email",
+        "message_id": f"bad-m{i}",
+        "occurred_at": ago(1),
     }
     kind = i % 9
     if kind == 0:
@@ -32,20 +36,29 @@ def _malformed(org: str, i: int) -> tuple[str, bytes, str]:
     if kind == 1:
         return "click", b"[1, 2, 3]", "not_json"
     if kind == 2:
-        return "delivery", orjson.dumps({k: v for k, v in base.items() if k != "contact_id"}), \
-            "missing_field"
+        return (
+            "delivery",
+            orjson.dumps({k: v for k, v in base.items() if k != "contact_id"}),
+            "missing_field",
+        )
     if kind == 3:
         return "reply", orjson.dumps({**base, "channel": "fax"}), "unknown_channel"
     if kind == 4:
         return "open", orjson.dumps({**base, "occurred_at": "yesterday at noon"}), "bad_timestamp"
     if kind == 5:
-        return "dispatch", orjson.dumps({**base, "occurred_at": ago(-1), "dispatch_kind": "single"}
-                                        ), "future_timestamp"
+        return (
+            "dispatch",
+            orjson.dumps({**base, "occurred_at": ago(-1), "dispatch_kind": "single"}),
+            "future_timestamp",
+        )
     if kind == 6:
         return "click", orjson.dumps({**base, "padding": "x" * 70_000}), "oversize"
     if kind == 7:
-        return "open", orjson.dumps({k: v for k, v in base.items() if k != "message_id"}), \
-            "missing_field"
+        return (
+            "open",
+            orjson.dumps({k: v for k, v in base.items() if k != "message_id"}),
+            "missing_field",
+        )
     return "dispatch", orjson.dumps({**base, "dispatch_kind": "broadcast"}), "invalid_field"
 
 
@@ -113,14 +126,29 @@ async def test_a_message_crossing_the_window_edge_changes_the_tier_by_expiry(
     await pipeline.start_worker()
     edge = 90 - 25 / 86400  # leaves the 90-day window 25 seconds from now
     base = {"org_id": org, "contact_id": "c1", "channel": "email", "message_id": "m1"}
-    await pipeline.produce([
-        ("contact", b"", {"event_id": "u", "org_id": org, "contact_id": "c1", "type": "upsert",
-                          "name": "Edge", "occurred_at": ago(1)}),
-        ("dispatch", None, {**base, "event_id": "d", "occurred_at": ago(edge),
-                            "dispatch_kind": "single"}),
-        ("delivery", None, {**base, "event_id": "v", "occurred_at": ago(edge - 1e-5)}),
-        ("open", None, {**base, "event_id": "o", "occurred_at": ago(edge - 2e-5)}),
-    ])
+    await pipeline.produce(
+        [
+            (
+                "contact",
+                b"",
+                {
+                    "event_id": "u",
+                    "org_id": org,
+                    "contact_id": "c1",
+                    "type": "upsert",
+                    "name": "Edge",
+                    "occurred_at": ago(1),
+                },
+            ),
+            (
+                "dispatch",
+                None,
+                {**base, "event_id": "d", "occurred_at": ago(edge), "dispatch_kind": "single"},
+            ),
+            ("delivery", None, {**base, "event_id": "v", "occurred_at": ago(edge - 1e-5)}),
+            ("open", None, {**base, "event_id": "o", "occurred_at": ago(edge - 2e-5)}),
+        ]
+    )
 
     async def tier() -> Any:
         snap = await snapshot(redis_client, org, "c1")
@@ -139,10 +167,13 @@ async def test_a_message_crossing_the_window_edge_changes_the_tier_by_expiry(
     assert snap["registration"]["name"] == "Edge"
     assert not await redis_client.zrange(rl.segment_key(org, None, "very_high"), 0, -1)
 
-    changes = [orjson.loads(r.value) for r in
-               await pipeline.consume_all("tier-changes", expect=4, timeout=30)]
-    summary = sorted((c["channel"] or "", c["previous_tier"] or "", c["tier"] or "", c["cause"])
-                     for c in changes)
+    changes = [
+        orjson.loads(r.value)
+        for r in await pipeline.consume_all("tier-changes", expect=4, timeout=30)
+    ]
+    summary = sorted(
+        (c["channel"] or "", c["previous_tier"] or "", c["tier"] or "", c["cause"]) for c in changes
+    )
     assert summary == [
         ("", "", "very_high", "event"),
         ("", "very_high", "", "expiry"),
