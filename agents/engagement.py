@@ -124,31 +124,29 @@ class EngagementWorker:
 
         self._agent = engagement
 
-        async def forget_revoked(_app: Any, revoked: set[Any], **_kwargs: Any) -> None:
-            self.forget(revoked)
+        async def forget_unassigned(_app: Any, assigned: set[Any], **_kwargs: Any) -> None:
+            self.forget(assigned)
 
-        app.on_partitions_revoked.connect(forget_revoked)  # type: ignore[arg-type]
+        app.on_partitions_assigned.connect(forget_unassigned)  # type: ignore[arg-type]
 
-    def forget(self, revoked: set[Any]) -> None:
-        """Drop the in-memory store's contacts of revoked partitions.
+    def forget(self, assigned: set[Any]) -> None:
+        """Drop the in-memory store's contacts of partitions this worker no longer owns.
 
-        Faust's memory store keeps values the agent wrote for partitions it no longer owns;
-        should such a partition come back, a stale value could shadow what the other worker
-        wrote meanwhile. RocksDB keeps one database per partition and has no such problem.
+        Faust's memory store keeps values the agent wrote for partitions that have moved to
+        another worker; should such a partition come back, a stale value could shadow what the
+        other worker wrote meanwhile. RocksDB keeps one database per partition instead.
         """
         if self.settings.store != "memory":
             return
         source = self.streams.names.inputs[0]
-        gone = {tp.partition for tp in revoked if tp.topic == source}
-        if not gone:
-            return
+        owned = {tp.partition for tp in assigned if tp.topic == source}
         data = self.streams.contacts.data.data
         n = self.settings.partitions
-        stale = [k for k in data if partition_for(k, n) in gone]
+        stale = [k for k in data if partition_for(k, n) not in owned]
         for key in stale:
             data.pop(key, None)
         if stale:
-            log.info("forgot %d contact(s) of revoked partitions %s", len(stale), sorted(gone))
+            log.info("forgot %d contact(s) of partitions now owned elsewhere", len(stale))
 
     # ------------------------------------------------------------ batches
     async def handle(self, events: list[Any]) -> None:

@@ -74,6 +74,7 @@ async def test_worker_killed_mid_stream_recovers_exact_counts(
 async def test_second_worker_joins_and_leaves_mid_stream(
     pipeline: Pipeline, redis_client: aioredis.Redis
 ) -> None:
+    pipeline.store = "rocksdb"  # the production store; each worker has its own data directory
     org = f"org-{pipeline.unique}"
     records = engagement_stream(org, contacts=120, messages=6, seed=2)
     expected = reference(records, CountingConfig())
