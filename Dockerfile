@@ -9,6 +9,8 @@ COPY counting ./counting
 COPY streams ./streams
 COPY agents ./agents
 COPY read_api ./read_api
+COPY simulator ./simulator
+COPY bench ./bench
 RUN pip install .
 RUN useradd --create-home em && mkdir -p /data && chown em /data
 USER em

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help install services down status test test-unit lint format demo bench worker api clean
+.PHONY: help install services down status test test-unit lint format demo bench bench-core worker api schemas clean
 
 help:
 	@echo "make demo      install, start Kafka + Redis + worker + API, replay a simulated stream"
@@ -37,6 +37,7 @@ test: install
 	@started=$$(mktemp); \
 	trap 'scripts/services.sh down --from "$$started"; rm -f "$$started"' EXIT; \
 	scripts/services.sh up --started-file "$$started" && \
+	scripts/install_browser.sh && \
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install
@@ -51,13 +52,32 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Everything on one machine until Ctrl-C; stops only what it started.
+DEMO_ARGS ?=
 demo: install
-	@echo "make demo: the worker, API and simulator are not built yet (issues 4, 5 and 7)."; \
-	echo "For now: 'make services' starts Kafka and Redis, 'make test' proves the plumbing."; exit 2
+	@started=$$(mktemp); \
+	trap 'scripts/services.sh down --from "$$started"; rm -f "$$started"' EXIT; \
+	scripts/services.sh up --started-file "$$started" && \
+	$(VENV)/bin/engagement-monitor demo $(DEMO_ARGS)
 
+BENCH_ARGS ?=
 bench: install
-	@if [ -f bench/core_bench.py ]; then $(PY) bench/core_bench.py; \
-	else echo "make bench: the benchmark harness is not built yet (issue 6)."; exit 2; fi
+	@started=$$(mktemp); \
+	trap 'scripts/services.sh down --from "$$started"; rm -f "$$started"' EXIT; \
+	scripts/services.sh up --started-file "$$started" && \
+	$(VENV)/bin/engagement-monitor bench $(BENCH_ARGS)
+
+bench-core: install
+	$(PY) bench/core_bench.py
+
+worker: install
+	$(VENV)/bin/engagement-monitor worker
+
+api: install
+	$(VENV)/bin/engagement-monitor api
+
+schemas: install
+	$(PY) scripts/gen_schemas.py
 
 clean: down
 	rm -rf var .cache

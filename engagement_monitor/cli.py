@@ -11,14 +11,6 @@ from engagement_monitor.settings import Settings, SettingsError, load_settings
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
-def _not_built(feature: str, issue: int) -> Handler:
-    def handler(_args: argparse.Namespace, _settings: Settings) -> int:
-        print(f"engagement-monitor: {feature} is not built yet (issue {issue}).", file=sys.stderr)
-        return 2
-
-    return handler
-
-
 def _worker(_args: argparse.Namespace, settings: Settings) -> int:
     from engagement_monitor.worker import run_worker
 
@@ -34,6 +26,45 @@ def _resnapshot(_args: argparse.Namespace, settings: Settings) -> int:
     code = asyncio.run(request_resnapshot(settings))
     print("done: every partition rebuilt" if code == 0 else "timed out: is a worker running?")
     return code
+
+
+def _api(_args: argparse.Namespace, settings: Settings) -> int:
+    from read_api import run_api
+
+    return run_api(settings)
+
+
+def _token_create(args: argparse.Namespace, settings: Settings) -> int:
+    from read_api import create_token
+
+    try:
+        token = create_token(settings, args.org, args.role, args.name)
+    except ValueError as exc:  # also covers an unreadable tokens file (TokenFileError)
+        print(f"engagement-monitor: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    print(
+        f"(shown once; only its SHA-256 is stored in {settings.api_tokens_file})", file=sys.stderr
+    )
+    return 0
+
+
+def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from simulator.cli import run
+
+    return run(args, settings)
+
+
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    from bench.cli import run
+
+    return run(args, settings)
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from engagement_monitor.demo import run_demo
+
+    return run_demo(settings, args)
 
 
 def _config(_args: argparse.Namespace, settings: Settings) -> int:
@@ -52,21 +83,30 @@ def build_parser() -> argparse.ArgumentParser:
     commands: dict[str, tuple[str, Handler]] = {
         "worker": ("run the stream processor (Faust worker)", _worker),
         "resnapshot": ("rebuild Redis snapshots from the tables", _resnapshot),
-        "api": ("serve the read API and the monitor page", _not_built("api", 5)),
-        "simulate": ("produce a realistic simulated event stream", _not_built("simulate", 7)),
-        "bench": ("run the benchmarks", _not_built("bench", 6)),
+        "api": ("serve the read API and the monitor page", _api),
+        "simulate": ("produce a realistic simulated event stream", _simulate),
+        "bench": ("run the benchmarks (see BENCHMARKS.md)", _bench),
+        "demo": ("run worker and API, replay a simulated stream, report (make demo)", _demo),
         "config": ("print the effective configuration and exit", _config),
     }
     for name, (help_text, handler) in commands.items():
         command = sub.add_parser(name, help=help_text)
         command.set_defaults(handler=handler)
+        if name in ("simulate", "demo"):
+            from simulator.cli import add_arguments as simulate_arguments
+
+            simulate_arguments(command)
+        elif name == "bench":
+            from bench.cli import add_arguments as bench_arguments
+
+            bench_arguments(command)
     token = sub.add_parser("token", help="manage API tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     create = token_sub.add_parser("create", help="create a token (printed once, stored hashed)")
     create.add_argument("--org", required=True)
     create.add_argument("--role", required=True, choices=["agent", "operator", "admin"])
     create.add_argument("--name", default="")
-    create.set_defaults(handler=_not_built("token create", 5))
+    create.set_defaults(handler=_token_create)
     return parser
 
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from engagement_monitor.settings import Settings
-from streams.admin import ensure_topics
+from streams.admin import TopicLayoutError, ensure_topics
 
 log = logging.getLogger("engagement_monitor.worker")
 
@@ -23,18 +23,34 @@ def run_worker(settings: Settings) -> int:
     worker = faust.Worker(streams.app, loglevel=settings.log_level.lower(), quiet=True)
 
     async def prepare() -> None:
-        created = await ensure_topics(
-            settings.kafka_bootstrap,
-            streams.names.all,
-            settings.partitions,
-            settings.replication_factor,
-            must_match=streams.names.consumed,
-        )
+        from aiokafka.errors import KafkaConnectionError
+
+        for attempt in range(30):  # Kafka may still be starting: wait up to a minute
+            try:
+                created = await ensure_topics(
+                    settings.kafka_bootstrap,
+                    streams.names.all,
+                    settings.partitions,
+                    settings.replication_factor,
+                    must_match=streams.names.consumed,
+                )
+                break
+            except KafkaConnectionError:
+                if attempt == 29:
+                    raise SystemExit(
+                        f"engagement-monitor worker: no Kafka answers at "
+                        f"EM_KAFKA_BOOTSTRAP={settings.kafka_bootstrap}"
+                    ) from None
+                log.warning("Kafka at %s does not answer yet; retrying", settings.kafka_bootstrap)
+                await asyncio.sleep(2)
         worker_state.topics_ready = True
         if created:
             log.info("created %d topic(s): %s", len(created), ", ".join(created))
 
-    worker.loop.run_until_complete(prepare())
+    try:
+        worker.loop.run_until_complete(prepare())
+    except TopicLayoutError as exc:
+        raise SystemExit(f"engagement-monitor worker: {exc}") from None
     worker.execute_from_commandline()
     return 0
 

@@ -1,0 +1,24 @@
+"""Scenario names and titles: a leaf module, so `engagement-monitor --help` stays import-light."""
+
+from __future__ import annotations
+
+SCENARIOS: tuple[str, ...] = (
+    "empty",
+    "raw",
+    "pipeline",
+    "naive",
+    "latency",
+    "api",
+    "footprint",
+    "recovery",
+)
+TITLES: dict[str, str] = {
+    "empty": "0 empty Faust agent",
+    "raw": "1 raw aiokafka loop",
+    "pipeline": "2 pipeline (engagement-monitor worker)",
+    "naive": "3 naive Faust (hopping windows)",
+    "latency": "4 event -> snapshot latency",
+    "api": "5 API snapshot GET latency",
+    "footprint": "6 bytes per contact",
+    "recovery": "7 recovery of a restarted worker",
+}

@@ -1,0 +1,217 @@
+"""Write actions of the screen as commands on Kafka (SPEC §5).
+
+The API never touches a snapshot: it publishes a record the worker accepts on ``contact`` or
+``unsubscribe`` (the shapes of ``models.events``), or a send request on ``send-requests`` for the
+messaging pipeline, and answers 202. The worker applies the command like any other event, so an
+edit made through the screen is deduplicated, ordered by event time and counted exactly like one
+that came from a producer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+log = logging.getLogger(__name__)
+
+
+class PublishUnavailable(RuntimeError):
+    """Kafka cannot take the command right now; the API answers 503 and nothing was accepted."""
+
+
+class Publisher(Protocol):
+    """Where commands go; the Kafka producer in production, a list in some tests."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def publish(self, topic: str, key: str, value: dict[str, Any]) -> None: ...
+
+    @property
+    def state(self) -> str: ...
+
+
+def now_iso() -> str:
+    """Event time of a command: now, UTC, RFC 3339 with an explicit offset."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def contact_key(org_id: str, contact_id: str) -> str:
+    """The canonical record key, so the command lands on the contact's own partition."""
+    return f"{org_id}:{contact_id}"
+
+
+def _contact_record(org_id: str, contact_id: str, kind: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "event_id": new_id(),
+        "org_id": org_id,
+        "contact_id": contact_id,
+        "occurred_at": now_iso(),
+        "type": kind,
+        **fields,
+    }
+
+
+def upsert_record(org_id: str, contact_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` holds only the fields the caller set (an explicit None clears a field)."""
+    return _contact_record(org_id, contact_id, "upsert", **changes)
+
+
+def delete_record(org_id: str, contact_id: str) -> dict[str, Any]:
+    return _contact_record(org_id, contact_id, "delete")
+
+
+def list_added_record(
+    org_id: str, contact_id: str, list_id: str, list_name: str | None
+) -> dict[str, Any]:
+    extra = {"list_name": list_name} if list_name is not None else {}
+    return _contact_record(org_id, contact_id, "list_added", list_id=list_id, **extra)
+
+
+def list_removed_record(org_id: str, contact_id: str, list_id: str) -> dict[str, Any]:
+    return _contact_record(org_id, contact_id, "list_removed", list_id=list_id)
+
+
+def unsubscribe_record(org_id: str, contact_id: str, channel: str) -> dict[str, Any]:
+    return {
+        "event_id": new_id(),
+        "org_id": org_id,
+        "contact_id": contact_id,
+        "channel": channel,
+        "occurred_at": now_iso(),
+    }
+
+
+def send_request_record(
+    org_id: str,
+    contact_id: str,
+    channel: str,
+    *,
+    text: str | None,
+    template_id: str | None,
+    variables: dict[str, str],
+    requested_by: str,
+) -> dict[str, Any]:
+    """The ``send-requests`` record: what the messaging pipeline needs to send one message.
+
+    ``request_id`` lets that pipeline deduplicate a retried request; it is expected to emit the
+    resulting ``dispatch`` event itself (with its own message id), which is what the monitor
+    counts.
+    """
+    return {
+        "request_id": new_id(),
+        "org_id": org_id,
+        "contact_id": contact_id,
+        "channel": channel,
+        "text": text,
+        "template_id": template_id,
+        "variables": variables,
+        "requested_by": requested_by,
+        "requested_at": now_iso(),
+    }
+
+
+class KafkaPublisher:
+    """aiokafka producer, started lazily so the read side works while Kafka is unreachable.
+
+    ``acks="all"`` and awaiting the delivery mean a 202 is only given once Kafka holds the
+    command; idempotence stops a producer retry from writing it twice.
+    """
+
+    def __init__(self, bootstrap: str, *, timeout_s: float = 10.0) -> None:
+        self._bootstrap = bootstrap
+        self._timeout_s = timeout_s
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def state(self) -> str:
+        return "connected" if self._producer is not None else "not connected"
+
+    async def start(self) -> None:
+        """Try to connect now; failure is logged, and the next write tries again."""
+        try:
+            await self._ensure()
+        except PublishUnavailable as exc:
+            log.warning("%s; writes will retry on demand", exc)
+
+    async def _ensure(self) -> AIOKafkaProducer:
+        async with self._lock:
+            if self._producer is not None:
+                return self._producer
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=0,
+                request_timeout_ms=int(self._timeout_s * 1000),
+            )
+            try:
+                await asyncio.wait_for(producer.start(), self._timeout_s)
+            except Exception as exc:
+                await _quiet_stop(producer)
+                raise PublishUnavailable(
+                    f"Kafka at {self._bootstrap} is unreachable ({type(exc).__name__})"
+                ) from exc
+            self._producer = producer
+            return producer
+
+    async def publish(self, topic: str, key: str, value: dict[str, Any]) -> None:
+        producer = await self._ensure()
+        try:
+            await asyncio.wait_for(
+                producer.send_and_wait(topic, orjson.dumps(value), key=key.encode()),
+                self._timeout_s,
+            )
+        except Exception as exc:
+            raise PublishUnavailable(
+                f"Kafka did not accept the command on {topic} ({type(exc).__name__})"
+            ) from exc
+
+    async def stop(self) -> None:
+        async with self._lock:
+            if self._producer is not None:
+                await _quiet_stop(self._producer)
+                self._producer = None
+
+
+async def _quiet_stop(producer: AIOKafkaProducer) -> None:
+    try:
+        await producer.stop()
+    except Exception:  # pragma: no cover - best effort on shutdown
+        log.debug("producer stop failed", exc_info=True)
+
+
+@dataclass
+class MemoryPublisher:
+    """Keeps published commands in a list: for tests and for trying the API without Kafka."""
+
+    sent: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    fail: bool = False
+
+    @property
+    def state(self) -> str:
+        return "memory"
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def publish(self, topic: str, key: str, value: dict[str, Any]) -> None:
+        if self.fail:
+            raise PublishUnavailable("memory publisher set to fail")
+        self.sent.append((topic, key, value))

@@ -1,0 +1,289 @@
+"""The `/v1` routes (SPEC §5). Reads come from Redis; writes become Kafka commands (202).
+
+No `from __future__ import annotations` here: the routes are built inside a function whose
+annotations refer to local values (the configured channel enum), which FastAPI must evaluate.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import WithJsonSchema
+
+from models.snapshot import Snapshot
+from models.tiers import Tier
+from read_api import commands
+from read_api.auth import NOT_FOUND, Caller, Reader, Writer
+from read_api.commands import PublishUnavailable
+from read_api.schemas import (
+    Accepted,
+    ContactPatch,
+    ListPut,
+    MessageAccepted,
+    MessageRequest,
+    Problem,
+    SegmentItem,
+    SegmentPage,
+    ValidationProblem,
+    WhoAmI,
+)
+from read_api.state import AppState, app_state
+
+ContactId = Annotated[str, Path(min_length=1, max_length=128, description="The contact's id.")]
+ListId = Annotated[str, Path(min_length=1, max_length=128, description="The list's id.")]
+State = Annotated[AppState, Depends(app_state)]
+
+_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "No token, or a token that is not known."},
+    404: {"model": Problem, "description": "Not in your org, or no such contact."},
+    422: {"model": ValidationProblem, "description": "Bad input; the message says what to fix."},
+}
+_WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_AUTH_ERRORS,
+    403: {"model": Problem, "description": "The agent role may only read."},
+    503: {"model": Problem, "description": "Kafka cannot take the command; retry later."},
+}
+
+
+def invalid(field: str, message: str, value: Any) -> RequestValidationError:
+    """A 422 in the same shape as pydantic's, for checks that depend on configuration."""
+    return RequestValidationError(
+        [{"type": "value_error", "loc": field.split("."), "msg": message, "input": value}]
+    )
+
+
+def check_channel(state: AppState, where: str, channel: str) -> None:
+    if channel not in state.settings.channels:
+        raise invalid(
+            where,
+            f"unknown channel {channel!r}: use one of {', '.join(state.settings.channels)}",
+            channel,
+        )
+
+
+async def require_contact(state: AppState, org_id: str, contact_id: str) -> None:
+    """Writes act only on contacts the monitor shows, so they cannot probe for ids either."""
+    if not await state.store.has_snapshot(org_id, contact_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NOT_FOUND)
+
+
+async def publish(
+    state: AppState, short_topic: str, org_id: str, contact_id: str, record: dict[str, Any]
+) -> str:
+    topic = state.settings.topic(short_topic)
+    try:
+        await state.publisher.publish(topic, commands.contact_key(org_id, contact_id), record)
+    except PublishUnavailable as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"the command was not accepted: {exc}; nothing changed, try again",
+        ) from None
+    state.metrics.commands.labels(short_topic, str(record.get("type", short_topic))).inc()
+    return topic
+
+
+def build_router(channels: tuple[str, ...]) -> APIRouter:
+    """Routes for one configuration; the channel set appears as an enum in the OpenAPI document."""
+    # The configured channels as an enum in the OpenAPI document (clients and schemathesis see
+    # the real choices); the check itself is ``check_channel``, with a message that lists them.
+    channel_type = Annotated[str, WithJsonSchema({"type": "string", "enum": list(channels)})]
+    router = APIRouter(prefix="/v1")
+
+    @router.get(
+        "/whoami",
+        response_model=WhoAmI,
+        responses={401: _AUTH_ERRORS[401]},
+        summary="The org, role and name of the token (the page uses it to show or hide actions)",
+        tags=["access"],
+    )
+    async def whoami(principal: Caller, state: State) -> WhoAmI:
+        return WhoAmI(
+            org_id=principal.org_id,
+            role=principal.role,
+            name=principal.name,
+            may_write=principal.may_write,
+            channels=list(state.settings.channels),
+        )
+
+    @router.get(
+        "/orgs/{org_id}/contacts/{contact_id}/monitor",
+        response_model=Snapshot,
+        responses=_AUTH_ERRORS,
+        summary="The contact's monitor snapshot",
+        tags=["read"],
+    )
+    async def monitor(
+        org_id: str, contact_id: ContactId, _principal: Reader, state: State
+    ) -> Response:
+        raw = await state.store.snapshot_json(org_id, contact_id)
+        if raw is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NOT_FOUND)
+        # Served byte for byte as the worker wrote it: validating and re-encoding every read
+        # would cost more than the read itself; the worker's shape is tested against Snapshot.
+        return Response(raw, media_type="application/json")
+
+    @router.get(
+        "/orgs/{org_id}/segments",
+        response_model=SegmentPage,
+        responses=_AUTH_ERRORS,
+        summary="The contacts of a tier, overall or per channel, most engaged first",
+        tags=["read"],
+    )
+    async def segments(
+        org_id: str,
+        _principal: Reader,
+        state: State,
+        tier: Annotated[Tier, Query(description="The engagement tier.")],
+        channel: Annotated[
+            channel_type | None,
+            Query(description="Omit for the overall segment."),
+        ] = None,
+        cursor: Annotated[
+            str | None,
+            Query(
+                max_length=200,
+                pattern=r"^[0-9]{5}\|.+$",
+                description="`next_cursor` of the previous page.",
+            ),
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
+    ) -> SegmentPage:
+        if channel is not None:
+            check_channel(state, "query.channel", channel)
+        page = await state.store.segment(org_id, channel, tier, cursor, limit)
+        return SegmentPage(
+            tier=tier,
+            channel=channel,
+            items=[SegmentItem(contact_id=c, rate=r) for c, r in page.items],
+            next_cursor=page.next_cursor,
+        )
+
+    @router.patch(
+        "/orgs/{org_id}/contacts/{contact_id}",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=Accepted,
+        responses=_WRITE_ERRORS,
+        summary="Edit registration data (a `contact` upsert command)",
+        tags=["write"],
+    )
+    async def edit_contact(
+        org_id: str, contact_id: ContactId, patch: ContactPatch, _p: Writer, state: State
+    ) -> Accepted:
+        await require_contact(state, org_id, contact_id)
+        changes: dict[str, Any] = {}
+        for name in patch.model_fields_set:
+            value = getattr(patch, name)
+            if name == "origin" and value is not None:
+                # The label is computed by whoever renders the origin; the record carries fields.
+                changes[name] = {k: v for k, v in value.model_dump().items() if k != "label"}
+            else:
+                changes[name] = value
+        record = commands.upsert_record(org_id, contact_id, changes)
+        topic = await publish(state, "contact", org_id, contact_id, record)
+        return Accepted(event_id=record["event_id"], topic=topic)
+
+    @router.delete(
+        "/orgs/{org_id}/contacts/{contact_id}",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=Accepted,
+        responses=_WRITE_ERRORS,
+        summary="Delete the contact for good (a `contact` delete command)",
+        tags=["write"],
+    )
+    async def delete_contact(
+        org_id: str, contact_id: ContactId, _p: Writer, state: State
+    ) -> Accepted:
+        await require_contact(state, org_id, contact_id)
+        record = commands.delete_record(org_id, contact_id)
+        topic = await publish(state, "contact", org_id, contact_id, record)
+        return Accepted(event_id=record["event_id"], topic=topic)
+
+    @router.put(
+        "/orgs/{org_id}/contacts/{contact_id}/lists/{list_id}",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=Accepted,
+        responses=_WRITE_ERRORS,
+        summary="Include the contact in a list (a `contact` list_added command)",
+        tags=["write"],
+    )
+    async def include_in_list(
+        org_id: str,
+        contact_id: ContactId,
+        list_id: ListId,
+        _p: Writer,
+        state: State,
+        body: Annotated[ListPut | None, Body()] = None,
+    ) -> Accepted:
+        await require_contact(state, org_id, contact_id)
+        name = body.name if body is not None else None
+        record = commands.list_added_record(org_id, contact_id, list_id, name)
+        topic = await publish(state, "contact", org_id, contact_id, record)
+        return Accepted(event_id=record["event_id"], topic=topic)
+
+    @router.delete(
+        "/orgs/{org_id}/contacts/{contact_id}/lists/{list_id}",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=Accepted,
+        responses=_WRITE_ERRORS,
+        summary="Remove the contact from a list (a `contact` list_removed command)",
+        tags=["write"],
+    )
+    async def remove_from_list(
+        org_id: str, contact_id: ContactId, list_id: ListId, _p: Writer, state: State
+    ) -> Accepted:
+        await require_contact(state, org_id, contact_id)
+        record = commands.list_removed_record(org_id, contact_id, list_id)
+        topic = await publish(state, "contact", org_id, contact_id, record)
+        return Accepted(event_id=record["event_id"], topic=topic)
+
+    @router.post(
+        "/orgs/{org_id}/contacts/{contact_id}/channels/{channel}/unsubscribe",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=Accepted,
+        responses=_WRITE_ERRORS,
+        summary="Unsubscribe the contact from a channel (an `unsubscribe` event)",
+        tags=["write"],
+    )
+    async def unsubscribe(
+        org_id: str,
+        contact_id: ContactId,
+        channel: Annotated[channel_type, Path(description="The channel to unsubscribe from.")],
+        _p: Writer,
+        state: State,
+    ) -> Accepted:
+        check_channel(state, "path.channel", channel)
+        await require_contact(state, org_id, contact_id)
+        record = commands.unsubscribe_record(org_id, contact_id, channel)
+        topic = await publish(state, "unsubscribe", org_id, contact_id, record)
+        return Accepted(event_id=record["event_id"], topic=topic)
+
+    @router.post(
+        "/orgs/{org_id}/contacts/{contact_id}/messages",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=MessageAccepted,
+        responses=_WRITE_ERRORS,
+        summary="Ask the messaging pipeline to send a message (a `send-requests` record)",
+        tags=["write"],
+    )
+    async def send_message(
+        org_id: str,
+        contact_id: ContactId,
+        message: MessageRequest,
+        principal: Writer,
+        state: State,
+    ) -> MessageAccepted:
+        check_channel(state, "body.channel", message.channel)
+        await require_contact(state, org_id, contact_id)
+        record = commands.send_request_record(
+            org_id,
+            contact_id,
+            message.channel,
+            text=message.text,
+            template_id=message.template_id,
+            variables=message.variables,
+            requested_by=principal.name or principal.role,
+        )
+        topic = await publish(state, "send-requests", org_id, contact_id, record)
+        return MessageAccepted(request_id=record["request_id"], topic=topic)
+
+    return router

@@ -1,0 +1,126 @@
+"""Request and response bodies of the API (the snapshot itself is ``models.snapshot.Snapshot``).
+
+Field constraints for contact data are the ones of ``models.events`` (the records the worker
+accepts), so an edit the worker would dead-letter is refused here with a 422 a person can act on.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from models.events import Email, Name, Phone
+from models.origin import Origin
+from models.tiers import Tier
+from read_api.tokens import Role
+
+ListName = Annotated[str, Field(min_length=1, max_length=256)]
+MessageText = Annotated[str, Field(min_length=1, max_length=4096)]
+TemplateId = Annotated[str, Field(min_length=1, max_length=128)]
+VariableName = Annotated[str, Field(min_length=1, max_length=64)]
+VariableValue = Annotated[str, Field(max_length=1024)]
+
+
+class Problem(BaseModel):
+    """Every error answer: one sentence that says what to do."""
+
+    detail: str
+
+
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class ValidationProblem(BaseModel):
+    """A 422: ``detail`` joins the problems; ``errors`` lists them one by one."""
+
+    detail: str
+    errors: list[FieldProblem]
+
+
+class WhoAmI(BaseModel):
+    org_id: str
+    role: Role
+    name: str
+    may_write: bool
+    channels: list[str] = Field(description="The channels this deployment counts, in order.")
+
+
+class SegmentItem(BaseModel):
+    contact_id: str
+    rate: float = Field(description="Engagement rate (percent) that placed the contact here.")
+
+
+class SegmentPage(BaseModel):
+    tier: Tier
+    channel: str | None = Field(description="null: the overall segment")
+    items: list[SegmentItem]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page."
+    )
+
+
+class ContactPatch(BaseModel):
+    """Registration fields to change. Absent fields are left alone; ``null`` clears one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    phone: Phone | None = Field(None, description="E.164, e.g. +5511999990000")
+    email: Email | None = None
+    origin: Origin | None = None
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> ContactPatch:
+        if not self.model_fields_set:
+            raise ValueError("nothing to change: give at least one of name, phone, email, origin")
+        return self
+
+
+class ListPut(BaseModel):
+    """Optional body of "include in a list": the list's display name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: ListName | None = None
+
+
+class MessageRequest(BaseModel):
+    """Ask the messaging pipeline to send one message: either a text or a template."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: str = Field(description="One of the configured channels (see /v1/whoami).")
+    text: MessageText | None = None
+    template_id: TemplateId | None = None
+    variables: dict[VariableName, VariableValue] = Field(
+        default_factory=dict, max_length=50, description="Template variables."
+    )
+
+    @model_validator(mode="after")
+    def _text_or_template(self) -> MessageRequest:
+        if (self.text is None) == (self.template_id is None):
+            raise ValueError("give exactly one of text or template_id")
+        return self
+
+
+class Accepted(BaseModel):
+    """A write command was published; the snapshot changes once the worker applies it."""
+
+    accepted: Literal[True] = True
+    event_id: str = Field(description="event_id of the record published to Kafka")
+    topic: str
+
+
+class MessageAccepted(BaseModel):
+    accepted: Literal[True] = True
+    request_id: str
+    topic: str
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    redis: str
+    kafka: str

@@ -1,0 +1,58 @@
+"""Reads from the Redis layout the worker writes (``engagement_monitor.redis_layout``).
+
+Every key is built from the org of the path, which the caller has already matched against the
+token's org, so a request can only ever name keys of its own org.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from engagement_monitor import redis_layout as rl
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentSlice:
+    items: list[tuple[str, float]]
+    next_cursor: str | None
+
+
+class SnapshotStore:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+
+    async def snapshot_json(self, org_id: str, contact_id: str) -> bytes | None:
+        """The snapshot exactly as the worker stored it (served as is: no re-encoding)."""
+        raw = await self.client.get(rl.snapshot_key(org_id, contact_id))
+        if raw is None:
+            return None
+        return raw if isinstance(raw, bytes) else str(raw).encode()
+
+    async def has_snapshot(self, org_id: str, contact_id: str) -> bool:
+        return bool(await self.client.exists(rl.snapshot_key(org_id, contact_id)))
+
+    async def segment(
+        self, org_id: str, channel: str | None, tier: str, cursor: str | None, limit: int
+    ) -> SegmentSlice:
+        """One page of a segment, most engaged first.
+
+        Members sort lexicographically (``<inverted rate>|<contact>``), so the cursor is the last
+        member returned and the next page starts strictly after it: stable while the worker
+        adds and removes members. One extra member is read to know whether a next page exists.
+        """
+        low = f"({cursor}" if cursor else "-"
+        members = await self.client.zrangebylex(
+            rl.segment_key(org_id, channel, tier), low, "+", start=0, num=limit + 1
+        )
+        texts = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+        page = texts[:limit]
+        next_cursor = page[-1] if len(texts) > limit else None
+        return SegmentSlice([rl.parse_member(m) for m in page], next_cursor)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except Exception:
+            return False

@@ -1,0 +1,186 @@
+"""API tokens: created once, printed once, stored only as a SHA-256 digest (SPEC §5, §6).
+
+The file at ``EM_API_TOKENS_FILE`` is a JSON list of ``{"org_id", "role", "sha256", "name"}``.
+Only digests are stored, so a leaked file does not leak a usable token; tokens are 256 random
+bits, so an unsalted fast hash is enough (there is nothing to brute-force). The API re-reads the
+file when it changes, so a token created with ``engagement-monitor token create`` works at once
+without restarting the API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from engagement_monitor.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Role = Literal["agent", "operator", "admin"]
+ROLES: tuple[Role, ...] = ("agent", "operator", "admin")
+WRITE_ROLES: frozenset[str] = frozenset({"operator", "admin"})
+
+
+class TokenFileError(ValueError):
+    """The tokens file is unusable; the message names the setting and the problem."""
+
+
+class TokenRecord(BaseModel):
+    """One stored token: never the token itself, only its digest."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    org_id: Annotated[str, Field(min_length=1, max_length=64)]
+    role: Role
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    name: Annotated[str, Field(max_length=128)] = ""
+
+
+_RECORDS = TypeAdapter(list[TokenRecord])
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the org and role the token was created for."""
+
+    org_id: str
+    role: Role
+    name: str
+
+    @property
+    def may_write(self) -> bool:
+        return self.role in WRITE_ROLES
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def read_token_file(path: Path) -> list[TokenRecord]:
+    """The stored records; a missing file means no tokens yet (every request is then 401)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise TokenFileError(f"EM_API_TOKENS_FILE: cannot read {path}: {exc}") from None
+    if not raw.strip():
+        return []
+    try:
+        return _RECORDS.validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        problem = f"{where}: {first['msg']}" if where else first["msg"]
+        raise TokenFileError(
+            f"EM_API_TOKENS_FILE: {path} is not a list of "
+            f'{{"org_id", "role", "sha256", "name"}} ({problem})'
+        ) from None
+
+
+class TokenStore:
+    """Authenticates bearer tokens against the file, reloading it when it changes on disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._records: list[TokenRecord] = read_token_file(path)
+        self._stamp = self._file_stamp()
+        if not self._records:
+            log.warning(
+                "no API tokens in %s: every request will be refused (401); create one with "
+                "`engagement-monitor token create --org ORG --role ROLE`",
+                path,
+            )
+
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _refresh(self) -> None:
+        stamp = self._file_stamp()
+        if stamp == self._stamp:
+            return
+        try:
+            self._records = read_token_file(self.path)
+        except TokenFileError as exc:
+            # Keep serving with the tokens we had rather than locking everyone out because of
+            # a half-edited file; the log says what is wrong.
+            log.error("%s; keeping the %d token(s) loaded before", exc, len(self._records))
+        self._stamp = stamp
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The principal of a token, or None. Every record is compared, in constant time, so
+        the time taken does not tell an attacker how close a guess was or where it matched."""
+        self._refresh()
+        presented = digest(token)
+        found: TokenRecord | None = None
+        for record in self._records:
+            if hmac.compare_digest(presented, record.sha256):
+                found = record
+        if found is None:
+            return None
+        return Principal(found.org_id, found.role, found.name)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
+def create_token(settings: Settings, org: str, role: str, name: str = "") -> str:
+    """Create a token for one org and role, store its digest, and return the token.
+
+    The caller prints it once; it cannot be recovered later. The file is rewritten atomically
+    under an exclusive lock, so two concurrent ``token create`` runs cannot lose a token and the
+    API never reads a half-written file.
+    """
+    if not 1 <= len(org) <= 64:
+        raise ValueError("--org must be 1 to 64 characters")
+    if role not in ROLES:
+        raise ValueError(f"--role must be one of {', '.join(ROLES)}")
+    if len(name) > 128:
+        raise ValueError("--name must be at most 128 characters")
+    path = settings.api_tokens_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    lock_path = path.with_name(path.name + ".lock")
+    with lock_path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        records = read_token_file(path)
+        label = name or f"{role}-{sum(1 for r in records if r.org_id == org) + 1}"
+        records.append(TokenRecord(org_id=org, role=role, sha256=digest(token), name=label))
+        _write_atomically(path, _RECORDS.dump_json(records, indent=2) + b"\n")
+    return token
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def dump_records(records: list[TokenRecord]) -> bytes:
+    """JSON of the records, as the file holds them (used by tests that write token files)."""
+    return orjson.dumps([r.model_dump() for r in records], option=orjson.OPT_INDENT_2)

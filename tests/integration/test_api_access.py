@@ -1,0 +1,304 @@
+"""Every route x every role x own org / other org, against the real Redis (SPEC §5).
+
+Snapshots and segment members are written with the worker's layout; write commands go to an
+in-memory publisher here (the real Kafka path is `test_api_pipeline.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from engagement_monitor import redis_layout as rl
+from models.events import parse_record
+from models.snapshot import Snapshot
+from read_api.app import create_app
+from read_api.commands import MemoryPublisher
+from tests.read_api.support import Tokens, clear_org, make_settings, make_tokens, seed_contact
+
+pytestmark = pytest.mark.integration
+
+ROLES = ("agent", "operator", "admin")
+
+
+@dataclass
+class World:
+    client: httpx.AsyncClient
+    publisher: MemoryPublisher
+    org: str
+    other: str
+    tokens: Tokens
+    other_tokens: Tokens
+    prefix: str
+
+
+@pytest.fixture
+async def world(
+    tmp_path: Path, redis_url: str, redis_client: aioredis.Redis, unique: str
+) -> AsyncIterator[World]:
+    org, other = f"own-{unique}", f"oth-{unique}"
+    prefix = f"t{unique}."
+    settings = make_settings(tmp_path, redis_url=redis_url, topic_prefix=prefix)
+    tokens, other_tokens = make_tokens(settings, org), make_tokens(settings, other)
+    await seed_contact(redis_client, org, "c1", name="Ana Own")
+    await seed_contact(redis_client, other, "c1", name="Bruno Secret")
+    await seed_contact(redis_client, other, "secret-only", name="Carla Secret")
+    publisher = MemoryPublisher()
+    app = create_app(settings, redis=redis_client, producer=publisher)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            yield World(client, publisher, org, other, tokens, other_tokens, prefix)
+    finally:
+        await clear_org(redis_client, org)
+        await clear_org(redis_client, other)
+
+
+# (name, method, path template, body, is_write, expected short topic)
+ROUTES: list[tuple[str, str, str, Any, bool, str | None]] = [
+    ("monitor", "GET", "/v1/orgs/{org}/contacts/{contact}/monitor", None, False, None),
+    ("segments", "GET", "/v1/orgs/{org}/segments?tier=high", None, False, None),
+    ("segments_ch", "GET", "/v1/orgs/{org}/segments?tier=high&channel=email", None, False, None),
+    ("edit", "PATCH", "/v1/orgs/{org}/contacts/{contact}", {"name": "New"}, True, "contact"),
+    ("delete", "DELETE", "/v1/orgs/{org}/contacts/{contact}", None, True, "contact"),
+    (
+        "list_add",
+        "PUT",
+        "/v1/orgs/{org}/contacts/{contact}/lists/l9",
+        {"name": "L"},
+        True,
+        "contact",
+    ),
+    ("list_rm", "DELETE", "/v1/orgs/{org}/contacts/{contact}/lists/vip", None, True, "contact"),
+    (
+        "unsubscribe",
+        "POST",
+        "/v1/orgs/{org}/contacts/{contact}/channels/email/unsubscribe",
+        None,
+        True,
+        "unsubscribe",
+    ),
+    (
+        "send",
+        "POST",
+        "/v1/orgs/{org}/contacts/{contact}/messages",
+        {"channel": "email", "text": "Hello"},
+        True,
+        "send-requests",
+    ),
+]
+ROUTE_IDS = [r[0] for r in ROUTES]
+SECRETS = ("Bruno Secret", "Carla Secret", "secret-only")
+
+
+async def _call(
+    w: World, route: tuple[Any, ...], role: str, org: str, contact: str
+) -> httpx.Response:
+    _name, method, template, body, _write, _topic = route
+    path = template.format(org=org, contact=contact)
+    return await w.client.request(method, path, json=body, headers=w.tokens.header(role))
+
+
+def _assert_no_leak(w: World, response: httpx.Response) -> None:
+    for secret in (w.other, *SECRETS):
+        assert secret not in response.text, (secret, response.text)
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=ROUTE_IDS)
+@pytest.mark.parametrize("role", ROLES)
+async def test_own_org(world: World, route: tuple[Any, ...], role: str) -> None:
+    w = world
+    _name, _method, _template, _body, write, topic = route
+    response = await _call(w, route, role, w.org, "c1")
+    _assert_no_leak(w, response)
+    if write and role == "agent":
+        assert response.status_code == 403
+        assert w.publisher.sent == []
+        return
+    expected = 202 if write else 200
+    assert response.status_code == expected, response.text
+    if not write:
+        return
+    ((sent_topic, key, record),) = w.publisher.sent
+    assert sent_topic == f"{w.prefix}{topic}"
+    assert key == f"{w.org}:c1"
+    assert record["org_id"] == w.org and record["contact_id"] == "c1"
+    answer = response.json()
+    assert answer["accepted"] is True and answer["topic"] == sent_topic
+    if topic == "send-requests":
+        assert answer["request_id"] == record["request_id"]
+        assert record["requested_by"] == f"{role}@{w.org}"
+    else:
+        assert answer["event_id"] == record["event_id"]
+        # what the worker will do with it: its own parser accepts it
+        from datetime import UTC, datetime
+
+        from counting import CountingConfig
+
+        parse_record(topic, orjson.dumps(record), datetime.now(UTC), CountingConfig())
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=ROUTE_IDS)
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("contact", ["c1", "secret-only"])
+async def test_other_org_is_404_and_shows_nothing(
+    world: World, route: tuple[Any, ...], role: str, contact: str
+) -> None:
+    """The other org has these very contacts; the answer is the same as for nothing at all."""
+    w = world
+    response = await _call(w, route, role, w.other, contact)
+    assert response.status_code == 404, response.text
+    assert response.json() == {
+        "detail": "not found: no such contact, list or segment in your organization"
+    }
+    _assert_no_leak(w, response)
+    assert w.publisher.sent == []
+
+
+@pytest.mark.parametrize(
+    "route",
+    [r for r in ROUTES if "{contact}" in r[2]],
+    ids=[r[0] for r in ROUTES if "{contact}" in r[2]],
+)
+@pytest.mark.parametrize("role", ["operator", "admin"])
+async def test_contact_without_snapshot_is_404(
+    world: World, route: tuple[Any, ...], role: str
+) -> None:
+    """Also for writes: an org cannot probe ids, and the page only acts on contacts it shows.
+    ("secret-only" exists in the other org: still 404 here.)"""
+    w = world
+    for contact in ("nobody", "secret-only"):
+        response = await _call(w, route, role, w.org, contact)
+        assert response.status_code == 404, response.text
+    assert w.publisher.sent == []
+
+
+async def test_monitor_serves_the_snapshot(world: World) -> None:
+    w = world
+    response = await w.client.get(
+        f"/v1/orgs/{w.org}/contacts/c1/monitor", headers=w.tokens.header("agent")
+    )
+    snap = Snapshot.model_validate(response.json())
+    assert snap.org_id == w.org and snap.registration.name == "Ana Own"
+    assert snap.registration.origin is not None
+    assert snap.registration.origin.label == "CSV Import - leads.csv"
+    assert response.headers["content-type"] == "application/json"
+
+
+async def test_the_other_orgs_tokens_see_only_their_org(world: World) -> None:
+    w = world
+    response = await w.client.get(
+        f"/v1/orgs/{w.other}/contacts/c1/monitor", headers=w.other_tokens.header("agent")
+    )
+    assert response.status_code == 200 and response.json()["registration"]["name"] == "Bruno Secret"
+    response = await w.client.get(
+        f"/v1/orgs/{w.org}/contacts/c1/monitor", headers=w.other_tokens.header("admin")
+    )
+    assert response.status_code == 404 and "Ana Own" not in response.text
+
+
+async def test_segments_paginate_most_engaged_first(
+    world: World, redis_client: aioredis.Redis
+) -> None:
+    w = world
+    rates = [50.0 + i * 0.5 for i in range(23)]  # 23 contacts in "high"
+    pipe = redis_client.pipeline()
+    for i, rate in enumerate(rates):
+        pipe.zadd(rl.segment_key(w.org, None, "high"), {rl.segment_member(f"p{i:02d}", rate): 0})
+    await pipe.execute()
+    seen: list[tuple[str, float]] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"tier": "high", "limit": 10}
+        if cursor:
+            params["cursor"] = cursor
+        response = await w.client.get(
+            f"/v1/orgs/{w.org}/segments", params=params, headers=w.tokens.header("agent")
+        )
+        assert response.status_code == 200
+        page = response.json()
+        assert page["tier"] == "high" and page["channel"] is None
+        seen.extend((item["contact_id"], item["rate"]) for item in page["items"])
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3  # 10 + 10 + 4: the last page has no cursor, and no empty page follows
+    assert len(seen) == 24 and len({c for c, _ in seen}) == 24  # 23 + c1, each once
+    assert [r for _, r in seen] == sorted((r for _, r in seen), reverse=True)
+    assert seen[0] == ("p22", 61.0) and ("c1", 50.0) in seen
+
+
+async def test_segment_per_channel_and_empty(world: World) -> None:
+    w = world
+    headers = w.tokens.header("agent")
+    response = await w.client.get(
+        f"/v1/orgs/{w.org}/segments?tier=high&channel=email", headers=headers
+    )
+    assert response.json() == {
+        "tier": "high",
+        "channel": "email",
+        "items": [{"contact_id": "c1", "rate": 66.67}],
+        "next_cursor": None,
+    }
+    response = await w.client.get(f"/v1/orgs/{w.org}/segments?tier=very_high", headers=headers)
+    assert response.json()["items"] == []
+
+
+async def test_patch_publishes_only_the_fields_given(world: World) -> None:
+    w = world
+    response = await w.client.patch(
+        f"/v1/orgs/{w.org}/contacts/c1",
+        json={"phone": "+5511988887777", "email": None, "origin": {"type": "app", "app": "Omie"}},
+        headers=w.tokens.header("operator"),
+    )
+    assert response.status_code == 202
+    ((_topic, _key, record),) = w.publisher.sent
+    assert record["type"] == "upsert"
+    assert record["phone"] == "+5511988887777" and record["email"] is None
+    assert record["origin"] == {"type": "app", "app": "Omie"}
+    assert "name" not in record
+
+
+async def test_kafka_down_is_503_and_nothing_is_accepted(world: World) -> None:
+    w = world
+    w.publisher.fail = True
+    response = await w.client.delete(
+        f"/v1/orgs/{w.org}/contacts/c1", headers=w.tokens.header("admin")
+    )
+    assert response.status_code == 503
+    assert "try again" in response.json()["detail"]
+
+
+async def test_health_and_metrics(world: World) -> None:
+    w = world
+    assert (await w.client.get("/healthz")).json() == {
+        "status": "ok",
+        "redis": "ok",
+        "kafka": "memory",
+    }
+    await w.client.get(f"/v1/orgs/{w.org}/contacts/c1/monitor", headers=w.tokens.header("agent"))
+    await w.client.get(f"/v1/orgs/{w.org}/contacts/zz/monitor", headers=w.tokens.header("agent"))
+    await w.client.get(f"/v1/orgs/{w.org}/contacts/zz/monitor")
+    await w.client.put(
+        f"/v1/orgs/{w.org}/contacts/c1/lists/l1", headers=w.tokens.header("operator")
+    )
+    await w.client.get("/no/such/path")
+    text = (await w.client.get("/metrics")).text
+    route = "/v1/orgs/{org_id}/contacts/{contact_id}/monitor"
+    for status in ("200", "404", "401"):
+        assert (
+            f'em_api_requests_total{{method="GET",route="{route}",status="{status}"}} 1.0' in text
+        )
+    assert f'em_api_request_seconds_count{{method="GET",route="{route}"}} 3.0' in text
+    assert 'em_api_commands_total{topic="contact",type="list_added"} 1.0' in text
+    assert 'route="unmatched",status="404"' in text
+    assert "c1" not in text and w.org not in text  # no ids in labels

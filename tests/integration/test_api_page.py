@@ -1,0 +1,235 @@
+"""The monitor page in real headless Chromium (Debian's `chromium`, driven by Playwright).
+
+Against the whole real chain: worker, Kafka, Redis and the API under uvicorn. An operator opens a
+contact, sees its figures, includes it in a list and sees the list appear once the worker has
+applied the command; an agent sees the same figures and no action at all. Screenshots go to
+`test-artifacts/` (and to `docs/monitor-page.png` with EM_UPDATE_DOCS_SCREENSHOT=1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+import uvicorn
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from read_api.app import create_app
+from tests.integration.harness import ROOT, Pipeline, ago, free_port, snapshot, wait_for
+from tests.read_api.support import clear_org, make_settings, make_tokens
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def page_events(org: str) -> list[tuple[str, bytes, dict[str, Any]]]:
+    """A contact with some history on three channels, and two more contacts for the segments."""
+    records: list[tuple[str, bytes, dict[str, Any]]] = []
+
+    def add(topic: str, contact: str, eid: str, **fields: Any) -> None:
+        value = {"event_id": eid, "org_id": org, "contact_id": contact, **fields}
+        records.append((topic, f"{org}:{contact}".encode(), value))
+
+    add(
+        "contact",
+        "ana",
+        "ana-u",
+        type="upsert",
+        occurred_at=ago(40),
+        name="Ana Souza",
+        phone="+5511999990000",
+        email="ana@example.com",
+        created_at=ago(400),
+        origin={"type": "app_spec", "app": "Facebook Leads", "spec": "Page Test 1 Client A"},
+    )
+    add(
+        "contact",
+        "ana",
+        "ana-l",
+        type="list_added",
+        occurred_at=ago(30),
+        list_id="news",
+        list_name="Newsletter",
+    )
+    plan = {  # channel: (messages, delivered, opened/read, clicked, replied)
+        "email": (8, 8, 5, 2, 0),
+        "whatsapp": (5, 5, 4, 1, 2),
+        "sms": (4, 3, 0, 0, 1),
+    }
+    for channel, (sent, delivered, opened, clicked, replied) in plan.items():
+        for i in range(sent):
+            mid = f"ana-{channel}-{i}"
+            day = 3 + i * 6.3 + {"email": 0, "whatsapp": 2, "sms": 5}[channel] / 24
+            at = {"channel": channel, "message_id": mid}
+            add(
+                "dispatch", "ana", f"{mid}-d", occurred_at=ago(day), dispatch_kind="automated", **at
+            )
+            if i < delivered:
+                add("delivery", "ana", f"{mid}-dl", occurred_at=ago(day, seconds=-60), **at)
+            if i < opened and channel != "sms":
+                add("open", "ana", f"{mid}-o", occurred_at=ago(day, seconds=-3600), **at)
+            if i < clicked:
+                add("click", "ana", f"{mid}-c", occurred_at=ago(day, seconds=-3700), **at)
+            if i < replied:
+                add("reply", "ana", f"{mid}-r", occurred_at=ago(day, seconds=-4000), **at)
+    for contact, opens in (("bruno", 1), ("carla", 3)):
+        add(
+            "contact",
+            contact,
+            f"{contact}-u",
+            type="upsert",
+            occurred_at=ago(10),
+            name=contact.title(),
+        )
+        for i in range(3):
+            at = {"channel": "email", "message_id": f"{contact}-{i}"}
+            add(
+                "dispatch",
+                contact,
+                f"{contact}-{i}-d",
+                occurred_at=ago(5 + i),
+                dispatch_kind="single",
+                **at,
+            )
+            add("delivery", contact, f"{contact}-{i}-dl", occurred_at=ago(5 + i), **at)
+            if i < opens:
+                add("open", contact, f"{contact}-{i}-o", occurred_at=ago(5 + i), **at)
+    return records
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: run scripts/install_browser.sh (apt-get install chromium)"
+        )
+    async with async_playwright() as pw:
+        launched = await pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def sign_in(browser: Browser, base_url: str, token: str, contact: str) -> Page:
+    context = await browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = await context.new_page()
+    await page.goto(f"{base_url}/#contact={contact}")
+    await page.fill("#token", token)
+    await page.click("#login-form button[type=submit]")
+    await expect(page.get_by_test_id("contact-name")).to_have_text("Ana Souza", timeout=15000)
+    return page
+
+
+async def test_monitor_page_in_chromium(
+    pipeline: Pipeline, browser: Browser, redis_client: aioredis.Redis
+) -> None:
+    org = f"page-{pipeline.unique}"
+    settings = make_settings(
+        pipeline.tmp,
+        kafka_bootstrap=pipeline.bootstrap,
+        redis_url=pipeline.redis_url,
+        topic_prefix=pipeline.prefix,
+    )
+    tokens = make_tokens(settings, org)
+    await pipeline.start_worker()
+    await pipeline.produce(page_events(org))
+
+    async def seeded() -> bool:
+        snaps = [await snapshot(redis_client, org, c) for c in ("ana", "bruno", "carla")]
+        return all(s is not None for s in snaps) and snaps[0]["dispatched"]["total"] == 17  # type: ignore[index]
+
+    await wait_for(seeded, timeout=60, what="seeded snapshots")
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    serving = asyncio.create_task(server.serve())
+    base_url = f"http://127.0.0.1:{port}"
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        await wait_for(lambda: asyncio.sleep(0.05, server.started), timeout=20, what="API up")
+
+        # --- operator: segments, figures, include in a list -----------------------------------
+        page = await sign_in(browser, base_url, tokens.by_role["operator"], "ana")
+        await expect(page.get_by_test_id("who-role")).to_have_text("operator")
+        await expect(page.get_by_test_id("phone")).to_have_text("+5511999990000")
+        await expect(page.get_by_test_id("origin")).to_have_text(
+            "Facebook Leads - Page Test 1 Client A"
+        )
+        await expect(page.get_by_test_id("dispatched-total")).to_have_text("17")
+        await expect(page.get_by_test_id("lists")).to_contain_text("Newsletter")
+        channels = page.get_by_test_id("channels")
+        for label in ("SMS", "E-mail", "WhatsApp", "Subscribed"):
+            await expect(channels).to_contain_text(label)
+        await expect(channels.get_by_role("button", name="Unsubscribe")).to_have_count(3)
+        snap = await snapshot(redis_client, org, "ana")
+        assert snap is not None
+        tier_label = {
+            "no_engagement": "No engagement",
+            "low": "Low",
+            "high": "High",
+            "very_high": "Very high",
+        }[snap["engagement"]["tier"]]
+        await expect(page.get_by_test_id("engagement-rate")).to_have_text(
+            f"{snap['engagement']['rate']:.2f}%"
+        )
+        await expect(page.get_by_test_id("engagement-tier")).to_have_text(tier_label)
+        email_row = page.get_by_test_id("rates").locator("tr[data-channel=email]")
+        rates = snap["channels"]["email"]["rates"]
+        await expect(email_row).to_contain_text(f"{rates['delivery']:.2f}%")
+        await expect(email_row).to_contain_text(f"{rates['open']:.2f}%")
+        await expect(page.get_by_test_id("best-send-times")).to_contain_text("E-mail")
+
+        # the segment browser lists the org's contacts of the chosen tier and opens them
+        await page.select_option("#seg-tier", snap["engagement"]["tier"])
+        await page.click("#seg-form button[type=submit]")
+        await expect(page.get_by_test_id("seg-list")).to_contain_text("ana")
+
+        await page.get_by_text("Dispatches by channel").click()
+        await expect(page.get_by_test_id("dispatched-by-channel")).to_contain_text("WhatsApp")
+        await page.get_by_test_id("include-list").click()
+        await page.get_by_test_id("list-id").fill("vip")
+        await page.get_by_test_id("list-name").fill("VIP customers")
+        await page.get_by_test_id("list-submit").click()
+        await expect(page.get_by_test_id("lists")).to_contain_text("VIP customers", timeout=30000)
+        await expect(page.get_by_test_id("status")).to_contain_text("done")
+        await page.screenshot(path=str(ARTIFACTS / "monitor-page.png"), full_page=True)
+        if os.environ.get("EM_UPDATE_DOCS_SCREENSHOT") == "1":
+            shutil.copy(ARTIFACTS / "monitor-page.png", ROOT / "docs" / "monitor-page.png")
+        stored = await snapshot(redis_client, org, "ana")
+        assert stored is not None and {"list_id": "vip", "name": "VIP customers"} in stored["lists"]
+
+        # --- agent: the same figures, no action at all -----------------------------------------
+        agent = await sign_in(browser, base_url, tokens.by_role["agent"], "ana")
+        await expect(agent.get_by_test_id("who-role")).to_have_text("agent")
+        await expect(agent.get_by_test_id("dispatched-total")).to_have_text("17")
+        await expect(agent.get_by_test_id("lists")).to_contain_text("VIP customers")
+        await expect(agent.get_by_test_id("channels")).to_contain_text("Subscribed")
+        for name in (
+            "Unsubscribe",
+            "Include contact in a list",
+            "Delete contact",
+            "Edit data",
+            "Send",
+        ):
+            await expect(agent.get_by_role("button", name=name)).to_have_count(0)
+        await expect(agent.locator(".write-only")).to_have_count(0)
+        await expect(agent.get_by_test_id("lists").locator("button")).to_have_count(0)
+        visible = await agent.locator("button:visible").all_inner_texts()
+        assert set(visible) <= {"Sign out", "Open", "Show", "More"}, visible
+        await agent.screenshot(path=str(ARTIFACTS / "monitor-page-agent.png"), full_page=True)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 15)
+        await clear_org(redis_client, org)
