@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import GroupCoordinatorNotAvailableError, NotCoordinatorForGroupError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -196,7 +197,12 @@ class Kafka:
         return ends
 
     async def committed(self, group: str) -> dict[TopicPartition, int]:
-        raw = await self.admin.list_consumer_group_offsets(group)
+        """Offsets the group committed; none yet while a fresh broker still creates its
+        offsets topic (the coordinator is not available then), which callers poll through."""
+        try:
+            raw = await self.admin.list_consumer_group_offsets(group)
+        except (GroupCoordinatorNotAvailableError, NotCoordinatorForGroupError):
+            return {}
         return {tp: meta.offset for tp, meta in raw.items() if meta.offset >= 0}
 
     async def delete_topics(self, names: list[str]) -> None:

@@ -21,6 +21,10 @@ def run_worker(settings: Settings) -> int:
     streams = create_app(settings)
     worker_state = EngagementWorker(streams, settings)
     worker = faust.Worker(streams.app, loglevel=settings.log_level.lower(), quiet=True)
+    # Faust's terminal spinner hooks a DEBUG-level handler onto the root logger when the level is
+    # WARNING or above, which makes every library debug call build a log record (~5 % of the
+    # worker's CPU in the profile). A service has no terminal to spin on.
+    worker.spinner = None
 
     async def prepare() -> None:
         from aiokafka.errors import KafkaConnectionError
