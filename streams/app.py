@@ -13,6 +13,7 @@ from typing import Any
 import faust
 
 from engagement_monitor.settings import Settings
+from streams.quiet_monitor import QuietMonitor
 from streams.topics import OUTPUT_TOPICS, TopicNames
 
 RAW: dict[str, Any] = {
@@ -54,6 +55,7 @@ def create_app(settings: Settings) -> Streams:
         producer_acks=-1,
         stream_buffer_maxsize=max(4096, settings.batch_max_records * 2),
         table_standby_replicas=settings.standby_replicas,
+        Monitor=QuietMonitor,
     )
     source = app.topic(*names.consumed, **RAW)
     outputs = {short: app.topic(names.full(short), **RAW) for short in OUTPUT_TOPICS}
