@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from itertools import pairwise
 from typing import Any
 
 import orjson
@@ -171,13 +172,19 @@ async def test_a_message_crossing_the_window_edge_changes_the_tier_by_expiry(
         orjson.loads(r.value)
         for r in await pipeline.consume_all("tier-changes", expect=4, timeout=30)
     ]
-    summary = sorted(
-        (c["channel"] or "", c["previous_tier"] or "", c["tier"] or "", c["cause"]) for c in changes
-    )
-    assert summary == [
-        ("", "", "very_high", "event"),
-        ("", "very_high", "", "expiry"),
-        ("email", "", "very_high", "event"),
-        ("email", "very_high", "", "expiry"),
-    ]
     assert all(c["org_id"] == org and c["contact_id"] == "c1" for c in changes)
+    expiries = sorted(
+        (c["channel"] or "", c["previous_tier"] or "", c["tier"] or "")
+        for c in changes
+        if c["cause"] == "expiry"
+    )
+    # The window edge takes the tier away, overall and on the channel, by expiry, once each.
+    assert expiries == [("", "very_high", ""), ("email", "very_high", "")]
+    # Events brought it there; depending on how the records fell into batches, a scope may pass
+    # through an intermediate tier first (a delivery before its open), but it ends very_high.
+    for scope in ("", "email"):
+        path = [c for c in changes if (c["channel"] or "") == scope and c["cause"] == "event"]
+        assert path, f"no event-caused change for scope {scope!r}"
+        assert path[0]["previous_tier"] is None
+        assert path[-1]["tier"] == "very_high"
+        assert all(a["tier"] == b["previous_tier"] for a, b in pairwise(path))
