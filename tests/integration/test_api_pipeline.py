@@ -99,7 +99,15 @@ async def test_write_commands_reach_the_snapshot(
                 page = (await api.get(f"/v1/orgs/{org}/segments", params=params)).json()
                 return [item["contact_id"] for item in page["items"]]
 
-            snap = await until("the seeded contact", lambda s: s["dispatched"]["total"] == 2)
+            # The seed's records may land in different batches: wait for all of them.
+            snap = await until(
+                "the seeded contact",
+                lambda s: (
+                    s["dispatched"]["total"] == 2
+                    and s["engagement"]["rate"] is not None
+                    and sum(ch["opened"] for ch in s["channels"].values()) == 2
+                ),
+            )
             assert snap["engagement"] == {"rate": 100.0, "tier": "very_high"}
             assert snap["registration"]["origin"]["label"] == "Campaign Black Friday - WhatsApp"
             assert "c1" in await segment_ids("very_high")
