@@ -88,6 +88,7 @@ class EngagementWorker:
         self.indexed: frozenset[int] = frozenset()  # partitions whose due index is built
         self.topics_ready = False
         self.last_offsets: dict[tuple[str, int], int] = {}
+        self._held_batches: list[Any] = []
         self._install()
 
     # ------------------------------------------------------------ wiring
@@ -96,10 +97,23 @@ class EngagementWorker:
 
         @app.agent(self.streams.source, name="engagement")
         async def engagement(stream: Any) -> None:
-            async for events in stream.take_events(
+            batches = stream.take_events(
                 settings.batch_max_records, within=settings.batch_max_seconds
-            ):
-                await self.handle(events)
+            )
+            try:
+                async for events in batches:
+                    if self.app.should_stop:
+                        # Shutting down: Faust may already have closed the table stores (a
+                        # read would then find no state and a write would replace a contact
+                        # with a partial one). Leave the batch unprocessed and unacked; whoever
+                        # owns these partitions next reads it again.
+                        break
+                    await self.handle(events)
+            finally:
+                # take_events acks the batch in hand when the generator is closed, processed
+                # or not. Keep it referenced so it is never closed while the consumer can still
+                # commit: an unprocessed batch must never be committed.
+                self._held_batches.append(batches)
 
         @app.timer(settings.expiry_sweep_seconds, name="expiry_sweep", on_leader=False)  # type: ignore[untyped-decorator]
         async def expiry_sweep() -> None:

@@ -24,9 +24,19 @@ def _ts(now: datetime, days_ago: float) -> str:
 
 
 def engagement_stream(
-    org_id: str, contacts: int, messages: int, seed: int, now: datetime | None = None
+    org_id: str,
+    contacts: int,
+    messages: int,
+    seed: int,
+    now: datetime | None = None,
+    *,
+    rekeyed: bool = True,
 ) -> list[Record]:
-    """`contacts` contacts with about `messages` messages each, shuffled locally."""
+    """`contacts` contacts with about `messages` messages each, shuffled locally.
+
+    With `rekeyed`, about 8 % of the records carry no key or a foreign one, so the worker must
+    re-key them through its internal topic.
+    """
     rng = random.Random(seed)
     now = now or datetime.now(UTC)
     out: list[Record] = []
@@ -41,7 +51,7 @@ def engagement_stream(
             "contact_id": contact,
             **value,
         }
-        roll = rng.random()
+        roll = rng.random() if rekeyed else 1.0
         key: bytes | None = f"{org_id}:{contact}".encode()
         if roll < 0.05:
             key = None
