@@ -9,6 +9,7 @@ contacts that are actually due.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 
 
 class DueIndex:
@@ -41,9 +42,8 @@ class DueIndex:
                 out.append(key)
         return out
 
-    def discard_where(self, drop: object) -> None:
+    def discard_where(self, drop: Callable[[bytes], bool]) -> None:
         """Forget every key for which `drop(key)` is true (partitions revoked)."""
-        assert callable(drop)
         self._due = {k: v for k, v in self._due.items() if not drop(k)}
         self._compact()
 

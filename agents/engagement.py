@@ -14,7 +14,6 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from faust.streams import _current_event
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -345,6 +344,3 @@ class EngagementWorker:
             time.perf_counter() - started,
         )
         return written
-
-    def describe(self) -> bytes:
-        return orjson.dumps({"partitions": sorted(self.assigned_partitions())})
