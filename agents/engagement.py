@@ -7,6 +7,7 @@ expiry index and the Redis sentinels up to date.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import weakref
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from faust.streams import _current_event
+from faust.types import FutureMessage
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents import metrics as m
@@ -192,20 +194,35 @@ class EngagementWorker:
             m.REVOKED_SKIPPED.inc(skipped)
             log.info("left %d record(s) of revoked partitions to their new owner", skipped)
         out = self.processor.process(batch)
-        self._publish(out)
+        sent = self._publish(out) + self.streams.contacts.take_unconfirmed()
         await self.sink.apply(out.redis)
+        # Not acked (so never committed) until Kafka has every record this batch produced: its
+        # changelog writes above all, so whoever recovers these partitions next sees its effect.
+        await self._confirmed(sent)
         for key, due in out.due.items():
             self.due.set(key, due)
         self._count(out, len(batch), time.perf_counter() - started)
 
-    def _publish(self, out: BatchOutput) -> None:
+    def _publish(self, out: BatchOutput) -> list[FutureMessage]:
         outputs = self.streams.outputs
         full = self.streams.names.full
+        sent = []
         for item in out.publish:
             topic = outputs.get(item.topic) or outputs[full(item.topic)]
-            topic.send_soon(
-                key=item.key, value=item.value, headers=item.headers, partition=item.partition
+            sent.append(
+                topic.send_soon(
+                    key=item.key, value=item.value, headers=item.headers, partition=item.partition
+                )
             )
+        return sent
+
+    @staticmethod
+    async def _confirmed(sent: list[FutureMessage]) -> None:
+        """Wait until the broker has acknowledged every record; a failed send raises."""
+        if sent:
+            started = time.perf_counter()
+            await asyncio.gather(*sent)
+            m.CONFIRM_SECONDS.observe(time.perf_counter() - started)
 
     @staticmethod
     def _count(out: BatchOutput, size: int, seconds: float) -> None:
@@ -231,11 +248,15 @@ class EngagementWorker:
     async def sweep(self) -> None:
         """Send an expiry tick to every contact of this worker whose oldest message is due."""
         keys = self.due.pop_due(int(time.time()))
+        sent = []
         for key in keys:
             tick = self.processor.tick(key)
-            self.streams.outputs[self.streams.names.rekey].send_soon(
-                key=tick.key, value=tick.value, headers=tick.headers, partition=tick.partition
+            sent.append(
+                self.streams.outputs[self.streams.names.rekey].send_soon(
+                    key=tick.key, value=tick.value, headers=tick.headers, partition=tick.partition
+                )
             )
+        await self._confirmed(sent)
         m.EXPIRY_TICKS.inc(len(keys))
         m.DUE_CONTACTS.set(len(self.due))
         if keys:

@@ -39,6 +39,12 @@ BATCH_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
     registry=REGISTRY,
 )
+CONFIRM_SECONDS = Histogram(
+    "em_confirm_seconds",
+    "Wait for the broker to acknowledge a batch's changelog and output records before its ack",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
 CONSUMER_LAG = Gauge(
     "em_consumer_lag",
     "Records behind the high-water mark, per topic partition",

@@ -13,6 +13,7 @@ from typing import Any
 import faust
 
 from engagement_monitor.settings import Settings
+from streams.contact_table import ContactTable
 from streams.quiet_monitor import QuietMonitor
 from streams.topics import OUTPUT_TOPICS, TopicNames
 
@@ -30,7 +31,7 @@ class Streams:
     names: TopicNames
     source: Any  # faust topic over every consumed topic
     outputs: dict[str, Any]  # short name -> faust topic
-    contacts: Any  # faust Table: contact key -> packed StoredContact
+    contacts: ContactTable  # contact key -> packed StoredContact
 
 
 def create_app(settings: Settings) -> Streams:
@@ -60,9 +61,11 @@ def create_app(settings: Settings) -> Streams:
     source = app.topic(*names.consumed, **RAW)
     outputs = {short: app.topic(names.full(short), **RAW) for short in OUTPUT_TOPICS}
     outputs[names.rekey] = app.topic(names.rekey, **RAW)
-    contacts = app.Table(
-        "contacts",
+    contacts = ContactTable(
+        app,
+        name="contacts",
         default=None,
+        beacon=app.tables.beacon,
         partitions=settings.partitions,
         use_partitioner=True,
         # `bytes` types make Faust pick the raw codec for the store, the changelog topic and
@@ -71,4 +74,5 @@ def create_app(settings: Settings) -> Streams:
         value_type=bytes,
         schema=faust.Schema(**RAW),
     )
+    app.tables.add(contacts)
     return Streams(app, names, source, outputs, contacts)
