@@ -7,11 +7,10 @@ expiry index and the Redis sentinels up to date.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,13 +20,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents import metrics as m
 from agents.due_index import DueIndex
-from agents.processor import BatchOutput, EngagementProcessor, Inbound, RedisOp
+from agents.landing import confirmed, land
+from agents.processor import BatchOutput, EngagementProcessor, Inbound, Outbound, RedisOp
 from agents.redis_sink import RedisSink
 from agents.stored import unpack
 from counting import next_expiry
 from engagement_monitor.settings import Settings
 from streams.app import Streams
-from streams.partitioning import partition_for
+from streams.contact_table import ContactTable
+from streams.partitioning import state_partition
 
 log = logging.getLogger("engagement_monitor.worker")
 
@@ -35,32 +36,62 @@ REBUILD_CHUNK = 500
 
 
 class TableStore:
-    """The processor's `StateStore` over a Faust table.
+    """The processor's `StateStore` over the contact table, writing behind until `flush`.
 
+    Writes are held so that the batch's outputs reach Kafka before the state that records them
+    as published (see `agents.landing`); reads see the held values, so a batch is consistent.
     Each write runs with the contact's own event as Faust's current event: a batch mixes
     partitions, and Faust's RocksDB store files a key under the current event's partition.
     """
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: ContactTable) -> None:
         self.table = table
+        self._held: dict[bytes, tuple[bytes | None, Any]] = {}
 
     def get(self, key: bytes) -> bytes | None:
+        held = self._held.get(key)
+        if held is not None:
+            return held[0]
         value: bytes | None = self.table.get(key)
         return value
 
     def put(self, key: bytes, value: bytes, ref: Any) -> None:
-        token = _current_event.set(weakref.ref(ref))
-        try:
-            self.table[key] = value
-        finally:
-            _current_event.reset(token)
+        self._held[key] = (value, ref)
 
     def delete(self, key: bytes, ref: Any) -> None:
-        token = _current_event.set(weakref.ref(ref))
-        try:
-            self.table.pop(key, None)
-        finally:
-            _current_event.reset(token)
+        self._held[key] = (None, ref)
+
+    def flush(self) -> list[FutureMessage]:
+        held, self._held = self._held, {}
+        for key, (value, ref) in held.items():
+            token = _current_event.set(weakref.ref(ref))
+            try:
+                if value is None:
+                    self.table.pop(key, None)
+                else:
+                    self.table[key] = value
+            finally:
+                _current_event.reset(token)
+        return self.table.take_unconfirmed()
+
+
+class TopicOutputs:
+    """`agents.landing.Outputs` over the app's output topics."""
+
+    def __init__(self, streams: Streams) -> None:
+        self.topics = streams.outputs
+        self.full = streams.names.full
+
+    def send(self, items: Sequence[Outbound]) -> list[Awaitable[Any]]:
+        sent: list[Awaitable[Any]] = []
+        for item in items:
+            topic = self.topics.get(item.topic) or self.topics[self.full(item.topic)]
+            sent.append(
+                topic.send_soon(
+                    key=item.key, value=item.value, headers=item.headers, partition=item.partition
+                )
+            )
+        return sent
 
 
 def _headers(raw: Any) -> list[tuple[str, bytes]]:
@@ -78,10 +109,12 @@ class EngagementWorker:
         self.settings = settings
         self.app = streams.app
         self.cfg = settings.counting_config()
+        self.store = TableStore(streams.contacts)
+        self.outputs = TopicOutputs(streams)
         self.processor = EngagementProcessor(
             self.cfg,
             settings.partitions,
-            TableStore(streams.contacts),
+            self.store,
             rekey_topic=streams.names.short(streams.names.rekey),
         )
         self.sink = RedisSink(str(settings.redis_url), settings.app_id)
@@ -157,7 +190,7 @@ class EngagementWorker:
         owned = {tp.partition for tp in assigned if tp.topic == source}
         data = self.streams.contacts.data.data
         n = self.settings.partitions
-        stale = [k for k in data if partition_for(k, n) not in owned]
+        stale = [k for k in data if state_partition(k, n) not in owned]
         for key in stale:
             data.pop(key, None)
         if stale:
@@ -194,35 +227,13 @@ class EngagementWorker:
             m.REVOKED_SKIPPED.inc(skipped)
             log.info("left %d record(s) of revoked partitions to their new owner", skipped)
         out = self.processor.process(batch)
-        sent = self._publish(out) + self.streams.contacts.take_unconfirmed()
-        await self.sink.apply(out.redis)
-        # Not acked (so never committed) until Kafka has every record this batch produced: its
-        # changelog writes above all, so whoever recovers these partitions next sees its effect.
-        await self._confirmed(sent)
+        # Returns once Kafka has every record this batch produced, outputs before states; only
+        # then is the batch acked (see agents.landing for why this order).
+        waited = await land(out.publish, out.redis, self.outputs, self.store, self.sink)
+        m.CONFIRM_SECONDS.observe(waited)
         for key, due in out.due.items():
             self.due.set(key, due)
         self._count(out, len(batch), time.perf_counter() - started)
-
-    def _publish(self, out: BatchOutput) -> list[FutureMessage]:
-        outputs = self.streams.outputs
-        full = self.streams.names.full
-        sent = []
-        for item in out.publish:
-            topic = outputs.get(item.topic) or outputs[full(item.topic)]
-            sent.append(
-                topic.send_soon(
-                    key=item.key, value=item.value, headers=item.headers, partition=item.partition
-                )
-            )
-        return sent
-
-    @staticmethod
-    async def _confirmed(sent: list[FutureMessage]) -> None:
-        """Wait until the broker has acknowledged every record; a failed send raises."""
-        if sent:
-            started = time.perf_counter()
-            await asyncio.gather(*sent)
-            m.CONFIRM_SECONDS.observe(time.perf_counter() - started)
 
     @staticmethod
     def _count(out: BatchOutput, size: int, seconds: float) -> None:
@@ -248,15 +259,7 @@ class EngagementWorker:
     async def sweep(self) -> None:
         """Send an expiry tick to every contact of this worker whose oldest message is due."""
         keys = self.due.pop_due(int(time.time()))
-        sent = []
-        for key in keys:
-            tick = self.processor.tick(key)
-            sent.append(
-                self.streams.outputs[self.streams.names.rekey].send_soon(
-                    key=tick.key, value=tick.value, headers=tick.headers, partition=tick.partition
-                )
-            )
-        await self._confirmed(sent)
+        await confirmed(self.outputs.send([self.processor.tick(key) for key in keys]))
         m.EXPIRY_TICKS.inc(len(keys))
         m.DUE_CONTACTS.set(len(self.due))
         if keys:
@@ -313,7 +316,8 @@ class EngagementWorker:
 
     def _keys_of(self, partitions: frozenset[int]) -> list[bytes]:
         n = self.settings.partitions
-        return [k for k in list(self.streams.contacts.keys()) if partition_for(k, n) in partitions]
+        keys = list(self.streams.contacts.keys())
+        return [k for k in keys if state_partition(k, n) in partitions]
 
     async def _reindex(self, assigned: frozenset[int]) -> None:
         """After an assignment: forget revoked partitions, then index and re-snapshot new ones.
@@ -322,7 +326,7 @@ class EngagementWorker:
         the previous owner's last Redis write was lost (it stopped mid-batch, or crashed).
         """
         n = self.settings.partitions
-        self.due.discard_where(lambda k: partition_for(k, n) not in assigned)
+        self.due.discard_where(lambda k: state_partition(k, n) not in assigned)
         added = sorted(assigned - self.indexed)
         written = await self.rebuild(added, index=True)
         self.indexed = assigned
