@@ -31,7 +31,13 @@ from counting import (
 )
 from engagement_monitor import redis_layout as rl
 from models.events import RecordRejected, parse_record
-from streams.partitioning import contact_key, partition_for
+from streams.partitioning import (
+    contact_key,
+    partition_for,
+    split_state_key,
+    state_key,
+    state_partition,
+)
 
 # Header names put on dead letters and re-keyed records. Values are UTF-8 text.
 H_SOURCE_TOPIC = "em-source-topic"
@@ -159,7 +165,7 @@ class EngagementProcessor:
         topic = record.topic
         if topic == self.rekey_topic:
             if _header(record.headers, H_KIND) == KIND_TICK and record.key is not None:
-                org_id, _, contact_id = record.key.decode().partition(":")
+                org_id, contact_id = split_state_key(record.key)
                 item = work.get(record.key)
                 if item is None:
                     item = work[record.key] = _Work(org_id, contact_id, record.ref)
@@ -176,41 +182,44 @@ class EngagementProcessor:
         except RecordRejected as rejected:
             self._dead_letter(record, rejected.reason, rejected.code, now, out)
             return
-        key = contact_key(event.org_id, event.contact_id)
-        if partition_for(key, self.partitions) != record.partition:
+        home = partition_for(contact_key(event.org_id, event.contact_id), self.partitions)
+        if home != record.partition:
             if record.topic == self.rekey_topic:  # cannot happen with our own producer
                 self._dead_letter(
                     record, "re-keyed record on a foreign partition", "internal", now, out
                 )
                 return
-            out.publish.append(self._rekeyed(record, key))
+            out.publish.append(self._rekeyed(record, event.org_id, event.contact_id, home))
             out.rekeyed += 1
             return
+        key = state_key(event.org_id, event.contact_id)
         item = work.get(key)
         if item is None:
             item = work[key] = _Work(event.org_id, event.contact_id, record.ref)
         item.ref = record.ref
         item.events.append(event)
 
-    def _rekeyed(self, record: Inbound, key: bytes) -> Outbound:
-        headers = list(record.headers)
-        if _header(headers, H_SOURCE_TOPIC) is None:
-            headers += [
-                (H_SOURCE_TOPIC, record.topic.encode()),
-                (H_SOURCE_PARTITION, str(record.partition).encode()),
-                (H_SOURCE_OFFSET, str(record.offset).encode()),
-            ]
+    def _rekeyed(self, record: Inbound, org_id: str, contact_id: str, home: int) -> Outbound:
+        # `em-*` headers on a record from outside (a replayed dead letter, say) are stale: the
+        # record's origin is where it was read now.
+        headers = [h for h in record.headers if not h[0].startswith("em-")] + [
+            (H_SOURCE_TOPIC, record.topic.encode()),
+            (H_SOURCE_PARTITION, str(record.partition).encode()),
+            (H_SOURCE_OFFSET, str(record.offset).encode()),
+        ]
         return Outbound(
-            self.rekey_topic, key, record.value, headers, partition_for(key, self.partitions)
+            self.rekey_topic, contact_key(org_id, contact_id), record.value, headers, home
         )
 
     def _dead_letter(
         self, record: Inbound, reason: str, code: str, now: datetime, out: BatchOutput
     ) -> None:
         headers = [h for h in record.headers if not h[0].startswith("em-")]
-        source_topic = _header(record.headers, H_SOURCE_TOPIC) or record.topic.encode()
-        partition = _header(record.headers, H_SOURCE_PARTITION) or str(record.partition).encode()
-        offset = _header(record.headers, H_SOURCE_OFFSET) or str(record.offset).encode()
+        # Only our own re-key topic carries a trustworthy origin in `em-source-*` headers.
+        origin = record.headers if record.topic == self.rekey_topic else []
+        source_topic = _header(origin, H_SOURCE_TOPIC) or record.topic.encode()
+        partition = _header(origin, H_SOURCE_PARTITION) or str(record.partition).encode()
+        offset = _header(origin, H_SOURCE_OFFSET) or str(record.offset).encode()
         headers += [
             (H_SOURCE_TOPIC, source_topic),
             (H_SOURCE_PARTITION, partition),
@@ -226,6 +235,7 @@ class EngagementProcessor:
     def _apply_contact(self, key: bytes, item: _Work, now: datetime, out: BatchOutput) -> None:
         raw = self.store.get(key)
         stored = unpack(raw, self.cfg) if raw is not None else StoredContact(ContactState())
+        record_key = contact_key(item.org_id, item.contact_id)
         state = stored.state
         for event in item.events:
             outcome = apply_event(state, event, now, self.cfg)
@@ -235,7 +245,7 @@ class EngagementProcessor:
                 out.outcomes["pending_dropped"] += outcome.pending_dropped
             for status in outcome.effects:
                 out.publish.append(
-                    Outbound("dispatch-status", key, orjson.dumps(status.model_dump()))
+                    Outbound("dispatch-status", record_key, orjson.dumps(status.model_dump()))
                 )
         if item.ticks:
             expire(state, now, self.cfg)
@@ -244,11 +254,14 @@ class EngagementProcessor:
         cause: Literal["event", "expiry"] = "event" if item.events else "expiry"
         changes = tier_changes(item.org_id, item.contact_id, stored.published, current, cause, now)
         for change in changes:
-            out.publish.append(Outbound("tier-changes", key, orjson.dumps(change)))
+            out.publish.append(Outbound("tier-changes", record_key, orjson.dumps(change)))
             out.tier_changes[cause] += 1
         stored.state = state
         stored.published = current
-        stored.version += 1
+        # The write's time in ms, bumped to stay increasing: Redis refuses older versions (and
+        # keeps a removed contact's for a day), so a contact that comes back after its table
+        # entry was dropped must not start again from 1.
+        stored.version = max(stored.version + 1, int(now.timestamp() * 1000))
         due = next_expiry(state, self.cfg)
         out.due[key] = due
         if state.is_empty():
@@ -269,7 +282,7 @@ class EngagementProcessor:
     def snapshot_of(self, key: bytes, raw: bytes, now: datetime) -> RedisOp:
         """The Redis content for one stored contact, for rebuilding a flushed Redis."""
         stored = unpack(raw, self.cfg)
-        org_id, _, contact_id = key.decode().partition(":")
+        org_id, contact_id = split_state_key(key)
         snapshot = build_snapshot(org_id, contact_id, stored.state, now, self.cfg)
         current: Published = dict(tiers(snapshot)) if snapshot is not None else {}
         return RedisOp(
@@ -283,5 +296,5 @@ class EngagementProcessor:
     def tick(self, key: bytes) -> Outbound:
         """The record that asks the owner of `key` to re-evaluate it for window expiry."""
         return Outbound(
-            self.rekey_topic, key, b"", [(H_KIND, KIND_TICK)], partition_for(key, self.partitions)
+            self.rekey_topic, key, b"", [(H_KIND, KIND_TICK)], state_partition(key, self.partitions)
         )

@@ -19,6 +19,8 @@ from typing import Any
 import faust
 from faust.types import FutureMessage
 
+from streams.partitioning import state_partition
+
 
 class ContactTable(faust.Table[bytes, bytes]):
     """`faust.Table` that keeps each changelog send's future until `take_unconfirmed`."""
@@ -31,6 +33,11 @@ class ContactTable(faust.Table[bytes, bytes]):
         fut: FutureMessage = super().send_changelog(*args, **kwargs)
         self._unconfirmed.append(fut)
         return fut
+
+    def partition_for_key(self, key: bytes) -> int:
+        """The contact's own partition, whatever event is current (a batch mixes partitions)."""
+        partitions: int = self.partitions or self.app.conf.topic_partitions
+        return state_partition(key, partitions)
 
     def take_unconfirmed(self) -> list[FutureMessage]:
         """The changelog sends since the last call; the caller awaits them."""
