@@ -28,6 +28,7 @@ from counting import next_expiry
 from engagement_monitor.settings import Settings
 from streams.app import Streams
 from streams.contact_table import ContactTable
+from streams.delivery_guard import DeliveryGuard
 from streams.partitioning import state_partition
 
 log = logging.getLogger("engagement_monitor.worker")
@@ -118,6 +119,9 @@ class EngagementWorker:
             rekey_topic=streams.names.short(streams.names.rekey),
         )
         self.sink = RedisSink(str(settings.redis_url), settings.app_id)
+        self.guard = DeliveryGuard(self.app, settings.kafka_bootstrap, streams.names.consumed)
+        self.guard.install()
+        self._guard_seen = (0, 0, 0)
         self.due = DueIndex()
         self.indexed: frozenset[int] = frozenset()  # partitions whose due index is built
         self.topics_ready = False
@@ -231,6 +235,8 @@ class EngagementWorker:
         # then is the batch acked (see agents.landing for why this order).
         waited = await land(out.publish, out.redis, self.outputs, self.store, self.sink)
         m.CONFIRM_SECONDS.observe(waited)
+        for record in batch:  # only now may their acks count toward a commit
+            self.guard.handled(record.ref.message)
         for key, due in out.due.items():
             self.due.set(key, due)
         self._count(out, len(batch), time.perf_counter() - started)
@@ -293,11 +299,21 @@ class EngagementWorker:
             return
         assigned = self.assigned_partitions()
         self._lag(assigned)
+        await self.guard.resolve_stalls()
+        self._guard_metrics()
         if assigned != self.indexed:
             await self._reindex(assigned)
         missing = await self.sink.missing_sentinels(sorted(assigned))
         if missing:
             await self.rebuild(missing)
+
+    def _guard_metrics(self) -> None:
+        guard = self.guard
+        now = (guard.refused, guard.rewound, guard.holes)
+        before, self._guard_seen = self._guard_seen, now
+        m.ACKS_REFUSED.inc(now[0] - before[0])
+        m.REWINDS.inc(now[1] - before[1])
+        m.OFFSET_HOLES.inc(now[2] - before[2])
 
     def _lag(self, assigned: frozenset[int]) -> None:
         consumer = self.app.consumer

@@ -45,6 +45,21 @@ CONFIRM_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
     registry=REGISTRY,
 )
+ACKS_REFUSED = Counter(
+    "em_acks_refused_total",
+    "Records Faust skipped (rebalance) without handing them to the agent: acks not counted",
+    registry=REGISTRY,
+)
+REWINDS = Counter(
+    "em_partition_rewinds_total",
+    "Partitions sought back to a record that was skipped and never handled",
+    registry=REGISTRY,
+)
+OFFSET_HOLES = Counter(
+    "em_offset_holes_total",
+    "Input offsets with no record (transaction markers) counted as done",
+    registry=REGISTRY,
+)
 CONSUMER_LAG = Gauge(
     "em_consumer_lag",
     "Records behind the high-water mark, per topic partition",

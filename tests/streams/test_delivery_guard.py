@@ -1,0 +1,135 @@
+"""The delivery guard's decisions, without a broker: what may be committed, what is acked."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+from streams.delivery_guard import DeliveryGuard, next_commit, stalled_at
+
+
+def test_commit_runs_from_the_committed_offset_through_consecutive_acks() -> None:
+    assert next_commit([10, 11, 12, 14], committed=10) == (13, 3)
+
+
+def test_a_missing_offset_right_after_the_commit_holds_it_back() -> None:
+    """Faust itself would commit 13 here, past the never-handled record 10."""
+    assert next_commit([11, 12], committed=10) == (None, 0)
+    assert stalled_at([11, 12], committed=10) == 10
+
+
+def test_acks_behind_the_commit_are_dropped_not_counted() -> None:
+    assert next_commit([7, 8, 10, 11], committed=10) == (12, 4)
+
+
+def test_without_a_commit_the_run_starts_at_the_first_ack() -> None:
+    assert next_commit([0, 1, 2, 5], committed=None) == (3, 3)
+    assert stalled_at([0, 1], committed=None) is None
+
+
+def test_no_stall_while_the_acks_start_at_the_commit() -> None:
+    assert stalled_at([10, 11], committed=10) is None
+    assert stalled_at([], committed=10) is None
+
+
+class Message:
+    def __init__(self, offset: int) -> None:
+        self.tp = ("t", 0)
+        self.offset = offset
+        self.acked = False
+
+
+class FakeConsumer:
+    """The slice of Faust's consumer the guard reads and replaces."""
+
+    def __init__(self) -> None:
+        self._acked: defaultdict[Any, list[int]] = defaultdict(list)
+        self._acked_index: defaultdict[Any, set[int]] = defaultdict(set)
+        self._committed_offset: defaultdict[Any, int | None] = defaultdict(lambda: None)
+        self._unacked_messages: set[Message] = set()
+        self._waiting_for_ack: asyncio.Future[None] | None = None
+        self._read_offset: dict[Any, int | None] = {}
+        self.seeks: list[tuple[Any, int]] = []
+
+    def ack(self, message: Message) -> bool:
+        message.acked = True
+        self._unacked_messages.discard(message)
+        self._acked[message.tp].append(message.offset)
+        self._acked_index[message.tp].add(message.offset)
+        return True
+
+    def _reset_state(self) -> None:
+        self._read_offset = {}
+
+    async def seek(self, tp: Any, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+class App:
+    def __init__(self) -> None:
+        self.consumer = FakeConsumer()
+
+
+def _guard() -> tuple[DeliveryGuard, FakeConsumer]:
+    app = App()
+    guard = DeliveryGuard(app, "unused:9092", ["t"])
+    guard.install()
+    return guard, app.consumer
+
+
+def test_only_handled_records_are_acked_toward_a_commit() -> None:
+    guard, consumer = _guard()
+    skipped, handled = Message(10), Message(11)
+    consumer._unacked_messages |= {skipped, handled}
+    consumer._committed_offset[("t", 0)] = 10
+
+    guard.handled(handled)
+    assert consumer.ack(skipped) is False  # the stream skipped it during a rebalance
+    assert consumer.ack(handled) is True
+
+    assert consumer._acked[("t", 0)] == [11]
+    assert consumer._unacked_messages == set()  # shutdown and rebalances do not wait for it
+    assert consumer._new_offset(("t", 0)) is None  # 10 was never handled: nothing to commit
+    assert guard.refused == 1
+
+
+def test_the_drain_loop_never_sees_a_read_offset() -> None:
+    """So it neither drops re-fetched records nor invents gaps after a seek."""
+    _, consumer = _guard()
+    consumer._read_offset[("t", 0)] = 99
+    assert consumer._read_offset[("t", 0)] is None
+    consumer._reset_state()
+    consumer._read_offset[("t", 0)] = 5
+    assert consumer._read_offset[("t", 0)] is None
+
+
+class ProbedGuard(DeliveryGuard):
+    def __init__(self, app: Any, first_record: int) -> None:
+        super().__init__(app, "unused:9092", ["t"])
+        self.first_record = first_record
+
+    async def _first_record_from(self, tp: Any, offset: int) -> int | None:
+        return self.first_record
+
+
+async def test_a_skipped_record_is_read_again() -> None:
+    app = App()
+    guard = ProbedGuard(app, first_record=10)  # the broker has a record at 10
+    guard.install()
+    await guard._resolve(("t", 0), 10)
+    assert app.consumer.seeks == [(("t", 0), 10)]
+    assert guard.rewound == 1
+
+
+async def test_offsets_without_records_count_as_done() -> None:
+    app = App()
+    consumer = app.consumer
+    guard = ProbedGuard(app, first_record=12)  # 10 and 11 are transaction markers
+    guard.install()
+    consumer._committed_offset[("t", 0)] = 10
+    consumer._acked[("t", 0)] = [12, 13]
+    await guard._resolve(("t", 0), 10)
+    assert consumer.seeks == []
+    assert consumer._new_offset(("t", 0)) == 14
+    assert guard.holes == 2
