@@ -275,3 +275,42 @@ async def test_edge_cases_end_to_end(pipeline: Pipeline, redis_client: aioredis.
         "message_id": "m1",
         "status": "sending_error",
     } in statuses
+
+
+async def test_org_ids_with_colons_never_share_a_contact(
+    pipeline: Pipeline, redis_client: aioredis.Redis
+) -> None:
+    """`a:b` + `c` and `a` + `b:c` have the same record key (SPEC §2 allows `:` in both ids):
+    they are still two contacts, in two orgs, each with only its own messages."""
+    plain = f"colon-{pipeline.unique}"
+    colon = f"{plain}:eu"
+    records = []
+    for org, contact, days in ((colon, "c1", 3), (plain, "eu:c1", 2)):
+        for topic, extra in (("dispatch", {"dispatch_kind": "single"}), ("delivery", {})):
+            value = {
+                "event_id": f"{org}/{contact}/{topic}",
+                "org_id": org,
+                "contact_id": contact,
+                "channel": "sms",
+                "message_id": f"{org}/{contact}",
+                "occurred_at": ago(days),
+                **extra,
+            }
+            records.append((topic, f"{org}:{contact}".encode(), value))
+    assert records[0][1] == records[2][1]  # one record key for both contacts
+    await pipeline.start_worker()
+    await pipeline.produce(records)
+
+    async def both() -> bool:
+        snaps = [
+            await snapshot(redis_client, colon, "c1"),
+            await snapshot(redis_client, plain, "eu:c1"),
+        ]
+        return all(s is not None and s["channels"]["sms"]["delivered"] == 1 for s in snaps)
+
+    await wait_for(both, timeout=60, interval=0.5, what="both contacts")
+    for org, contact in ((colon, "c1"), (plain, "eu:c1")):
+        snap = await snapshot(redis_client, org, contact)
+        assert snap is not None
+        assert (snap["org_id"], snap["contact_id"]) == (org, contact)
+        assert snap["dispatched"]["total"] == 1
