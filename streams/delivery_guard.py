@@ -49,16 +49,17 @@ STALL_GRACE_SECONDS = 2.0
 def next_commit(acked: list[int], committed: int | None) -> tuple[int | None, int]:
     """(offset to commit or None, how many acked entries it consumes) for one partition.
 
-    `acked` is sorted; `committed` is the next offset to read (Kafka's committed offset). Only a
-    run of acked offsets that starts at `committed` may be committed; without a committed offset
-    (a partition read from its beginning) the run starts at the first acked offset.
+    `acked` is sorted; `committed` is the next offset to read (Kafka's committed offset; None
+    for a partition never committed, read from its beginning: offset 0). Only a run of acked
+    offsets that starts at `committed` may be committed. (A topic whose beginning was deleted by
+    retention starts later: `DeliveryGuard.resolve_stalls` finds no record below it.)
     """
+    committed = committed or 0
     start = 0
-    if committed is not None:
-        while start < len(acked) and acked[start] < committed:
-            start += 1  # already behind the commit
-        if start == len(acked) or acked[start] != committed:
-            return None, start
+    while start < len(acked) and acked[start] < committed:
+        start += 1  # already behind the commit
+    if start == len(acked) or acked[start] != committed:
+        return None, start
     end = start + 1
     while end < len(acked) and acked[end] == acked[end - 1] + 1:
         end += 1
@@ -67,7 +68,8 @@ def next_commit(acked: list[int], committed: int | None) -> tuple[int | None, in
 
 def stalled_at(acked: Sequence[int], committed: int | None) -> int | None:
     """The missing offset that holds the commit back, if any."""
-    if committed is None or not acked or min(acked) <= committed:
+    committed = committed or 0
+    if not acked or min(acked) <= committed:
         return None
     return committed
 

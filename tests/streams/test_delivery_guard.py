@@ -23,9 +23,11 @@ def test_acks_behind_the_commit_are_dropped_not_counted() -> None:
     assert next_commit([7, 8, 10, 11], committed=10) == (12, 4)
 
 
-def test_without_a_commit_the_run_starts_at_the_first_ack() -> None:
+def test_a_partition_never_committed_is_read_from_offset_zero() -> None:
     assert next_commit([0, 1, 2, 5], committed=None) == (3, 3)
     assert stalled_at([0, 1], committed=None) is None
+    assert next_commit([1, 2], committed=None) == (None, 0)  # record 0 skipped: hold the commit
+    assert stalled_at([1, 2], committed=None) == 0
 
 
 def test_no_stall_while_the_acks_start_at_the_commit() -> None:
