@@ -7,6 +7,7 @@ expiry index and the Redis sentinels up to date.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import weakref
@@ -61,6 +62,9 @@ class TableStore:
 
     def delete(self, key: bytes, ref: Any) -> None:
         self._held[key] = (None, ref)
+
+    def drop(self) -> None:
+        self._held = {}
 
     def flush(self) -> list[FutureMessage]:
         held, self._held = self._held, {}
@@ -121,6 +125,9 @@ class EngagementWorker:
         self.sink = RedisSink(str(settings.redis_url), settings.app_id)
         self.guard = DeliveryGuard(self.app, settings.kafka_bootstrap, streams.names.consumed)
         self.guard.install()
+        self._idle = asyncio.Event()  # no batch between its first write and its last ack wait
+        self._idle.set()
+        self._wait_idle_before_leaving()
         self._guard_seen = (0, 0, 0)
         self.due = DueIndex()
         self.indexed: frozenset[int] = frozenset()  # partitions whose due index is built
@@ -181,6 +188,26 @@ class EngagementWorker:
 
         app.on_partitions_assigned.connect(forget_unassigned)  # type: ignore[arg-type]
 
+    def _wait_idle_before_leaving(self) -> None:
+        """At shutdown, let a landing batch finish before Faust closes the tables and leaves.
+
+        Faust stops the consumer (tables closed, group left) before it stops the agents. A batch
+        caught between its outputs and its states would then write states after the next owner
+        recovered them. New batches are not started once stopping (see the agent), and one in
+        flight drops its states (`still_owner`) or finishes writing them first.
+        """
+        app = self.app
+        stop_consumer = app._stop_consumer
+
+        async def stop_consumer_when_idle() -> None:
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout=30)
+            except TimeoutError:
+                log.warning("stopping with a batch still landing after 30 s")
+            await stop_consumer()
+
+        app._stop_consumer = stop_consumer_when_idle  # type: ignore[method-assign]
+
     def forget(self, assigned: set[Any]) -> None:
         """Drop the in-memory store's contacts of partitions this worker no longer owns.
 
@@ -233,8 +260,23 @@ class EngagementWorker:
         out = self.processor.process(batch)
         # Returns once Kafka has every record this batch produced, outputs before states; only
         # then is the batch acked (see agents.landing for why this order).
-        waited = await land(out.publish, out.redis, self.outputs, self.store, self.sink)
+        tps = {event.message.tp for event in events}
+
+        def still_owner() -> bool:
+            return not self.app.should_stop and tps <= self.app.consumer.assignment()
+
+        self._idle.clear()
+        try:
+            landed, waited = await land(
+                out.publish, out.redis, self.outputs, self.store, self.sink, still_owner
+            )
+        finally:
+            self._idle.set()
         m.CONFIRM_SECONDS.observe(waited)
+        if not landed:
+            m.BATCHES_ABANDONED.inc()
+            log.info("batch of %d record(s) abandoned: its partitions moved", len(batch))
+            return
         for record in batch:  # only now may their acks count toward a commit
             self.guard.handled(record.ref.message)
         for key, due in out.due.items():

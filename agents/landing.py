@@ -2,8 +2,9 @@
 
 1. **Outputs first** (tier changes, dispatch statuses, dead letters, re-keyed records), and wait
    until the broker has acknowledged every one.
-2. **Then the contact states**: table writes (one changelog record per touched contact) and the
-   Redis snapshots, and wait until the broker has acknowledged the changelog records.
+2. **Then, if this worker still owns the batch's partitions, the contact states**: table
+   writes (one changelog record per touched contact) and the Redis snapshots, and wait until
+   the broker has acknowledged the changelog records.
 3. Only then does the caller return, and Faust ack the batch (and later commit its offsets).
 
 Why this order: a worker that dies between 1 and 2 has published a tier change but not the state
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from agents.processor import Outbound, RedisOp
@@ -36,6 +37,10 @@ class Outputs(Protocol):
 class HeldStates(Protocol):
     def flush(self) -> Sequence[Awaitable[Any]]:
         """Write the held states; the futures of their changelog records."""
+        ...
+
+    def drop(self) -> None:
+        """Forget the held states without writing them."""
         ...
 
 
@@ -58,10 +63,21 @@ async def land(
     outputs: Outputs,
     states: HeldStates,
     snapshots: Snapshots,
-) -> float:
-    """Steps 1 and 2 above; returns the seconds spent waiting for acknowledgements."""
+    still_owner: Callable[[], bool],
+) -> tuple[bool, float]:
+    """Steps 1 and 2 above: (states written?, seconds spent waiting for acknowledgements).
+
+    `still_owner` is asked once the outputs are in: a worker that is stopping, or has lost one
+    of the batch's partitions meanwhile, must not write states any more (the next owner may
+    already have recovered them from the changelog; a late write would land after its own).
+    The batch is then abandoned: its states are dropped, and the caller must not count its
+    records as handled, so they are read again by whoever owns them.
+    """
     waited = await confirmed(outputs.send(publish))
+    if not still_owner():
+        states.drop()
+        return False, waited
     changelog = states.flush()
     started = time.perf_counter()
     await asyncio.gather(snapshots.apply(redis), confirmed(changelog))
-    return waited + (time.perf_counter() - started)
+    return True, waited + (time.perf_counter() - started)

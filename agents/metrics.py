@@ -45,6 +45,11 @@ CONFIRM_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
     registry=REGISTRY,
 )
+BATCHES_ABANDONED = Counter(
+    "em_batches_abandoned_total",
+    "Batches whose partitions moved (or the worker stopped) before their states were written",
+    registry=REGISTRY,
+)
 ACKS_REFUSED = Counter(
     "em_acks_refused_total",
     "Records Faust skipped (rebalance) without handing them to the agent: acks not counted",

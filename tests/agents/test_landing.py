@@ -55,6 +55,9 @@ class FakeStates:
         self.log.append("flush states")
         return [self.acks.new()]
 
+    def drop(self) -> None:
+        self.log.append("drop states")
+
 
 class FakeSnapshots:
     def __init__(self, log: list[str]) -> None:
@@ -78,6 +81,7 @@ async def test_states_are_written_only_after_every_output_is_acknowledged() -> N
             FakeOutputs(outputs_acks, log),
             FakeStates(changelog_acks, log),
             FakeSnapshots(log),
+            lambda: True,
         )
     )
     await _settle()
@@ -92,13 +96,20 @@ async def test_states_are_written_only_after_every_output_is_acknowledged() -> N
     changelog_acks.ack_all()
     await _settle()
     assert task.done()
-    await task
+    assert await task == (True, pytest.approx(0, abs=5))
 
 
 async def test_a_failed_output_stops_the_batch_before_any_state_is_written() -> None:
     acks, log = HeldAcks(), []
     task = asyncio.create_task(
-        land(OUT, OPS, FakeOutputs(acks, log), FakeStates(HeldAcks(), log), FakeSnapshots(log))
+        land(
+            OUT,
+            OPS,
+            FakeOutputs(acks, log),
+            FakeStates(HeldAcks(), log),
+            FakeSnapshots(log),
+            lambda: True,
+        )
     )
     await _settle()
     acks.futures[0].set_exception(RuntimeError("broker said no"))
@@ -117,12 +128,36 @@ async def test_a_failed_changelog_write_fails_the_batch() -> None:
             FakeOutputs(outputs_acks, log),
             FakeStates(changelog_acks, log),
             FakeSnapshots(log),
+            lambda: True,
         )
     )
     await _settle()
     changelog_acks.futures[0].set_exception(RuntimeError("not leader"))
     with pytest.raises(RuntimeError, match="not leader"):
         await task
+
+
+async def test_a_worker_that_lost_the_partitions_meanwhile_writes_no_state() -> None:
+    """Stopping, or rebalanced while the outputs were in flight: the next owner may already
+    have recovered these contacts, so a state written now would land after its own."""
+    acks, log = HeldAcks(), []
+    owner = {"still": True}
+    task = asyncio.create_task(
+        land(
+            OUT,
+            OPS,
+            FakeOutputs(acks, log),
+            FakeStates(HeldAcks(), log),
+            FakeSnapshots(log),
+            lambda: owner["still"],
+        )
+    )
+    await _settle()
+    owner["still"] = False  # a rebalance took a partition while the outputs were in flight
+    acks.ack_all()
+    landed, _ = await task
+    assert landed is False
+    assert log[2:] == ["drop states"]  # no table write, no Redis write
 
 
 class Event:

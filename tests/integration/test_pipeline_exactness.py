@@ -89,18 +89,6 @@ async def _join_and_leave(
     await _assert_exact(redis_client, expected)
 
 
-KNOWN_REBALANCE_DEFECT = pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "KNOWN DEFECT, issue 4 left open: when partitions move between workers in the middle of "
-        "a stream (a worker joins or leaves the group), the effect of one record is occasionally "
-        "lost (leave: about 1 run in 5; join: rarer), keyed and re-keyed records alike; kill -9 "
-        "and restart of a single worker stays exact. See docs/pipeline.md, 'Known defect'."
-    ),
-)
-
-
-@KNOWN_REBALANCE_DEFECT
 async def test_second_worker_joins_and_leaves_mid_stream(
     pipeline: Pipeline, redis_client: aioredis.Redis
 ) -> None:
@@ -108,7 +96,6 @@ async def test_second_worker_joins_and_leaves_mid_stream(
     await _join_and_leave(pipeline, redis_client, rekeyed=False)
 
 
-@KNOWN_REBALANCE_DEFECT
 async def test_join_and_leave_with_rekeyed_records(
     pipeline: Pipeline, redis_client: aioredis.Redis
 ) -> None:
@@ -116,7 +103,6 @@ async def test_join_and_leave_with_rekeyed_records(
     await _join_and_leave(pipeline, redis_client, rekeyed=True)
 
 
-@KNOWN_REBALANCE_DEFECT
 async def test_second_worker_joins_mid_stream(
     pipeline: Pipeline, redis_client: aioredis.Redis
 ) -> None:
