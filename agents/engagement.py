@@ -133,7 +133,6 @@ class EngagementWorker:
         self.indexed: frozenset[int] = frozenset()  # partitions whose due index is built
         self.topics_ready = False
         self.last_offsets: dict[tuple[str, int], int] = {}
-        self._held_batches: list[Any] = []
         self._install()
 
     # ------------------------------------------------------------ wiring
@@ -150,15 +149,14 @@ class EngagementWorker:
                     if self.app.should_stop:
                         # Shutting down: Faust may already have closed the table stores (a
                         # read would then find no state and a write would replace a contact
-                        # with a partial one). Leave the batch unprocessed and unacked; whoever
-                        # owns these partitions next reads it again.
+                        # with a partial one). Leave the batch unprocessed: closing the
+                        # generator acks it, but the delivery guard does not count acks of
+                        # records the agent did not handle, so whoever owns these partitions
+                        # next reads them again, and Faust's shutdown does not wait for them.
                         break
                     await self.handle(events)
             finally:
-                # take_events acks the batch in hand when the generator is closed, processed
-                # or not. Keep it referenced so it is never closed while the consumer can still
-                # commit: an unprocessed batch must never be committed.
-                self._held_batches.append(batches)
+                await batches.aclose()
 
         @app.timer(settings.expiry_sweep_seconds, name="expiry_sweep", on_leader=False)  # type: ignore[untyped-decorator]
         async def expiry_sweep() -> None:

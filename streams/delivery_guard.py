@@ -20,10 +20,14 @@ The guard, installed on the app's consumer, closes all four:
   the agent is idempotent, so a record read twice changes nothing;
 * the committable offset is the end of the run of acked offsets that starts exactly at the
   committed one (4);
+* after the seek that ends a rebalance, a partition never committed is sent back to its
+  beginning like the others are to their committed offsets (Faust leaves it where the fetcher
+  was, past whatever it fetched and dropped meanwhile);
 * `resolve_stalls` (run by the worker every few seconds) looks at a partition whose commit is
-  held by a missing offset and asks the broker what is there: no record (a transaction marker,
-  say) and the offsets count as done; a record, and the partition is sought back to it so it is
-  read again.
+  held by a missing offset (acks wait behind it, or, with the agent idle, records past it were
+  fetched and none was acked) and asks the broker what is there: no record (a transaction
+  marker, say) and the offsets count as done; a record, and the partition is sought back to it
+  so it is read again.
 
 It touches Faust's private consumer state (`_acked`, `_committed_offset`, `_read_offset`), so
 the version is pinned and `install` checks that state is there; the pure decisions are
@@ -36,7 +40,7 @@ import logging
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -44,6 +48,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 log = logging.getLogger("engagement_monitor.delivery")
 
 STALL_GRACE_SECONDS = 2.0
+IDLE_SECONDS = 3.0  # no batch handled for this long: whatever was fetched has been delivered
 
 
 def next_commit(acked: list[int], committed: int | None) -> tuple[int | None, int]:
@@ -66,12 +71,18 @@ def next_commit(acked: list[int], committed: int | None) -> tuple[int | None, in
     return acked[end - 1] + 1, end
 
 
-def stalled_at(acked: Sequence[int], committed: int | None) -> int | None:
-    """The missing offset that holds the commit back, if any."""
+def stalled_at(
+    acked: Sequence[int], committed: int | None, fetched_upto: int, idle: bool
+) -> int | None:
+    """The missing offset that holds the commit back, if any.
+
+    Either acks wait behind it, or (once the agent has been idle for a while, so nothing is
+    still on its way to it) records past it were fetched and none of them was acked.
+    """
     committed = committed or 0
-    if not acked or min(acked) <= committed:
-        return None
-    return committed
+    if acked:
+        return committed if min(acked) > committed else None
+    return committed if idle and fetched_upto > committed else None
 
 
 class _NeverRead(defaultdict[Any, Any]):
@@ -98,6 +109,8 @@ class DeliveryGuard:
         self.topics = frozenset(topics)
         self._handled: weakref.WeakSet[Any] = weakref.WeakSet()
         self._stalls: dict[tuple[Any, int], float] = {}
+        self._fetched_upto: dict[Any, int] = {}  # per partition: 1 + last offset fetched
+        self._last_handled = time.monotonic()
         self._probe: AIOKafkaConsumer | None = None
         self.refused = 0  # acks refused: records a stream skipped without handing them over
         self.rewound = 0  # partitions sought back to a record that was never handled
@@ -135,10 +148,30 @@ class DeliveryGuard:
             original_reset()
             consumer._read_offset = _NeverRead()
 
+        original_getmany = consumer.getmany
+
+        async def getmany(timeout: float) -> AsyncIterator[tuple[Any, Any]]:  # noqa: ASYNC109
+            async for tp, message in original_getmany(timeout):
+                self._fetched_upto[tp] = message.offset + 1
+                yield tp, message
+
+        original_perform_seek = consumer.perform_seek
+
+        async def perform_seek() -> None:
+            # Faust seeks each partition back to its committed offset after a rebalance, so
+            # that what was fetched and dropped meanwhile is read again; a partition never
+            # committed is left where the fetcher was. Send it back to its beginning too.
+            await original_perform_seek()
+            for tp in consumer.assignment():
+                if tp.topic in self.topics and consumer._committed_offset.get(tp) is None:
+                    await consumer.seek(tp, 0)
+
         consumer.ack = ack
         consumer._new_offset = new_offset
         consumer._reset_state = reset_state
         consumer._read_offset = _NeverRead()
+        consumer.getmany = getmany
+        consumer.perform_seek = perform_seek
 
     def _refuse(self, message: Any) -> bool:
         """Let Faust forget the record (shutdown waits for it) without committing its offset."""
@@ -156,17 +189,24 @@ class DeliveryGuard:
     def handled(self, message: Any) -> None:
         """The agent has applied this record: its ack may now count."""
         self._handled.add(message)
+        self._last_handled = time.monotonic()
 
     # ---------------------------------------------------------------- stalls
     async def resolve_stalls(self) -> None:
         """Free every partition whose commit waits for an offset nobody will ack."""
         consumer = self.app.consumer
         now = time.monotonic()
+        idle = now - self._last_handled >= IDLE_SECONDS
         current: set[tuple[Any, int]] = set()
         for tp in consumer.assignment():
             if tp.topic not in self.topics:
                 continue
-            missing = stalled_at(consumer._acked.get(tp, ()), consumer._committed_offset.get(tp))
+            missing = stalled_at(
+                consumer._acked.get(tp, ()),
+                consumer._committed_offset.get(tp),
+                self._fetched_upto.get(tp, 0),
+                idle,
+            )
             if missing is None:
                 continue
             current.add((tp, missing))

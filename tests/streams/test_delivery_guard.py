@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from typing import Any
+
+from faust.types import TP
 
 from streams.delivery_guard import DeliveryGuard, next_commit, stalled_at
 
@@ -16,7 +19,7 @@ def test_commit_runs_from_the_committed_offset_through_consecutive_acks() -> Non
 def test_a_missing_offset_right_after_the_commit_holds_it_back() -> None:
     """Faust itself would commit 13 here, past the never-handled record 10."""
     assert next_commit([11, 12], committed=10) == (None, 0)
-    assert stalled_at([11, 12], committed=10) == 10
+    assert stalled_at([11, 12], 10, 13, idle=False) == 10
 
 
 def test_acks_behind_the_commit_are_dropped_not_counted() -> None:
@@ -25,19 +28,26 @@ def test_acks_behind_the_commit_are_dropped_not_counted() -> None:
 
 def test_a_partition_never_committed_is_read_from_offset_zero() -> None:
     assert next_commit([0, 1, 2, 5], committed=None) == (3, 3)
-    assert stalled_at([0, 1], committed=None) is None
+    assert stalled_at([0, 1], None, 2, idle=False) is None
     assert next_commit([1, 2], committed=None) == (None, 0)  # record 0 skipped: hold the commit
-    assert stalled_at([1, 2], committed=None) == 0
+    assert stalled_at([1, 2], None, 3, idle=False) == 0
 
 
 def test_no_stall_while_the_acks_start_at_the_commit() -> None:
-    assert stalled_at([10, 11], committed=10) is None
-    assert stalled_at([], committed=10) is None
+    assert stalled_at([10, 11], 10, 12, idle=True) is None
+    assert stalled_at([], 10, 10, idle=True) is None  # everything fetched is committed
+
+
+def test_records_fetched_and_never_acked_hold_the_commit_once_the_agent_is_idle() -> None:
+    """The tail of a partition skipped during a rebalance: no later ack would show the hole."""
+    assert stalled_at([], 10, 12, idle=True) == 10
+    assert stalled_at([], 10, 12, idle=False) is None  # may still be on its way to the agent
 
 
 class Message:
     def __init__(self, offset: int) -> None:
-        self.tp = ("t", 0)
+        self.topic = "t"
+        self.tp = TP("t", 0)
         self.offset = offset
         self.acked = False
 
@@ -64,6 +74,16 @@ class FakeConsumer:
     def _reset_state(self) -> None:
         self._read_offset = {}
 
+    def assignment(self) -> set[Any]:
+        return {TP("t", 0)}
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Message]]:
+        for offset in (5, 6):
+            yield TP("t", 0), Message(offset)
+
+    async def perform_seek(self) -> None:
+        self.seeks.append(("committed", -1))
+
     async def seek(self, tp: Any, offset: int) -> None:
         self.seeks.append((tp, offset))
 
@@ -84,26 +104,40 @@ def test_only_handled_records_are_acked_toward_a_commit() -> None:
     guard, consumer = _guard()
     skipped, handled = Message(10), Message(11)
     consumer._unacked_messages |= {skipped, handled}
-    consumer._committed_offset[("t", 0)] = 10
+    consumer._committed_offset[TP("t", 0)] = 10
 
     guard.handled(handled)
     assert consumer.ack(skipped) is False  # the stream skipped it during a rebalance
     assert consumer.ack(handled) is True
 
-    assert consumer._acked[("t", 0)] == [11]
+    assert consumer._acked[TP("t", 0)] == [11]
     assert consumer._unacked_messages == set()  # shutdown and rebalances do not wait for it
-    assert consumer._new_offset(("t", 0)) is None  # 10 was never handled: nothing to commit
+    assert consumer._new_offset(TP("t", 0)) is None  # 10 was never handled: nothing to commit
     assert guard.refused == 1
 
 
 def test_the_drain_loop_never_sees_a_read_offset() -> None:
     """So it neither drops re-fetched records nor invents gaps after a seek."""
     _, consumer = _guard()
-    consumer._read_offset[("t", 0)] = 99
-    assert consumer._read_offset[("t", 0)] is None
+    consumer._read_offset[TP("t", 0)] = 99
+    assert consumer._read_offset[TP("t", 0)] is None
     consumer._reset_state()
-    consumer._read_offset[("t", 0)] = 5
-    assert consumer._read_offset[("t", 0)] is None
+    consumer._read_offset[TP("t", 0)] = 5
+    assert consumer._read_offset[TP("t", 0)] is None
+
+
+async def test_a_partition_never_committed_goes_back_to_its_beginning_after_a_seek() -> None:
+    """Faust's own seek leaves it where the fetcher was, past records it dropped meanwhile."""
+    _, consumer = _guard()
+    consumer._committed_offset[TP("t", 1)] = 7  # not assigned: untouched
+    await consumer.perform_seek()
+    assert consumer.seeks == [("committed", -1), (TP("t", 0), 0)]
+
+
+async def test_fetched_offsets_are_remembered_for_stall_detection() -> None:
+    guard, consumer = _guard()
+    assert [m.offset async for _, m in consumer.getmany(1.0)] == [5, 6]
+    assert guard._fetched_upto[TP("t", 0)] == 7
 
 
 class ProbedGuard(DeliveryGuard):
@@ -119,8 +153,8 @@ async def test_a_skipped_record_is_read_again() -> None:
     app = App()
     guard = ProbedGuard(app, first_record=10)  # the broker has a record at 10
     guard.install()
-    await guard._resolve(("t", 0), 10)
-    assert app.consumer.seeks == [(("t", 0), 10)]
+    await guard._resolve(TP("t", 0), 10)
+    assert app.consumer.seeks == [(TP("t", 0), 10)]
     assert guard.rewound == 1
 
 
@@ -129,9 +163,9 @@ async def test_offsets_without_records_count_as_done() -> None:
     consumer = app.consumer
     guard = ProbedGuard(app, first_record=12)  # 10 and 11 are transaction markers
     guard.install()
-    consumer._committed_offset[("t", 0)] = 10
-    consumer._acked[("t", 0)] = [12, 13]
-    await guard._resolve(("t", 0), 10)
+    consumer._committed_offset[TP("t", 0)] = 10
+    consumer._acked[TP("t", 0)] = [12, 13]
+    await guard._resolve(TP("t", 0), 10)
     assert consumer.seeks == []
-    assert consumer._new_offset(("t", 0)) == 14
+    assert consumer._new_offset(TP("t", 0)) == 14
     assert guard.holes == 2
