@@ -125,7 +125,7 @@ class EngagementWorker:
         self.sink = RedisSink(str(settings.redis_url), settings.app_id)
         self.guard = DeliveryGuard(self.app, settings.kafka_bootstrap, streams.names.consumed)
         self.guard.install()
-        self._idle = asyncio.Event()  # no batch between its first write and its last ack wait
+        self._idle = asyncio.Event()  # set while no batch is landing (see below)
         self._idle.set()
         self._wait_idle_before_leaving()
         self._guard_seen = (0, 0, 0)
