@@ -2,15 +2,40 @@
 
 Run as `python -m tests.integration.apps.counter_app worker`; configured by environment so the
 test can point it at a fresh topic, app id, store and data directory.
+
+Stock Faust is not exact across a restart: it can commit an offset whose changelog record is
+still in its producer buffer (its flush gives up after 0.1 s) and it can ack records it skipped
+during a rebalance (`streams/delivery_guard.py`). This app therefore takes the same two
+safeguards as the worker: each record waits for its changelog record to be acknowledged before
+it is acked, and the delivery guard counts only acks of records the agent handled. Without them
+this test lost one count now and then.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
 import faust
 import redis
+from faust.types import FutureMessage
+
+from streams.delivery_guard import DeliveryGuard
+
+
+class ConfirmedTable(faust.Table):  # type: ignore[type-arg]
+    """Keeps the future of each changelog record so the agent can wait for the broker's ack."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unconfirmed: list[FutureMessage] = []
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> FutureMessage:
+        fut: FutureMessage = super().send_changelog(*args, **kwargs)
+        self.unconfirmed.append(fut)
+        return fut
+
 
 app = faust.App(
     os.environ["SMOKE_APP_ID"],
@@ -29,18 +54,29 @@ source = app.topic(
 )
 # The value is the set of record ids seen, not a counter: Kafka redelivers after a restart (the
 # last records before a stop may be processed again), and a set makes that harmless.
-seen = app.Table("seen", default=list, partitions=4)
+seen = ConfirmedTable(app, name="seen", default=list, partitions=4, beacon=app.tables.beacon)
+app.tables.add(seen)
 mirror = redis.Redis.from_url(os.environ["SMOKE_REDIS_URL"])
+guard = DeliveryGuard(app, os.environ["SMOKE_BOOTSTRAP"], [os.environ["SMOKE_TOPIC"]])
+guard.install()
 
 
 @app.agent(source)
 async def count(stream: Any) -> None:
-    async for key, value in stream.items():
-        name = key.decode()
+    async for event in stream.events():
+        name = event.key.decode()
         ids = set(seen[name])
-        ids.add(value.decode())
+        ids.add(event.value.decode())
         seen[name] = sorted(ids)
+        confirm, seen.unconfirmed = seen.unconfirmed, []
+        await asyncio.gather(*confirm)
         mirror.set(f"{os.environ['SMOKE_TOPIC']}:{name}", len(ids))
+        guard.handled(event.message)
+
+
+@app.timer(2.0)  # type: ignore[untyped-decorator]
+async def resolve_stalls() -> None:
+    await guard.resolve_stalls()
 
 
 if __name__ == "__main__":
