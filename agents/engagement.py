@@ -125,7 +125,9 @@ class EngagementWorker:
         self.sink = RedisSink(str(settings.redis_url), settings.app_id)
         self.guard = DeliveryGuard(self.app, settings.kafka_bootstrap, streams.names.consumed)
         self.guard.install()
-        self._idle = asyncio.Event()  # set while no batch is landing (see below)
+        # Set while no batch is landing: handle() awaits only inside land(), so when a timer
+        # runs and this is set, no batch is in flight.
+        self._idle = asyncio.Event()
         self._idle.set()
         self._wait_idle_before_leaving()
         self._guard_seen = (0, 0, 0)
@@ -339,7 +341,7 @@ class EngagementWorker:
             return
         assigned = self.assigned_partitions()
         self._lag(assigned)
-        await self.guard.resolve_stalls()
+        await self.guard.resolve_stalls(busy=not self._idle.is_set())
         self._guard_metrics()
         if assigned != self.indexed:
             await self._reindex(assigned)

@@ -192,11 +192,15 @@ class DeliveryGuard:
         self._last_handled = time.monotonic()
 
     # ---------------------------------------------------------------- stalls
-    async def resolve_stalls(self) -> None:
-        """Free every partition whose commit waits for an offset nobody will ack."""
+    async def resolve_stalls(self, *, busy: bool = False) -> None:
+        """Free every partition whose commit waits for an offset nobody will ack.
+
+        `busy`: a batch is being handled right now (a slow one, say while Redis is down), so
+        records fetched and not yet acked may well be in it: the agent is not idle.
+        """
         consumer = self.app.consumer
         now = time.monotonic()
-        idle = now - self._last_handled >= IDLE_SECONDS
+        idle = not busy and now - self._last_handled >= IDLE_SECONDS
         current: set[tuple[Any, int]] = set()
         for tp in consumer.assignment():
             if tp.topic not in self.topics:

@@ -158,6 +158,20 @@ async def test_a_skipped_record_is_read_again() -> None:
     assert guard.rewound == 1
 
 
+async def test_no_idle_stall_while_a_slow_batch_is_in_flight() -> None:
+    """Fetched records not yet acked may be in that batch: re-reading them would only churn."""
+    guard = ProbedGuard(App(), first_record=0)  # the record at the committed offset exists
+    guard.install()
+    guard._fetched_upto[TP("t", 0)] = 12
+    guard._last_handled -= 60  # nothing handled for a minute: a batch stuck on Redis, say
+    guard._stalls[(TP("t", 0), 0)] = 0.0  # seen long ago, so past the grace period
+    await guard.resolve_stalls(busy=True)
+    assert guard.app.consumer.seeks == []
+    guard._stalls[(TP("t", 0), 0)] = 0.0  # the same, once the batch is done
+    await guard.resolve_stalls(busy=False)
+    assert guard.app.consumer.seeks == [(TP("t", 0), 0)]
+
+
 async def test_offsets_without_records_count_as_done() -> None:
     app = App()
     consumer = app.consumer
