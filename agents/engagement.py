@@ -277,8 +277,8 @@ class EngagementWorker:
             m.BATCHES_ABANDONED.inc()
             log.info("batch of %d record(s) abandoned: its partitions moved", len(batch))
             return
-        for record in batch:  # only now may their acks count toward a commit
-            self.guard.handled(record.ref.message)
+        # Only now may their acks count toward a commit.
+        self.guard.handled(record.ref.message for record in batch)
         for key, due in out.due.items():
             self.due.set(key, due)
         self._count(out, len(batch), time.perf_counter() - started)

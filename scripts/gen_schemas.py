@@ -22,23 +22,15 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter  # noqa: E402
 
-from models.events import ENGAGEMENT_MODELS, ContactEvent  # noqa: E402
+from models.events import ENGAGEMENT_MODELS, REJECTION_CODES, ContactEvent  # noqa: E402
 from models.outputs import DispatchStatus, TierChange  # noqa: E402
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_DIR = ROOT / "schemas"
 CANONICAL_KEY = '"{org_id}:{contact_id}" (UTF-8)'
 
-RejectionCode = Literal[
-    "not_json",
-    "invalid_field",
-    "missing_field",
-    "unknown_channel",
-    "bad_timestamp",
-    "future_timestamp",
-    "oversize",
-    "unknown_topic",
-]
+# The codes the worker uses (models.events), so the schema cannot drift from them.
+RejectionCode = Literal[REJECTION_CODES]  # type: ignore[valid-type]
 
 
 class DeadLetterHeaders(BaseModel):

@@ -14,15 +14,18 @@ collects the futures; `EngagementWorker.handle` awaits them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from faust.types import FutureMessage
 
 from streams.partitioning import state_partition
 
+KT = TypeVar("KT")
+VT = TypeVar("VT")
 
-class ContactTable(faust.Table[bytes, bytes]):
+
+class ConfirmedTable(faust.Table[KT, VT]):
     """`faust.Table` that keeps each changelog send's future until `take_unconfirmed`."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -34,12 +37,16 @@ class ContactTable(faust.Table[bytes, bytes]):
         self._unconfirmed.append(fut)
         return fut
 
-    def partition_for_key(self, key: bytes) -> int:
-        """The contact's own partition, whatever event is current (a batch mixes partitions)."""
-        partitions: int = self.partitions or self.app.conf.topic_partitions
-        return state_partition(key, partitions)
-
     def take_unconfirmed(self) -> list[FutureMessage]:
         """The changelog sends since the last call; the caller awaits them."""
         taken, self._unconfirmed = self._unconfirmed, []
         return taken
+
+
+class ContactTable(ConfirmedTable[bytes, bytes]):
+    """The contact table: packed states under `state_key`s, changelogged on their own partition."""
+
+    def partition_for_key(self, key: bytes) -> int:
+        """The contact's own partition, whatever event is current (a batch mixes partitions)."""
+        partitions: int = self.partitions or self.app.conf.topic_partitions
+        return state_partition(key, partitions)

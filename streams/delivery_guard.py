@@ -186,9 +186,9 @@ class DeliveryGuard:
         self.refused += 1
         return False
 
-    def handled(self, message: Any) -> None:
-        """The agent has applied this record: its ack may now count."""
-        self._handled.add(message)
+    def handled(self, messages: Iterable[Any]) -> None:
+        """The agent has applied these records (a batch): their acks may now count."""
+        self._handled.update(messages)
         self._last_handled = time.monotonic()
 
     # ---------------------------------------------------------------- stalls

@@ -8,7 +8,7 @@ changelog records were.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -67,6 +67,26 @@ class FakeSnapshots:
         self.log.append(f"redis {len(ops)}")
 
 
+def _landing(
+    outputs_acks: HeldAcks,
+    changelog_acks: HeldAcks,
+    log: list[str],
+    publish: Sequence[Outbound] = OUT,
+    still_owner: Callable[[], bool] = lambda: True,
+) -> asyncio.Task[tuple[bool, float]]:
+    """`land` on the fakes, running in the background while the test hands out the acks."""
+    return asyncio.create_task(
+        land(
+            publish,
+            OPS,
+            FakeOutputs(outputs_acks, log),
+            FakeStates(changelog_acks, log),
+            FakeSnapshots(log),
+            still_owner,
+        )
+    )
+
+
 async def _settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
@@ -74,16 +94,7 @@ async def _settle() -> None:
 
 async def test_states_are_written_only_after_every_output_is_acknowledged() -> None:
     outputs_acks, changelog_acks, log = HeldAcks(), HeldAcks(), []
-    task = asyncio.create_task(
-        land(
-            OUT,
-            OPS,
-            FakeOutputs(outputs_acks, log),
-            FakeStates(changelog_acks, log),
-            FakeSnapshots(log),
-            lambda: True,
-        )
-    )
+    task = _landing(outputs_acks, changelog_acks, log)
     await _settle()
     assert log == ["send tier-changes", "send dispatch-status"]  # states held back
     outputs_acks.futures[0].set_result(None)
@@ -101,16 +112,7 @@ async def test_states_are_written_only_after_every_output_is_acknowledged() -> N
 
 async def test_a_failed_output_stops_the_batch_before_any_state_is_written() -> None:
     acks, log = HeldAcks(), []
-    task = asyncio.create_task(
-        land(
-            OUT,
-            OPS,
-            FakeOutputs(acks, log),
-            FakeStates(HeldAcks(), log),
-            FakeSnapshots(log),
-            lambda: True,
-        )
-    )
+    task = _landing(acks, HeldAcks(), log)
     await _settle()
     acks.futures[0].set_exception(RuntimeError("broker said no"))
     acks.ack_all()
@@ -121,16 +123,7 @@ async def test_a_failed_output_stops_the_batch_before_any_state_is_written() -> 
 
 async def test_a_failed_changelog_write_fails_the_batch() -> None:
     outputs_acks, changelog_acks, log = HeldAcks(), HeldAcks(), []
-    task = asyncio.create_task(
-        land(
-            [],
-            OPS,
-            FakeOutputs(outputs_acks, log),
-            FakeStates(changelog_acks, log),
-            FakeSnapshots(log),
-            lambda: True,
-        )
-    )
+    task = _landing(outputs_acks, changelog_acks, log, publish=[])
     await _settle()
     changelog_acks.futures[0].set_exception(RuntimeError("not leader"))
     with pytest.raises(RuntimeError, match="not leader"):
@@ -142,16 +135,7 @@ async def test_a_worker_that_lost_the_partitions_meanwhile_writes_no_state() -> 
     have recovered these contacts, so a state written now would land after its own."""
     acks, log = HeldAcks(), []
     owner = {"still": True}
-    task = asyncio.create_task(
-        land(
-            OUT,
-            OPS,
-            FakeOutputs(acks, log),
-            FakeStates(HeldAcks(), log),
-            FakeSnapshots(log),
-            lambda: owner["still"],
-        )
-    )
+    task = _landing(acks, HeldAcks(), log, still_owner=lambda: owner["still"])
     await _settle()
     owner["still"] = False  # a rebalance took a partition while the outputs were in flight
     acks.ack_all()

@@ -106,7 +106,7 @@ def test_only_handled_records_are_acked_toward_a_commit() -> None:
     consumer._unacked_messages |= {skipped, handled}
     consumer._committed_offset[TP("t", 0)] = 10
 
-    guard.handled(handled)
+    guard.handled([handled])
     assert consumer.ack(skipped) is False  # the stream skipped it during a rebalance
     assert consumer.ack(handled) is True
 

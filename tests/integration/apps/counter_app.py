@@ -19,23 +19,9 @@ from typing import Any
 
 import faust
 import redis
-from faust.types import FutureMessage
 
+from streams.contact_table import ConfirmedTable
 from streams.delivery_guard import DeliveryGuard
-
-
-class ConfirmedTable(faust.Table):  # type: ignore[type-arg]
-    """Keeps the future of each changelog record so the agent can wait for the broker's ack."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.unconfirmed: list[FutureMessage] = []
-
-    def send_changelog(self, *args: Any, **kwargs: Any) -> FutureMessage:
-        fut: FutureMessage = super().send_changelog(*args, **kwargs)
-        self.unconfirmed.append(fut)
-        return fut
-
 
 app = faust.App(
     os.environ["SMOKE_APP_ID"],
@@ -54,7 +40,9 @@ source = app.topic(
 )
 # The value is the set of record ids seen, not a counter: Kafka redelivers after a restart (the
 # last records before a stop may be processed again), and a set makes that harmless.
-seen = ConfirmedTable(app, name="seen", default=list, partitions=4, beacon=app.tables.beacon)
+seen: ConfirmedTable[str, list[str]] = ConfirmedTable(
+    app, name="seen", default=list, partitions=4, beacon=app.tables.beacon
+)
 app.tables.add(seen)
 mirror = redis.Redis.from_url(os.environ["SMOKE_REDIS_URL"])
 guard = DeliveryGuard(app, os.environ["SMOKE_BOOTSTRAP"], [os.environ["SMOKE_TOPIC"]])
@@ -68,10 +56,9 @@ async def count(stream: Any) -> None:
         ids = set(seen[name])
         ids.add(event.value.decode())
         seen[name] = sorted(ids)
-        confirm, seen.unconfirmed = seen.unconfirmed, []
-        await asyncio.gather(*confirm)
+        await asyncio.gather(*seen.take_unconfirmed())
         mirror.set(f"{os.environ['SMOKE_TOPIC']}:{name}", len(ids))
-        guard.handled(event.message)
+        guard.handled([event.message])
 
 
 @app.timer(2.0)  # type: ignore[untyped-decorator]
