@@ -134,6 +134,7 @@ class EngagementWorker:
         self.due = DueIndex()
         self.indexed: frozenset[int] = frozenset()  # partitions whose due index is built
         self.topics_ready = False
+        self.legacy_purged = False  # Redis keys of the pre-v2 layout deleted (once a process)
         self.last_offsets: dict[tuple[str, int], int] = {}
         self._install()
 
@@ -345,9 +346,18 @@ class EngagementWorker:
         self._guard_metrics()
         if assigned != self.indexed:
             await self._reindex(assigned)
+        if not self.legacy_purged:
+            await self._purge_legacy()
         missing = await self.sink.missing_sentinels(sorted(assigned))
         if missing:
             await self.rebuild(missing)
+
+    async def _purge_legacy(self) -> None:
+        purged = await self.sink.purge_legacy()
+        self.legacy_purged = True
+        if purged:
+            m.LEGACY_KEYS_PURGED.inc(purged)
+            log.info("deleted %d Redis key(s) of the layout before em:v2", purged)
 
     def _guard_metrics(self) -> None:
         guard = self.guard

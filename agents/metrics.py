@@ -91,3 +91,8 @@ REVOKED_SKIPPED = Counter(
     "Records of a batch whose partition was revoked before processing (left to the new owner)",
     registry=REGISTRY,
 )
+LEGACY_KEYS_PURGED = Counter(
+    "em_redis_legacy_keys_purged_total",
+    "Keys of the Redis layout before the injective encoding (em:{...}, em:meta:...) deleted",
+    registry=REGISTRY,
+)

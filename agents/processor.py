@@ -29,15 +29,10 @@ from counting import (
     tier_changes,
     tiers,
 )
-from engagement_monitor import redis_layout as rl
+from engagement_monitor import keyspace as ks
+from engagement_monitor.keyspace import split_state_key, state_key
 from models.events import RecordRejected, parse_record
-from streams.partitioning import (
-    contact_key,
-    partition_for,
-    split_state_key,
-    state_key,
-    state_partition,
-)
+from streams.partitioning import contact_partition, state_partition
 
 # Header names put on dead letters and re-keyed records. Values are UTF-8 text.
 H_SOURCE_TOPIC = "em-source-topic"
@@ -116,7 +111,7 @@ def _header(headers: Headers, name: str) -> bytes | None:
 
 def _segments(org_id: str, contact_id: str, published: Published) -> list[tuple[str, str]]:
     return [
-        (rl.segment_key(org_id, scope, tier), rl.segment_member(contact_id, rate))
+        (ks.redis_segment_key(org_id, scope, tier), ks.segment_member(contact_id, rate))
         for scope, (tier, rate) in published.items()
         if tier is not None
     ]
@@ -182,7 +177,7 @@ class EngagementProcessor:
         except RecordRejected as rejected:
             self._dead_letter(record, rejected.reason, rejected.code, now, out)
             return
-        home = partition_for(contact_key(event.org_id, event.contact_id), self.partitions)
+        home = contact_partition(event.org_id, event.contact_id, self.partitions)
         if home != record.partition:
             if record.topic == self.rekey_topic:  # cannot happen with our own producer
                 self._dead_letter(
@@ -208,7 +203,7 @@ class EngagementProcessor:
             (H_SOURCE_OFFSET, str(record.offset).encode()),
         ]
         return Outbound(
-            self.rekey_topic, contact_key(org_id, contact_id), record.value, headers, home
+            self.rekey_topic, state_key(org_id, contact_id), record.value, headers, home
         )
 
     def _dead_letter(
@@ -235,7 +230,8 @@ class EngagementProcessor:
     def _apply_contact(self, key: bytes, item: _Work, now: datetime, out: BatchOutput) -> None:
         raw = self.store.get(key)
         stored = unpack(raw, self.cfg) if raw is not None else StoredContact(ContactState())
-        record_key = contact_key(item.org_id, item.contact_id)
+        # SPEC §4's "{org_id}:{contact_id}", unambiguous: `%` and `:` in the org are escaped.
+        record_key = key
         state = stored.state
         for event in item.events:
             outcome = apply_event(state, event, now, self.cfg)

@@ -15,6 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agents.processor import RedisOp
+from engagement_monitor import keyspace as ks
 from engagement_monitor import redis_layout as rl
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,8 @@ class RedisSink:
         async with self.client.pipeline(transaction=False) as pipe:
             for op in ops:
                 keys = [
-                    rl.snapshot_key(op.org_id, op.contact_id),
-                    rl.membership_key(op.org_id, op.contact_id),
+                    ks.redis_snapshot_key(op.org_id, op.contact_id),
+                    ks.redis_membership_key(op.org_id, op.contact_id),
                 ]
                 if op.snapshot is None:
                     await self._delete(keys=keys, args=[op.version], client=pipe)
@@ -59,12 +60,33 @@ class RedisSink:
                     await self._upsert(keys=keys, args=args, client=pipe)
             await pipe.execute()
 
+    async def purge_legacy(self, chunk: int = 1000) -> int:
+        """Delete every key of the layout before ``engagement_monitor.keyspace`` (issue 17).
+
+        That layout joined ids without escaping, so its keys are ambiguous between orgs; none is
+        ever read again, and the v2 keys are rebuilt from the tables (their sentinels are new, so
+        every worker re-snapshots its partitions). Idempotent: run once at every start-up.
+        """
+        purged = 0
+        for pattern in ks.LEGACY_REDIS_PATTERNS:
+            batch: list[bytes] = []
+            async for key in self.client.scan_iter(match=pattern, count=chunk):
+                batch.append(key)
+                if len(batch) >= chunk:
+                    purged += int(await self.client.unlink(*batch))
+                    batch = []
+            if batch:
+                purged += int(await self.client.unlink(*batch))
+        return purged
+
     async def missing_sentinels(self, partitions: Sequence[int]) -> list[int]:
         if not partitions:
             return []
-        values = await self.client.mget([rl.sentinel_key(self.app_id, p) for p in partitions])
+        values = await self.client.mget([ks.redis_sentinel_key(self.app_id, p) for p in partitions])
         return [p for p, v in zip(partitions, values, strict=True) if v is None]
 
     async def set_sentinels(self, partitions: Sequence[int]) -> None:
         if partitions:
-            await self.client.mset({rl.sentinel_key(self.app_id, p): b"1" for p in partitions})
+            await self.client.mset(
+                {ks.redis_sentinel_key(self.app_id, p): b"1" for p in partitions}
+            )

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from counting import CountingConfig, apply_event, build_snapshot
+from engagement_monitor.keyspace import record_key
 from models.events import parse_record
 
 CHANNELS = ("sms", "email", "whatsapp")
@@ -134,7 +135,7 @@ def generate(spec: BacklogSpec, now: datetime | None = None) -> Backlog:
             "occurred_at": _iso(at),
             **fields,
         }
-        key: bytes | None = f"{org}:{contact}".encode()
+        key: bytes | None = record_key(org, contact)
         if rng.random() < spec.keyless_rate:
             key = None
         pending.append((at + lag, topic, key, value, idx))

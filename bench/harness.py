@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import redis.asyncio as aioredis
@@ -57,7 +58,7 @@ from bench.common import (
 )
 from bench.names import SCENARIOS, TITLES
 from counting import CountingConfig
-from engagement_monitor import redis_layout as rl
+from engagement_monitor import keyspace as ks
 from streams.topics import TopicNames
 
 TIERS = ("no_engagement", "low", "high", "very_high")
@@ -278,7 +279,7 @@ async def _compare(
     wrong: list[tuple[str, str]] = []
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
-        raws = await ctx.redis.mget([rl.snapshot_key(o, c) for o, c in chunk])
+        raws = await ctx.redis.mget([ks.redis_snapshot_key(o, c) for o, c in chunk])
         for key, raw in zip(chunk, raws, strict=True):
             got = orjson.loads(raw) if raw is not None else None
             if bl.figures(got) != bl.figures(expected[key]):
@@ -304,7 +305,7 @@ async def check_exact(ctx: Context, sample: list[int]) -> dict[str, Any]:
     }
     if wrong:
         org, contact = wrong[0]
-        raw = await ctx.redis.get(rl.snapshot_key(org, contact))
+        raw = await ctx.redis.get(ks.redis_snapshot_key(org, contact))
         result["first_mismatch"] = {
             "org_id": org,
             "contact_id": contact,
@@ -418,12 +419,12 @@ async def redis_footprint(ctx: Context, sample: list[int]) -> dict[str, Any]:
     mem_bytes: list[int] = []
     for idx in sample:
         org, contact = contacts[idx]
-        usage = await ctx.redis.memory_usage(rl.snapshot_key(org, contact), samples=0)
+        usage = await ctx.redis.memory_usage(ks.redis_snapshot_key(org, contact), samples=0)
         if usage is None:
             continue
         snap_bytes.append(int(usage))
-        json_bytes.append(int(await ctx.redis.strlen(rl.snapshot_key(org, contact))))
-        hash_usage = await ctx.redis.memory_usage(rl.membership_key(org, contact), samples=0)
+        json_bytes.append(int(await ctx.redis.strlen(ks.redis_snapshot_key(org, contact))))
+        hash_usage = await ctx.redis.memory_usage(ks.redis_membership_key(org, contact), samples=0)
         mem_bytes.append(int(hash_usage or 0))
     per_org: Counter[str] = Counter(contacts[i][0] for i in ctx.backlog.touched())
     segment_total = 0
@@ -432,7 +433,8 @@ async def redis_footprint(ctx: Context, sample: list[int]) -> dict[str, Any]:
         for scope in scopes:
             for tier in TIERS:
                 segment_total += int(
-                    await ctx.redis.memory_usage(rl.segment_key(org, scope, tier), samples=0) or 0
+                    await ctx.redis.memory_usage(ks.redis_segment_key(org, scope, tier), samples=0)
+                    or 0
                 )
     n = max(1, len(snap_bytes))
     snap = sum(snap_bytes) / n
@@ -520,7 +522,9 @@ async def scenario_latency(ctx: Context) -> dict[str, Any]:
             while producing or (len(seen_at) < len(sent_at)):
                 pending = [c for c in sent_at if c not in seen_at][:1000]
                 if pending:
-                    raws = await ctx.redis.mget([rl.snapshot_key(probe_org, c) for c in pending])
+                    raws = await ctx.redis.mget(
+                        [ks.redis_snapshot_key(probe_org, c) for c in pending]
+                    )
                     now = time.perf_counter()
                     for contact, raw in zip(pending, raws, strict=True):
                         if raw is not None:
@@ -551,7 +555,7 @@ async def scenario_latency(ctx: Context) -> dict[str, Any]:
                     )
                     sent_at[contact] = time.perf_counter()
                     await producer.send(
-                        names.full("dispatch"), value, key=f"{probe_org}:{contact}".encode()
+                        names.full("dispatch"), value, key=ks.record_key(probe_org, contact)
                     )
                 else:
                     record = next(bg, None)
@@ -632,7 +636,9 @@ async def scenario_api(ctx: Context) -> dict[str, Any]:
             await wait_healthy(api, port, timeout=60)
         except RuntimeError as exc:
             return {"status": "skipped: the API did not start", "detail": str(exc)[-500:]}
-        template = f"http://127.0.0.1:{port}/v1/orgs/{org}/contacts/{{contact}}/monitor"
+        template = (
+            f"http://127.0.0.1:{port}/v1/orgs/{quote(org, safe='')}/contacts/{{contact}}/monitor"
+        )
         argv = python_module(
             "bench.apps.http_load",
             template,
@@ -704,7 +710,7 @@ async def scenario_recovery(ctx: Context) -> dict[str, Any]:
     """
     from aiokafka.admin import NewTopic
 
-    from streams.partitioning import contact_key, partition_for
+    from streams.partitioning import partition_for
 
     n = ctx.cfg.recovery_contacts
     prefix = ctx.prefix("rec")
@@ -732,7 +738,7 @@ async def scenario_recovery(ctx: Context) -> dict[str, Any]:
     def records() -> Any:
         nonlocal value_bytes
         for i in range(n):
-            key = contact_key(f"{org_prefix}-o{i % 10}", f"r{i:07d}")
+            key = ks.state_key(f"{org_prefix}-o{i % 10}", f"r{i:07d}")
             value = templates[i % len(templates)]
             value_bytes += len(value)
             yield changelog, key, value, partition_for(key, partitions)
@@ -830,8 +836,8 @@ async def cleanup(ctx: Context) -> None:
     doomed |= {t for t in topics if t.startswith(f"bench{ctx.run_id}")}
     with contextlib.suppress(Exception):
         await ctx.kafka.delete_topics(sorted(doomed))
-    patterns = [f"em:{{{p}*" for p in ctx.org_prefixes]
-    patterns += [f"em:meta:{a}:*" for a in ctx.app_ids]
+    patterns = [ks.redis_org_prefix_pattern(p) for p in ctx.org_prefixes]
+    patterns += [ks.redis_meta_pattern(a) for a in ctx.app_ids]
     for pattern in patterns:
         batch: list[bytes] = []
         async for key in ctx.redis.scan_iter(match=pattern, count=2000):

@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from rich.console import Console
 from rich.table import Table
 
-from engagement_monitor import redis_layout as rl
+from engagement_monitor import keyspace as ks
 from engagement_monitor.settings import Settings
 
 TIERS = ("no_engagement", "low", "high", "very_high")
@@ -118,7 +118,7 @@ async def report(
             table.add_column(tier, justify="right")
         for org in orgs:
             for scope in (None, *settings.channels):
-                counts = [await client.zcard(rl.segment_key(org, scope, t)) for t in TIERS]
+                counts = [await client.zcard(ks.redis_segment_key(org, scope, t)) for t in TIERS]
                 table.add_row(org, scope or "overall", *(str(c) for c in counts))
         console.print(table)
     finally:

@@ -2,14 +2,16 @@
 tables: everything here can be rebuilt by the worker, so nothing here is the truth.
 
 Keys carry the org in a hash tag (`{org}`) so that one org's keys share a Redis Cluster slot and
-the per-contact Lua scripts stay single-slot.
+the per-contact Lua scripts stay single-slot. Every id in a key is escaped so that keys are an
+injective function of their ids; the key functions live in ``engagement_monitor.keyspace``, the only
+module that builds keys from ids.
 
 | key | type | holds |
 |---|---|---|
-| `em:{org}:snap:<contact>` | string | the snapshot JSON (SPEC §4) |
-| `em:{org}:seg:<scope>:<tier>` | sorted set, all scores 0 | members `<inverted rate>|<contact>` |
-| `em:{org}:mem:<contact>` | hash | segment key -> member, so an update can remove the old ones |
-| `em:meta:<app>:p<n>` | string | sentinel: partition n's snapshots are present |
+| `em:v2:{<org>}:snap:<contact>` | string | the snapshot JSON (SPEC §4) |
+| `em:v2:{<org>}:seg:<scope>:<tier>` | sorted set, scores 0 | members `<inverted rate>|<contact>` |
+| `em:v2:{<org>}:mem:<contact>` | hash | segment key -> member, so updates remove old ones |
+| `em:v2:meta:<app>:p<n>` | string | sentinel: partition n's snapshots are present |
 
 Segment members sort lexicographically: `<inverted rate>` is `10000 - rate in hundredths`,
 zero-padded, so a page lists the most engaged contacts first and a cursor is simply the last
@@ -17,36 +19,6 @@ member (exclusive range), stable under concurrent writes.
 """
 
 from __future__ import annotations
-
-OVERALL_SCOPE = "all"
-RATE_SCALE = 10000
-
-
-def snapshot_key(org_id: str, contact_id: str) -> str:
-    return f"em:{{{org_id}}}:snap:{contact_id}"
-
-
-def membership_key(org_id: str, contact_id: str) -> str:
-    return f"em:{{{org_id}}}:mem:{contact_id}"
-
-
-def segment_key(org_id: str, scope: str | None, tier: str) -> str:
-    return f"em:{{{org_id}}}:seg:{scope or OVERALL_SCOPE}:{tier}"
-
-
-def segment_member(contact_id: str, rate: float | None) -> str:
-    hundredths = round((rate or 0.0) * 100)
-    return f"{RATE_SCALE - hundredths:05d}|{contact_id}"
-
-
-def parse_member(member: str) -> tuple[str, float]:
-    inverted, _, contact_id = member.partition("|")
-    return contact_id, (RATE_SCALE - int(inverted)) / 100
-
-
-def sentinel_key(app_id: str, partition: int) -> str:
-    return f"em:meta:{app_id}:p{partition}"
-
 
 VERSION_FIELD = "__v"
 

@@ -63,15 +63,19 @@ async def request_resnapshot(settings: Settings) -> int:
     """Ask every worker to rewrite its snapshots: drop the per-partition sentinels in Redis.
 
     Workers check the sentinels every few seconds and rebuild the partitions whose sentinel is
-    gone, from their tables, so this works with any number of workers.
+    gone, from their tables, so this works with any number of workers. Keys of the layout before
+    em:v2 are deleted first (see docs/operations.md, "Upgrading").
     """
-    import redis.asyncio as aioredis
+    from agents.redis_sink import RedisSink
+    from engagement_monitor import keyspace as ks
 
-    from engagement_monitor import redis_layout as rl
-
-    client = aioredis.Redis.from_url(settings.redis_url)
+    sink = RedisSink(str(settings.redis_url), settings.app_id)
+    client = sink.client
     try:
-        keys = [rl.sentinel_key(settings.app_id, p) for p in range(settings.partitions)]
+        purged = await sink.purge_legacy()
+        if purged:
+            log.info("deleted %d Redis key(s) of the layout before em:v2", purged)
+        keys = [ks.redis_sentinel_key(settings.app_id, p) for p in range(settings.partitions)]
         await client.delete(*keys)
         for _ in range(300):
             await asyncio.sleep(0.5)
@@ -79,4 +83,4 @@ async def request_resnapshot(settings: Settings) -> int:
                 return 0
         return 1
     finally:
-        await client.aclose()
+        await sink.close()

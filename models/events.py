@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from models.identifiers import CampaignId, ContactId, EventId, ListId, MessageId, OrgId
 from models.origin import ORIGIN_TYPES, Origin
 
 DEFAULT_CHANNELS: tuple[str, ...] = ("sms", "email", "whatsapp")
@@ -102,10 +103,6 @@ Timestamp = Annotated[
     AwareDatetime, BeforeValidator(_require_timestamp_text), AfterValidator(_to_utc)
 ]
 Channel = Annotated[str, AfterValidator(_check_channel)]
-EventId = Annotated[str, Field(min_length=1, max_length=128)]
-OrgId = Annotated[str, Field(min_length=1, max_length=64)]
-ContactId = Annotated[str, Field(min_length=1, max_length=128)]
-MessageId = Annotated[str, Field(min_length=1, max_length=128)]
 Phone = Annotated[str, Field(pattern=r"^\+[1-9][0-9]{1,14}$")]
 Email = Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 Name = Annotated[str, Field(min_length=1, max_length=256)]
@@ -132,7 +129,7 @@ class _MessageRecord(_EngagementRecord):
 class DispatchEvent(_MessageRecord):
     topic: ClassVar[str] = "dispatch"
     dispatch_kind: Literal["single", "automated"]
-    campaign_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    campaign_id: CampaignId | None = None
 
 
 class DeliveryEvent(_MessageRecord):
@@ -173,13 +170,13 @@ class ContactDelete(_Record):
 
 class ContactListAdded(_Record):
     type: Literal["list_added"]
-    list_id: Annotated[str, Field(min_length=1, max_length=128)]
+    list_id: ListId
     list_name: Name | None = None
 
 
 class ContactListRemoved(_Record):
     type: Literal["list_removed"]
-    list_id: Annotated[str, Field(min_length=1, max_length=128)]
+    list_id: ListId
 
 
 class ContactSubscribe(_Record):
@@ -271,6 +268,8 @@ def _rejection(error: ValidationError, contact: bool) -> RecordRejected:
         return RecordRejected(f"missing field {field}{more}", "missing_field")
     if kind == "unknown_channel":
         return RecordRejected(f"{path}: {first['msg']}{more}", "unknown_channel")
+    if kind == "bad_id":  # the message names the character; the value itself may not print
+        return RecordRejected(f"{path}: {first['msg']}{more}", "invalid_field")
     if kind in _TIMESTAMP_ERRORS:
         detail = "has no UTC offset" if kind == "timezone_aware" else "not an RFC 3339 timestamp"
         shown = _shown(first.get("input"))

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from engagement_monitor.settings import Settings
 from models.origin import ORIGIN_TYPES
 from read_api.commands import KafkaPublisher, Publisher
+from read_api.id_paths import RawPathRouting
 from read_api.metrics import ApiMetrics, MetricsMiddleware
 from read_api.routes import build_router
 from read_api.schemas import Health, ValidationProblem
@@ -88,6 +89,8 @@ def _message(error: dict[str, Any], field: str) -> str:
         return "the body is not valid JSON"
     if kind == "extra_forbidden":
         return "unknown field"
+    if kind == "string_unicode":  # a path segment whose %-escapes are not UTF-8 (%FF)
+        return "not valid UTF-8: percent-encode the UTF-8 bytes of the text"
     if kind == "string_pattern_mismatch":
         return _PATTERN_HINTS.get(field.rsplit(".", 1)[-1], msg)
     if kind == "model_attributes_type" or kind == "dict_type":
@@ -181,6 +184,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RawPathRouting)  # outermost: routing sees ids exactly as encoded
     app.include_router(build_router(settings.channels))
 
     @app.get(

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from engagement_monitor.keyspace import record_key
+
 log = logging.getLogger(__name__)
 
 
@@ -49,8 +51,11 @@ def new_id() -> str:
 
 
 def contact_key(org_id: str, contact_id: str) -> str:
-    """The canonical record key, so the command lands on the contact's own partition."""
-    return f"{org_id}:{contact_id}"
+    """The canonical record key (SPEC §2), so the command lands on the contact's own partition.
+
+    The worker takes the ids from the value, never from this key (``engagement_monitor.keyspace``).
+    """
+    return record_key(org_id, contact_id).decode()
 
 
 def _contact_record(org_id: str, contact_id: str, kind: str, **fields: Any) -> dict[str, Any]:

@@ -48,7 +48,8 @@ class ApiMetrics:
 
 def route_label(scope: Scope) -> str:
     route: Any = scope.get("route")
-    path = getattr(route, "path", None)
+    # The template without convertors: /v1/orgs/{org_id}/..., not {org_id:id}.
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
     if isinstance(path, str):
         return path
     return "unmatched"

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Respon
 from fastapi.exceptions import RequestValidationError
 from pydantic import WithJsonSchema
 
+from models import identifiers as ids
 from models.snapshot import Snapshot
 from models.tiers import Tier
 from read_api import commands
@@ -29,8 +30,10 @@ from read_api.schemas import (
 )
 from read_api.state import AppState, app_state
 
-ContactId = Annotated[str, Path(min_length=1, max_length=128, description="The contact's id.")]
-ListId = Annotated[str, Path(min_length=1, max_length=128, description="The list's id.")]
+# Ids as models.identifiers defines them (422 when refused); the `id` convertor of
+# read_api.id_paths decodes each path segment on its own, so an id may contain `/`.
+ContactId = Annotated[ids.ContactId, Path(description="The contact's id.")]
+ListId = Annotated[ids.ListId, Path(description="The list's id.")]
 State = Annotated[AppState, Depends(app_state)]
 
 _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -106,7 +109,7 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
         )
 
     @router.get(
-        "/orgs/{org_id}/contacts/{contact_id}/monitor",
+        "/orgs/{org_id:id}/contacts/{contact_id:id}/monitor",
         response_model=Snapshot,
         responses=_AUTH_ERRORS,
         summary="The contact's monitor snapshot",
@@ -123,7 +126,7 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
         return Response(raw, media_type="application/json")
 
     @router.get(
-        "/orgs/{org_id}/segments",
+        "/orgs/{org_id:id}/segments",
         response_model=SegmentPage,
         responses=_AUTH_ERRORS,
         summary="The contacts of a tier, overall or per channel, most engaged first",
@@ -159,7 +162,7 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
         )
 
     @router.patch(
-        "/orgs/{org_id}/contacts/{contact_id}",
+        "/orgs/{org_id:id}/contacts/{contact_id:id}",
         status_code=status.HTTP_202_ACCEPTED,
         response_model=Accepted,
         responses=_WRITE_ERRORS,
@@ -183,7 +186,7 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
         return Accepted(event_id=record["event_id"], topic=topic)
 
     @router.delete(
-        "/orgs/{org_id}/contacts/{contact_id}",
+        "/orgs/{org_id:id}/contacts/{contact_id:id}",
         status_code=status.HTTP_202_ACCEPTED,
         response_model=Accepted,
         responses=_WRITE_ERRORS,
@@ -199,7 +202,7 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
         return Accepted(event_id=record["event_id"], topic=topic)
 
     @router.put(
-        "/orgs/{org_id}/contacts/{contact_id}/lists/{list_id}",
+        "/orgs/{org_id:id}/contacts/{contact_id:id}/lists/{list_id:id}",
         status_code=status.HTTP_202_ACCEPTED,
         response_model=Accepted,
         responses=_WRITE_ERRORS,
@@ -221,7 +224,7 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
         return Accepted(event_id=record["event_id"], topic=topic)
 
     @router.delete(
-        "/orgs/{org_id}/contacts/{contact_id}/lists/{list_id}",
+        "/orgs/{org_id:id}/contacts/{contact_id:id}/lists/{list_id:id}",
         status_code=status.HTTP_202_ACCEPTED,
         response_model=Accepted,
         responses=_WRITE_ERRORS,
@@ -237,7 +240,7 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
         return Accepted(event_id=record["event_id"], topic=topic)
 
     @router.post(
-        "/orgs/{org_id}/contacts/{contact_id}/channels/{channel}/unsubscribe",
+        "/orgs/{org_id:id}/contacts/{contact_id:id}/channels/{channel}/unsubscribe",
         status_code=status.HTTP_202_ACCEPTED,
         response_model=Accepted,
         responses=_WRITE_ERRORS,
@@ -258,7 +261,7 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
         return Accepted(event_id=record["event_id"], topic=topic)
 
     @router.post(
-        "/orgs/{org_id}/contacts/{contact_id}/messages",
+        "/orgs/{org_id:id}/contacts/{contact_id:id}/messages",
         status_code=status.HTTP_202_ACCEPTED,
         response_model=MessageAccepted,
         responses=_WRITE_ERRORS,

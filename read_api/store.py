@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from engagement_monitor import redis_layout as rl
+from engagement_monitor import keyspace as ks
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,13 +25,13 @@ class SnapshotStore:
 
     async def snapshot_json(self, org_id: str, contact_id: str) -> bytes | None:
         """The snapshot exactly as the worker stored it (served as is: no re-encoding)."""
-        raw = await self.client.get(rl.snapshot_key(org_id, contact_id))
+        raw = await self.client.get(ks.redis_snapshot_key(org_id, contact_id))
         if raw is None:
             return None
         return raw if isinstance(raw, bytes) else str(raw).encode()
 
     async def has_snapshot(self, org_id: str, contact_id: str) -> bool:
-        return bool(await self.client.exists(rl.snapshot_key(org_id, contact_id)))
+        return bool(await self.client.exists(ks.redis_snapshot_key(org_id, contact_id)))
 
     async def segment(
         self, org_id: str, channel: str | None, tier: str, cursor: str | None, limit: int
@@ -44,12 +44,12 @@ class SnapshotStore:
         """
         low = f"({cursor}" if cursor else "-"
         members = await self.client.zrangebylex(
-            rl.segment_key(org_id, channel, tier), low, "+", start=0, num=limit + 1
+            ks.redis_segment_key(org_id, channel, tier), low, "+", start=0, num=limit + 1
         )
         texts = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
         page = texts[:limit]
         next_cursor = page[-1] if len(texts) > limit else None
-        return SegmentSlice([rl.parse_member(m) for m in page], next_cursor)
+        return SegmentSlice([ks.parse_member(m) for m in page], next_cursor)
 
     async def ping(self) -> bool:
         try:

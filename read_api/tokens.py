@@ -25,6 +25,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from engagement_monitor.settings import Settings
+from models.identifiers import ORG_ID_MAX, OrgId, check_id
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class TokenRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    org_id: Annotated[str, Field(min_length=1, max_length=64)]
+    org_id: OrgId
     role: Role
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     name: Annotated[str, Field(max_length=128)] = ""
@@ -147,8 +148,7 @@ def create_token(settings: Settings, org: str, role: str, name: str = "") -> str
     under an exclusive lock, so two concurrent ``token create`` runs cannot lose a token and the
     API never reads a half-written file.
     """
-    if not 1 <= len(org) <= 64:
-        raise ValueError("--org must be 1 to 64 characters")
+    check_id(org, "--org", ORG_ID_MAX)
     if role not in ROLES:
         raise ValueError(f"--role must be one of {', '.join(ROLES)}")
     if len(name) > 128:

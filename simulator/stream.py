@@ -20,6 +20,7 @@ from itertools import islice
 
 import orjson
 
+from engagement_monitor.keyspace import record_key
 from simulator.config import SimConfig, SimRecord
 from simulator.malformed import MALFORMED_CODES, corrupt
 from simulator.timeline import Event, contact_history
@@ -35,7 +36,7 @@ def _key(event: Event, rng: random.Random, config: SimConfig) -> bytes | None:
         # Producers that key by message, or by the contact id alone.
         foreign = event.message_id if event.message_id is not None else contact
         return foreign.encode()
-    return f"{org}:{contact}".encode()
+    return record_key(org, contact)
 
 
 def generate(config: SimConfig) -> Iterator[SimRecord]:

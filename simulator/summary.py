@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from engagement_monitor.keyspace import record_key
 from simulator.config import SimConfig, SimRecord
 from simulator.world import build_orgs, personas_of
 
@@ -94,7 +95,7 @@ def summarize(records: Iterable[SimRecord], config: SimConfig) -> Summary:
         org_id, contact_id = value["org_id"], value["contact_id"]
         if r.key is None:
             s.keys["none"] += 1
-        elif r.key == f"{org_id}:{contact_id}".encode():
+        elif r.key == record_key(org_id, contact_id):
             s.keys["canonical"] += 1
         else:
             s.keys["other"] += 1

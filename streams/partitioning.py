@@ -11,6 +11,8 @@ from functools import lru_cache
 
 from aiokafka.partitioner import murmur2
 
+from engagement_monitor.keyspace import record_key, split_state_key, state_key_has_plain_org
+
 
 @lru_cache(maxsize=262_144)
 def partition_for(key: bytes, partitions: int) -> int:
@@ -19,33 +21,13 @@ def partition_for(key: bytes, partitions: int) -> int:
     return (hashed & 0x7FFFFFFF) % partitions
 
 
-def contact_key(org_id: str, contact_id: str) -> bytes:
-    """The record key of SPEC §2, `"{org_id}:{contact_id}"`: what partitions a contact."""
-    return f"{org_id}:{contact_id}".encode()
-
-
-def state_key(org_id: str, contact_id: str) -> bytes:
-    """The contact's table key: its record key, with `%` and `:` in the org id escaped.
-
-    Both ids may contain `:`, so the record key alone is ambiguous (`a:b` + `c` and `a` + `b:c`
-    share it): the table must never merge two contacts, and an expiry tick must name its contact.
-    For the usual org id (no `%` or `:`) the two keys are the same bytes.
-    """
-    if "%" in org_id or ":" in org_id:
-        org_id = org_id.replace("%", "%25").replace(":", "%3A")
-    return f"{org_id}:{contact_id}".encode()
-
-
-def split_state_key(key: bytes) -> tuple[str, str]:
-    """(org_id, contact_id) of a table key made by `state_key`."""
-    org_id, _, contact_id = key.decode().partition(":")
-    if "%" in org_id:
-        org_id = org_id.replace("%3A", ":").replace("%25", "%")
-    return org_id, contact_id
-
-
 def state_partition(key: bytes, partitions: int) -> int:
-    """The partition of a table key: that of its contact's record key."""
-    if b"%" not in key.partition(b":")[0]:
+    """The partition of a table key: that of its contact's record key (SPEC §2)."""
+    if state_key_has_plain_org(key):
         return partition_for(key, partitions)
-    return partition_for(contact_key(*split_state_key(key)), partitions)
+    return partition_for(record_key(*split_state_key(key)), partitions)
+
+
+def contact_partition(org_id: str, contact_id: str, partitions: int) -> int:
+    """The partition that owns a contact: where its canonically keyed records land."""
+    return partition_for(record_key(org_id, contact_id), partitions)

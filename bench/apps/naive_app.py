@@ -22,6 +22,7 @@ from typing import Any
 import faust
 
 from bench.apps._env import Stats, env
+from engagement_monitor.keyspace import state_key
 
 PREFIX = env("PREFIX")
 WINDOW = timedelta(days=90)
@@ -75,7 +76,7 @@ def counting_agent(short: str) -> None:
 
     async def count(stream: Any) -> None:
         async for event in stream:
-            table[f"{event.org_id}:{event.contact_id}:{event.channel}"] += 1
+            table[f"{state_key(event.org_id, event.contact_id).decode()}|{event.channel}"] += 1
             stats.add(1)
 
     app.agent(topic, name=f"count-{short}")(count)
@@ -93,7 +94,7 @@ contact_topic = app.topic(
 @app.agent(contact_topic, name="profiles")
 async def on_contact(stream: Any) -> None:
     async for change in stream:
-        profiles[f"{change.org_id}:{change.contact_id}"] = {
+        profiles[state_key(change.org_id, change.contact_id).decode()] = {
             "type": change.type,
             "name": change.name,
             "at": change.occurred_at.isoformat(),

@@ -32,8 +32,10 @@ from agents.processor import (
 )
 from agents.stored import StoredContact, unpack
 from counting import CountingConfig
+from engagement_monitor.keyspace import record_key as contact_key
+from engagement_monitor.keyspace import state_key
 from models.outputs import DispatchStatus, TierChange
-from streams.partitioning import contact_key, partition_for, state_key
+from streams.partitioning import partition_for
 from streams.topics import REKEY_TOPIC
 
 PARTITIONS = 8
@@ -249,8 +251,8 @@ def test_keyed_messages_on_their_partition_give_one_write_one_snapshot_and_the_d
     assert snap["dispatched"] == {"total": 1, "by_channel": {"email": 1}}
     assert snap["engagement"] == {"rate": 100.0, "tier": "very_high"}
     assert sorted(op.segments) == [
-        ("em:{org-1}:seg:all:very_high", "00000|c1"),
-        ("em:{org-1}:seg:email:very_high", "00000|c1"),
+        ("em:v2:{org-1}:seg:all:very_high", "00000|c1"),
+        ("em:v2:{org-1}:seg:email:very_high", "00000|c1"),
     ]
 
     # the dispatch leaves the window one microsecond after sent + 90 days

@@ -24,7 +24,7 @@ import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from engagement_monitor import redis_layout as rl
+from engagement_monitor import keyspace as ks
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -203,7 +203,7 @@ class WorkerProcess:
 
 
 async def snapshot(client: aioredis.Redis, org_id: str, contact_id: str) -> dict[str, Any] | None:
-    raw = await client.get(rl.snapshot_key(org_id, contact_id))
+    raw = await client.get(ks.redis_snapshot_key(org_id, contact_id))
     return orjson.loads(raw) if raw is not None else None
 
 

@@ -16,7 +16,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from engagement_monitor import redis_layout as rl
+from engagement_monitor import keyspace as ks
 from models.events import parse_record
 from models.snapshot import Snapshot
 from read_api.app import create_app
@@ -211,7 +211,9 @@ async def test_segments_paginate_most_engaged_first(
     rates = [50.0 + i * 0.5 for i in range(23)]  # 23 contacts in "high"
     pipe = redis_client.pipeline()
     for i, rate in enumerate(rates):
-        pipe.zadd(rl.segment_key(w.org, None, "high"), {rl.segment_member(f"p{i:02d}", rate): 0})
+        pipe.zadd(
+            ks.redis_segment_key(w.org, None, "high"), {ks.segment_member(f"p{i:02d}", rate): 0}
+        )
     await pipe.execute()
     seen: list[tuple[str, float]] = []
     cursor: str | None = None

@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from engagement_monitor import redis_layout as rl
+from engagement_monitor import keyspace as ks
 from engagement_monitor.settings import load_settings
 from read_api.app import create_app
 from read_api.commands import MemoryPublisher
@@ -62,10 +62,14 @@ def served(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     tokens = make_tokens(settings_, org)
     sync = redis.Redis.from_url(redis_url)
     for i, contact in enumerate(SEEDED):
-        sync.set(rl.snapshot_key(org, contact), orjson.dumps(sample_snapshot(org, contact)))
+        sync.set(ks.redis_snapshot_key(org, contact), orjson.dumps(sample_snapshot(org, contact)))
         for tier in ("low", "high"):
-            sync.zadd(rl.segment_key(org, None, tier), {rl.segment_member(contact, 30 + i): 0})
-            sync.zadd(rl.segment_key(org, "email", tier), {rl.segment_member(contact, 60 + i): 0})
+            sync.zadd(
+                ks.redis_segment_key(org, None, tier), {ks.segment_member(contact, 30 + i): 0}
+            )
+            sync.zadd(
+                ks.redis_segment_key(org, "email", tier), {ks.segment_member(contact, 60 + i): 0}
+            )
     app = create_app(settings_, producer=MemoryPublisher())
     port = free_port()
     server = uvicorn.Server(
@@ -82,7 +86,7 @@ def served(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     finally:
         server.should_exit = True
         thread.join(10)
-        keys = list(sync.scan_iter(match=f"em:{{{org}}}:*"))
+        keys = list(sync.scan_iter(match=ks.redis_org_pattern(org)))
         if keys:
             sync.delete(*keys)
         sync.close()

@@ -14,7 +14,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from engagement_monitor import redis_layout as rl
+from engagement_monitor import keyspace as ks
 from tests.integration.harness import Pipeline, ago, snapshot, wait_for
 
 pytestmark = pytest.mark.integration
@@ -260,10 +260,10 @@ async def test_edge_cases_end_to_end(pipeline: Pipeline, redis_client: aioredis.
         raise AssertionError("\n".join(await all_pass())) from None
 
     # segments: the tiers are indexed, the deleted contact is in none of them
-    low_members = await redis_client.zrange(rl.segment_key(org, None, "low"), 0, -1)
-    assert [rl.parse_member(m.decode()) for m in low_members] == [("low", 20.0)]
+    low_members = await redis_client.zrange(ks.redis_segment_key(org, None, "low"), 0, -1)
+    assert [ks.parse_member(m.decode()) for m in low_members] == [("low", 20.0)]
     for tier in ("no_engagement", "low", "high", "very_high"):
-        members = await redis_client.zrange(rl.segment_key(org, None, tier), 0, -1)
+        members = await redis_client.zrange(ks.redis_segment_key(org, None, tier), 0, -1)
         assert not any(m.decode().endswith("|deleted") for m in members)
 
     # the sending error is told to the messaging pipeline

@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from counting import CountingConfig
-from engagement_monitor import redis_layout as rl
+from engagement_monitor import keyspace as ks
 from tests.integration.harness import Pipeline, ago, snapshot, wait_for
 from tests.integration.streamgen import engagement_stream, reference
 from tests.integration.test_pipeline_exactness import _assert_exact
@@ -109,14 +109,14 @@ async def test_redis_flushed_while_running_gets_its_snapshots_back(
     await pipeline.start_worker()
     await pipeline.produce(records)
     await _assert_exact(redis_client, expected)
-    segments_before = sorted(await redis_client.keys(f"em:{{{org}}}:seg:*"))
+    segments_before = sorted(await redis_client.keys(ks.redis_org_pattern(org)))
     assert segments_before
 
     await redis_client.flushdb()
     assert await snapshot(redis_client, org, "c0000") is None
 
     await _assert_exact(redis_client, expected, timeout=60)
-    assert sorted(await redis_client.keys(f"em:{{{org}}}:seg:*")) == segments_before
+    assert sorted(await redis_client.keys(ks.redis_org_pattern(org))) == segments_before
 
 
 async def test_a_message_crossing_the_window_edge_changes_the_tier_by_expiry(
@@ -166,7 +166,7 @@ async def test_a_message_crossing_the_window_edge_changes_the_tier_by_expiry(
     assert snap is not None
     assert snap["engagement"] == {"rate": None, "tier": None}
     assert snap["registration"]["name"] == "Edge"
-    assert not await redis_client.zrange(rl.segment_key(org, None, "very_high"), 0, -1)
+    assert not await redis_client.zrange(ks.redis_segment_key(org, None, "very_high"), 0, -1)
 
     changes = [
         orjson.loads(r.value)

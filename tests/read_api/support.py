@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from engagement_monitor import redis_layout as rl
+from engagement_monitor import keyspace as ks
 from engagement_monitor.settings import Settings, load_settings
 from read_api.tokens import ROLES, create_token
 
@@ -105,19 +105,20 @@ async def seed_contact(
     snap = sample_snapshot(org_id, contact_id, name=name)
     channels = per_channel if per_channel is not None else {"email": ("high", 66.67)}
     pipe = client.pipeline()
-    pipe.set(rl.snapshot_key(org_id, contact_id), orjson.dumps(snap))
+    pipe.set(ks.redis_snapshot_key(org_id, contact_id), orjson.dumps(snap))
     tier, rate = overall
-    pipe.zadd(rl.segment_key(org_id, None, tier), {rl.segment_member(contact_id, rate): 0})
+    pipe.zadd(ks.redis_segment_key(org_id, None, tier), {ks.segment_member(contact_id, rate): 0})
     for channel, (ch_tier, ch_rate) in channels.items():
         pipe.zadd(
-            rl.segment_key(org_id, channel, ch_tier), {rl.segment_member(contact_id, ch_rate): 0}
+            ks.redis_segment_key(org_id, channel, ch_tier),
+            {ks.segment_member(contact_id, ch_rate): 0},
         )
     await pipe.execute()
     return snap
 
 
 async def clear_org(client: aioredis.Redis, org_id: str) -> None:
-    keys = [k async for k in client.scan_iter(match=f"em:{{{org_id}}}:*", count=500)]
+    keys = [k async for k in client.scan_iter(match=ks.redis_org_pattern(org_id), count=500)]
     if keys:
         await client.delete(*keys)
 

@@ -1,0 +1,77 @@
+"""What an id may be (SPEC §2), in one place for the events, the API paths and the CLI.
+
+An id is any text of the SPEC's length except these characters, which are refused (a dead letter
+for an event, a 422 for an API path, an error for the CLI), never removed or replaced:
+
+- control characters, C0 (U+0000-U+001F), DEL (U+007F) and C1 (U+0080-U+009F): they are
+  invisible on the screen, break logs and CSV lines, and are never part of a real id;
+- the line and paragraph separators U+2028 and U+2029, for the same reasons;
+- lone surrogates (U+D800-U+DFFF), which are not characters and have no UTF-8 form.
+
+Everything else is allowed and kept exactly, including spaces, ``{ } : | % / \\``, and non-ASCII
+text; two ids differ whenever their characters differ (no case folding or normalisation). The
+key encoding (``engagement_monitor.keyspace``) keeps every allowed id apart in every store.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
+
+ORG_ID_MAX = 64
+CONTACT_ID_MAX = 128
+EVENT_ID_MAX = 128
+MESSAGE_ID_MAX = 128
+LIST_ID_MAX = 128
+CAMPAIGN_ID_MAX = 128
+
+_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# The same rule for JSON Schema readers (ECMA-262 regex syntax).
+ID_JSON_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]+$"
+
+
+def forbidden_in_id(value: str) -> str | None:
+    """Why `value` may not be an id, or None when it may (the length is checked elsewhere)."""
+    bad = _FORBIDDEN.search(value)
+    if bad is None:
+        return None
+    return (
+        f"contains U+{ord(bad.group()):04X} at position {bad.start()}; ids may not contain "
+        "control characters, line separators or lone surrogates"
+    )
+
+
+def _check_id(value: str) -> str:
+    problem = forbidden_in_id(value)
+    if problem is not None:
+        raise PydanticCustomError("bad_id", problem)
+    return value
+
+
+def _length(max_length: int) -> Any:
+    return Field(
+        min_length=1, max_length=max_length, json_schema_extra={"pattern": ID_JSON_PATTERN}
+    )
+
+
+_ALLOWED = AfterValidator(_check_id)
+
+
+def check_id(value: str, what: str, max_length: int) -> None:
+    """Raise ValueError naming `what` when `value` is not an allowed id (CLI and settings)."""
+    if not 1 <= len(value) <= max_length:
+        raise ValueError(f"{what} must be 1 to {max_length} characters")
+    problem = forbidden_in_id(value)
+    if problem is not None:
+        raise ValueError(f"{what} {problem}")
+
+
+OrgId = Annotated[str, _length(ORG_ID_MAX), _ALLOWED]
+ContactId = Annotated[str, _length(CONTACT_ID_MAX), _ALLOWED]
+EventId = Annotated[str, _length(EVENT_ID_MAX), _ALLOWED]
+MessageId = Annotated[str, _length(MESSAGE_ID_MAX), _ALLOWED]
+ListId = Annotated[str, _length(LIST_ID_MAX), _ALLOWED]
+CampaignId = Annotated[str, _length(CAMPAIGN_ID_MAX), _ALLOWED]
