@@ -49,6 +49,35 @@ def _token_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _token_list(args: argparse.Namespace, settings: Settings) -> int:
+    from read_api import list_tokens
+
+    try:
+        records = list_tokens(settings, args.org)
+    except ValueError as exc:
+        print(f"engagement-monitor: {exc}", file=sys.stderr)
+        return 2
+    for r in records:  # tab-separated: org, role, name, the digest's first 12 hex digits
+        print(f"{r.org_id}\t{r.role}\t{r.name}\t{r.sha256[:12]}")
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from read_api import revoke_tokens
+
+    try:
+        removed = revoke_tokens(settings, args.org, name=args.name, sha256_prefix=args.sha256)
+    except ValueError as exc:
+        print(f"engagement-monitor: {exc}", file=sys.stderr)
+        return 2
+    if not removed:
+        print(f"engagement-monitor: no token of org {args.org!r} matches", file=sys.stderr)
+        return 1
+    for r in removed:
+        print(f"revoked {r.org_id}\t{r.role}\t{r.name}\t{r.sha256[:12]}")
+    return 0
+
+
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from simulator.cli import run
 
@@ -107,6 +136,20 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--role", required=True, choices=["agent", "operator", "admin"])
     create.add_argument("--name", default="")
     create.set_defaults(handler=_token_create)
+    listing = token_sub.add_parser("list", help="list stored tokens (digests only)")
+    listing.add_argument("--org", default=None, help="only this org's tokens")
+    listing.set_defaults(handler=_token_list)
+    revoke = token_sub.add_parser(
+        "revoke",
+        help="revoke tokens of an org by name or digest prefix (the API refuses them at once)",
+    )
+    revoke.add_argument("--org", required=True)
+    which = revoke.add_mutually_exclusive_group(required=True)
+    which.add_argument("--name", default=None)
+    which.add_argument(
+        "--sha256", default=None, help="at least 8 hex digits, as `token list` shows"
+    )
+    revoke.set_defaults(handler=_token_revoke)
     return parser
 
 

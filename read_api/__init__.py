@@ -9,6 +9,6 @@ from __future__ import annotations
 
 from read_api.app import create_app
 from read_api.server import run_api
-from read_api.tokens import create_token
+from read_api.tokens import create_token, list_tokens, revoke_tokens
 
-__all__ = ["create_app", "create_token", "run_api"]
+__all__ = ["create_app", "create_token", "list_tokens", "revoke_tokens", "run_api"]

@@ -166,6 +166,45 @@ def create_token(settings: Settings, org: str, role: str, name: str = "") -> str
     return token
 
 
+def list_tokens(settings: Settings, org: str | None = None) -> list[TokenRecord]:
+    """The stored records (digests, never tokens), of one org or all."""
+    return [r for r in read_token_file(settings.api_tokens_file) if org is None or r.org_id == org]
+
+
+def revoke_tokens(
+    settings: Settings, org: str, *, name: str | None = None, sha256_prefix: str | None = None
+) -> list[TokenRecord]:
+    """Remove the org's tokens with this name, or whose digest starts with this prefix (at
+    least 8 hex digits, as `token list` shows them); the removed records.
+
+    The API re-reads the file when it changes, so a revoked token is refused (401) from the
+    next request on, without a restart. Same lock and atomic rewrite as `create_token`.
+    """
+    if (name is None) == (sha256_prefix is None):
+        raise ValueError("give exactly one of --name or --sha256")
+    if sha256_prefix is not None and not (
+        len(sha256_prefix) >= 8 and all(c in "0123456789abcdef" for c in sha256_prefix)
+    ):
+        raise ValueError("--sha256 must be at least 8 lowercase hex digits of the token's digest")
+    path = settings.api_tokens_file
+    lock_path = path.with_name(path.name + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        records = read_token_file(path)
+
+        def doomed(r: TokenRecord) -> bool:
+            if r.org_id != org:
+                return False
+            return r.name == name if name is not None else r.sha256.startswith(sha256_prefix or "")
+
+        removed = [r for r in records if doomed(r)]
+        if removed:
+            kept = [r for r in records if not doomed(r)]
+            _write_atomically(path, _RECORDS.dump_json(kept, indent=2) + b"\n")
+    return removed
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:

@@ -83,3 +83,39 @@ def test_create_refuses_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--org"):
         create_token(settings, "", "agent")
     assert not settings.api_tokens_file.exists()
+
+
+def test_a_revoked_token_is_refused_at_once_and_others_stay(tmp_path: Path) -> None:
+    from read_api.tokens import list_tokens, revoke_tokens
+
+    settings = make_settings(tmp_path)
+    gone = create_token(settings, "org-a", "operator", "laptop")
+    kept = create_token(settings, "org-a", "agent", "desk")
+    other = create_token(settings, "org-b", "operator", "laptop")
+    store = TokenStore(settings.api_tokens_file)
+    assert store.authenticate(gone) is not None
+    removed = revoke_tokens(settings, "org-a", name="laptop")
+    assert [(r.org_id, r.name) for r in removed] == [("org-a", "laptop")]
+    assert store.authenticate(gone) is None  # the store re-reads the changed file
+    assert store.authenticate(kept) is not None and store.authenticate(other) is not None
+    assert [r.name for r in list_tokens(settings, "org-a")] == ["desk"]
+    by_digest = revoke_tokens(settings, "org-b", sha256_prefix=digest(other)[:8])
+    assert [r.name for r in by_digest] == ["laptop"] and store.authenticate(other) is None
+    assert revoke_tokens(settings, "org-a", name="nobody") == []
+
+
+def test_revoke_needs_exactly_one_selector(tmp_path: Path) -> None:
+    from read_api.tokens import revoke_tokens
+
+    settings = make_settings(tmp_path)
+    with pytest.raises(ValueError, match="exactly one"):
+        revoke_tokens(settings, "o")
+    with pytest.raises(ValueError, match="8 lowercase hex"):
+        revoke_tokens(settings, "o", sha256_prefix="ab")
+
+
+def test_token_create_refuses_an_org_id_with_a_control_character(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    with pytest.raises(ValueError, match=r"--org contains U\+0009"):
+        create_token(settings, "org\tx", "agent")
+    assert not settings.api_tokens_file.exists()
