@@ -11,25 +11,35 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from faust.streams import _current_event
 from faust.types import FutureMessage
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents import metrics as m
+from agents.crash import CrashPoint
 from agents.due_index import DueIndex
 from agents.landing import confirmed, land
-from agents.processor import BatchOutput, EngagementProcessor, Inbound, Outbound, RedisOp
+from agents.processor import (
+    BatchOutput,
+    EngagementProcessor,
+    Inbound,
+    Outbound,
+    RedisOp,
+    dead_letter,
+)
 from agents.redis_sink import RedisSink
 from agents.stored import unpack
 from counting import next_expiry
 from engagement_monitor.settings import Settings
+from streams import envelope
 from streams.app import Streams
 from streams.contact_table import ContactTable
 from streams.delivery_guard import DeliveryGuard
+from streams.ingest import Ingest
 from streams.partitioning import state_partition
 
 log = logging.getLogger("engagement_monitor.worker")
@@ -99,13 +109,6 @@ class TopicOutputs:
         return sent
 
 
-def _headers(raw: Any) -> list[tuple[str, bytes]]:
-    if not raw:
-        return []
-    items: Iterable[tuple[str, bytes]] = raw.items() if isinstance(raw, dict) else raw
-    return [(k, v if isinstance(v, bytes) else str(v).encode()) for k, v in items]
-
-
 class EngagementWorker:
     """Installs the agent, timers and pages on a `Streams` app and holds their shared state."""
 
@@ -117,20 +120,35 @@ class EngagementWorker:
         self.store = TableStore(streams.contacts)
         self.outputs = TopicOutputs(streams)
         self.processor = EngagementProcessor(
-            self.cfg,
-            settings.partitions,
-            self.store,
-            rekey_topic=streams.names.short(streams.names.rekey),
+            self.cfg, settings.partitions, self.store, streams.names
         )
         self.sink = RedisSink(str(settings.redis_url), settings.app_id)
         self.guard = DeliveryGuard(self.app, settings.kafka_bootstrap, streams.names.consumed)
         self.guard.install()
+        self.crash = CrashPoint(settings.crash_at)
+        self.ingest = Ingest(
+            bootstrap=settings.kafka_bootstrap,
+            group_id=f"{settings.app_id}-ingest",
+            inputs=streams.names.inputs,
+            envelope_topic=streams.names.envelopes,
+            partitions=settings.partitions,
+            max_records=settings.batch_max_records,
+            max_wait_seconds=settings.batch_max_seconds,
+            max_record_bytes=settings.max_record_bytes,
+            max_envelope_bytes=settings.envelope_max_bytes,
+            session_timeout_seconds=settings.session_timeout_seconds,
+            dead_letter=self._oversize_letter,
+            crash=self.crash,
+        )
+        # Started and stopped with the app: `App.service` takes an instance as well as a class.
+        self.app.service(cast(Any, self.ingest))
         # Set while no batch is landing: handle() awaits only inside land(), so when a timer
         # runs and this is set, no batch is in flight.
         self._idle = asyncio.Event()
         self._idle.set()
         self._wait_idle_before_leaving()
         self._guard_seen = (0, 0, 0)
+        self._ingest_seen = (0, 0, 0)
         self.due = DueIndex()
         self.indexed: frozenset[int] = frozenset()  # partitions whose due index is built
         self.topics_ready = False
@@ -145,7 +163,7 @@ class EngagementWorker:
         @app.agent(self.streams.source, name="engagement")
         async def engagement(stream: Any) -> None:
             batches = stream.take_events(
-                settings.batch_max_records, within=settings.batch_max_seconds
+                settings.batch_max_envelopes, within=settings.batch_max_seconds
             )
             try:
                 async for events in batches:
@@ -218,7 +236,7 @@ class EngagementWorker:
         """
         if self.settings.store != "memory":
             return
-        source = self.streams.names.inputs[0]
+        source = self.streams.names.envelopes
         owned = {tp.partition for tp in assigned if tp.topic == source}
         data = self.streams.contacts.data.data
         n = self.settings.partitions
@@ -228,33 +246,48 @@ class EngagementWorker:
         if stale:
             log.info("forgot %d contact(s) of partitions now owned elsewhere", len(stale))
 
+    def _oversize_letter(self, record: Any) -> tuple[str, bytes | None, bytes, list[Any]]:
+        """The ingest's dead letter of a record too large to travel in an envelope."""
+        value = record.value or b""
+        letter = dead_letter(
+            record.topic,
+            record.partition,
+            record.offset,
+            record.key,
+            value,
+            [(k, v) for k, v in record.headers or ()],
+            f"oversize: {len(value)} bytes > {self.settings.max_record_bytes}",
+            "oversize",
+            datetime.now(UTC),
+        )
+        m.DEAD_LETTERS.labels("oversize").inc()
+        return self.streams.names.full(letter.topic), letter.key, letter.value, letter.headers
+
     # ------------------------------------------------------------ batches
     async def handle(self, events: list[Any]) -> None:
         started = time.perf_counter()
-        short = self.streams.names.short
         # A batch can outlive the assignment it was fetched under (a rebalance while it was
         # buffered). Records of partitions this worker no longer owns are left to the new
         # owner: their offsets cannot be committed here, so it will read them again.
         assigned = self.app.consumer.assignment()
-        batch = []
+        batch: list[Inbound] = []
         skipped = 0
         for event in events:
             message = event.message
             if message.tp not in assigned:
                 skipped += 1
                 continue
-            batch.append(
-                Inbound(
-                    short(message.topic),
-                    message.key,
-                    message.value or b"",
-                    message.partition,
-                    message.offset,
-                    _headers(message.headers),
-                    event,
-                )
-            )
             self.last_offsets[(message.topic, message.partition)] = message.offset
+            try:
+                entries = envelope.decode(message.value or b"")
+            except envelope.EnvelopeError as exc:
+                # Not written by an ingest of this version: nothing in it can be counted, and
+                # holding the partition would stop it for good. Said loudly, then passed.
+                m.BAD_ENVELOPES.inc()
+                log.error("%s[%d]@%d: %s", message.topic, message.partition, message.offset, exc)
+                continue
+            home = message.partition
+            batch.extend(Inbound.of(entry, home, event) for entry in entries)
         if skipped:
             m.REVOKED_SKIPPED.inc(skipped)
             log.info("left %d record(s) of revoked partitions to their new owner", skipped)
@@ -269,7 +302,7 @@ class EngagementWorker:
         self._idle.clear()
         try:
             landed, waited = await land(
-                out.publish, out.redis, self.outputs, self.store, self.sink, still_owner
+                out.publish, out.redis, self.outputs, self.store, self.sink, still_owner, self.crash
             )
         finally:
             self._idle.set()
@@ -278,8 +311,9 @@ class EngagementWorker:
             m.BATCHES_ABANDONED.inc()
             log.info("batch of %d record(s) abandoned: its partitions moved", len(batch))
             return
-        # Only now may their acks count toward a commit.
-        self.guard.handled(record.ref.message for record in batch)
+        self.crash("landing-before-ack")
+        # Only now may their acks count toward a commit (envelopes that held nothing usable too).
+        self.guard.handled(event.message for event in events if event.message.tp in assigned)
         for key, due in out.due.items():
             self.due.set(key, due)
         self._count(out, len(batch), time.perf_counter() - started)
@@ -299,8 +333,8 @@ class EngagementWorker:
             m.OUTCOMES.labels(outcome).inc(n)
         for cause, n in out.tier_changes.items():
             m.TIER_CHANGES.labels(cause).inc(n)
-        if out.rekeyed:
-            m.REKEYED.inc(out.rekeyed)
+        if out.forwarded:
+            m.FORWARDED.inc(out.forwarded)
         m.BATCH_SIZE.observe(size)
         m.BATCH_SECONDS.observe(seconds)
 
@@ -308,7 +342,7 @@ class EngagementWorker:
     async def sweep(self) -> None:
         """Send an expiry tick to every contact of this worker whose oldest message is due."""
         keys = self.due.pop_due(int(time.time()))
-        await confirmed(self.outputs.send([self.processor.tick(key) for key in keys]))
+        await confirmed(self.outputs.send(self.processor.ticks(keys)))
         m.EXPIRY_TICKS.inc(len(keys))
         m.DUE_CONTACTS.set(len(self.due))
         if keys:
@@ -316,7 +350,7 @@ class EngagementWorker:
 
     # ------------------------------------------------------------ maintenance
     def assigned_partitions(self) -> frozenset[int]:
-        source = self.streams.names.inputs[0]
+        source = self.streams.names.envelopes
         return frozenset(
             tp.partition for tp in self.app.consumer.assignment() if tp.topic == source
         )
@@ -344,6 +378,7 @@ class EngagementWorker:
         self._lag(assigned)
         await self.guard.resolve_stalls(busy=not self._idle.is_set())
         self._guard_metrics()
+        self._ingest_metrics()
         if assigned != self.indexed:
             await self._reindex(assigned)
         if not self.legacy_purged:
@@ -358,6 +393,16 @@ class EngagementWorker:
         if purged:
             m.LEGACY_KEYS_PURGED.inc(purged)
             log.info("deleted %d Redis key(s) of the layout before em:v2", purged)
+
+    def _ingest_metrics(self) -> None:
+        stats = self.ingest.stats
+        now = (stats.records, stats.envelopes, stats.commit_failures)
+        before, self._ingest_seen = self._ingest_seen, now
+        m.INGEST_RECORDS.inc(now[0] - before[0])
+        m.INGEST_ENVELOPES.inc(now[1] - before[1])
+        m.INGEST_COMMIT_FAILURES.inc(now[2] - before[2])
+        for tp, lag in self.ingest.lag().items():
+            m.INGEST_LAG.labels(tp.topic, tp.partition).set(lag)
 
     def _guard_metrics(self) -> None:
         guard = self.guard

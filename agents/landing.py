@@ -64,6 +64,7 @@ async def land(
     states: HeldStates,
     snapshots: Snapshots,
     still_owner: Callable[[], bool],
+    crash: Callable[[str], None] = lambda _step: None,
 ) -> tuple[bool, float]:
     """Steps 1 and 2 above: (states written?, seconds spent waiting for acknowledgements).
 
@@ -74,10 +75,12 @@ async def land(
     records as handled, so they are read again by whoever owns them.
     """
     waited = await confirmed(outputs.send(publish))
+    crash("landing-after-outputs")
     if not still_owner():
         states.drop()
         return False, waited
     changelog = states.flush()
     started = time.perf_counter()
     await asyncio.gather(snapshots.apply(redis), confirmed(changelog))
+    crash("landing-after-states")
     return True, waited + (time.perf_counter() - started)

@@ -24,8 +24,32 @@ OUTCOMES = Counter(
 TIER_CHANGES = Counter(
     "em_tier_changes_total", "Tier changes published, by cause", ["cause"], registry=REGISTRY
 )
-REKEYED = Counter(
-    "em_rekeyed_total", "Records re-published with the canonical key", registry=REGISTRY
+FORWARDED = Counter(
+    "em_forwarded_total",
+    "Entries that arrived on an envelope of another partition and were sent to their owner",
+    registry=REGISTRY,
+)
+BAD_ENVELOPES = Counter(
+    "em_bad_envelopes_total",
+    "Records on the envelope topic that are not envelopes of this version (skipped)",
+    registry=REGISTRY,
+)
+INGEST_RECORDS = Counter(
+    "em_ingest_records_total", "Input records framed into envelopes", registry=REGISTRY
+)
+INGEST_ENVELOPES = Counter(
+    "em_ingest_envelopes_total", "Envelopes written by the ingest stage", registry=REGISTRY
+)
+INGEST_COMMIT_FAILURES = Counter(
+    "em_ingest_commit_failures_total",
+    "Ingest offset commits refused after a rebalance (those records are read again)",
+    registry=REGISTRY,
+)
+INGEST_LAG = Gauge(
+    "em_ingest_lag",
+    "Input records not yet framed into envelopes, per input topic partition",
+    ["topic", "partition"],
+    registry=REGISTRY,
 )
 BATCH_SIZE = Histogram(
     "em_batch_records",

@@ -1,8 +1,10 @@
-"""One batch of raw records in, everything the worker must write out: the agent's whole logic.
+"""One batch of envelope entries in, everything the worker must write out: the agent's whole logic.
 
-No Faust, Kafka or Redis here: the agent hands over a batch, and performs what comes back
-(table writes, records to publish, Redis operations). That keeps the plumbing thin and lets the
-whole batch path be tested without a broker.
+No Faust, Kafka or Redis here: the agent hands over the entries of a batch of envelopes
+(``streams.envelope``), and performs what comes back (table writes, records to publish, Redis
+operations). That keeps the plumbing thin and lets the whole batch path be tested without a
+broker. Every entry names the partition of the envelope it came in (``home``), which owns its
+contact: the ingest stage routed it there.
 
 A batch groups records by contact, so each touched contact is decoded once, updated by all its
 records, snapshotted once and written once, however many of its records the batch holds.
@@ -32,32 +34,48 @@ from counting import (
 from engagement_monitor import keyspace as ks
 from engagement_monitor.keyspace import split_state_key, state_key
 from models.events import RecordRejected, parse_record
+from streams.envelope import KIND_FORWARDED, KIND_RECORD, KIND_TICK, Entry, EnvelopeWriter
 from streams.partitioning import contact_partition, state_partition
+from streams.topics import ENVELOPE_TOPIC, TopicNames
 
-# Header names put on dead letters and re-keyed records. Values are UTF-8 text.
+# Header names put on dead letters. Values are UTF-8 text.
 H_SOURCE_TOPIC = "em-source-topic"
 H_SOURCE_PARTITION = "em-source-partition"
 H_SOURCE_OFFSET = "em-source-offset"
 H_REASON = "em-reason"
 H_CODE = "em-code"
 H_RECEIVED_AT = "em-received-at"
-H_KIND = "em-kind"
-KIND_TICK = b"expiry-tick"
 
 Headers = list[tuple[str, bytes]]
 
 
 @dataclass(slots=True)
 class Inbound:
-    """One consumed record, as the agent saw it."""
+    """One envelope entry: an input record as read, or an expiry tick."""
 
-    topic: str  # short name of the topic it was read from (e.g. "open", "internal.rekey")
+    topic: str  # full name of the input topic it was read from ("" for a tick)
     key: bytes | None
     value: bytes
-    partition: int
+    partition: int  # where it was read: input partition and offset
     offset: int
     headers: Headers
-    ref: Any = None  # the framework's event, handed back on table writes (write context)
+    home: int  # the envelope's partition, which owns the contact
+    ref: Any = None  # the framework's event of the envelope (write context of table writes)
+    kind: int = KIND_RECORD
+
+    @classmethod
+    def of(cls, entry: Entry, home: int, ref: Any = None) -> Inbound:
+        return cls(
+            entry.topic,
+            entry.key,
+            entry.value,
+            entry.partition,
+            entry.offset,
+            entry.headers,
+            home,
+            ref,
+            entry.kind,
+        )
 
 
 @dataclass(slots=True)
@@ -89,7 +107,7 @@ class BatchOutput:
     dead_by_code: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     tier_changes: Counter[str] = field(default_factory=Counter)
-    rekeyed: int = 0
+    forwarded: int = 0  # entries on an envelope of the wrong partition, sent to their owner
 
 
 class StateStore(Protocol):
@@ -102,11 +120,32 @@ class StateStore(Protocol):
     def delete(self, key: bytes, ref: Any) -> None: ...
 
 
-def _header(headers: Headers, name: str) -> bytes | None:
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
+def dead_letter(
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes,
+    headers: Headers,
+    reason: str,
+    code: str,
+    now: datetime,
+) -> Outbound:
+    """The dead letter of one input record: unchanged, with where it was read and why (SPEC §4).
+
+    `topic` is the input topic's full name, as read, so the record can be replayed as is.
+    `em-*` headers the record already carried (a replayed dead letter, say) are replaced.
+    """
+    kept = [h for h in headers if not h[0].startswith("em-")]
+    kept += [
+        (H_SOURCE_TOPIC, topic.encode()),
+        (H_SOURCE_PARTITION, str(partition).encode()),
+        (H_SOURCE_OFFSET, str(offset).encode()),
+        (H_REASON, reason.encode()),
+        (H_CODE, code.encode()),
+        (H_RECEIVED_AT, now.isoformat().encode()),
+    ]
+    return Outbound("dead-letters", key, value, kept)
 
 
 def _segments(org_id: str, contact_id: str, published: Published) -> list[tuple[str, str]]:
@@ -134,13 +173,13 @@ class EngagementProcessor:
         cfg: CountingConfig,
         partitions: int,
         store: StateStore,
-        rekey_topic: str,
+        names: TopicNames,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.cfg = cfg
         self.partitions = partitions
         self.store = store
-        self.rekey_topic = rekey_topic
+        self.names = names
         self.clock = clock
 
     # ------------------------------------------------------------------ batch
@@ -157,35 +196,62 @@ class EngagementProcessor:
     def _route(
         self, record: Inbound, now: datetime, out: BatchOutput, work: dict[bytes, _Work]
     ) -> None:
-        topic = record.topic
-        if topic == self.rekey_topic:
-            if _header(record.headers, H_KIND) == KIND_TICK and record.key is not None:
-                org_id, contact_id = split_state_key(record.key)
-                item = work.get(record.key)
-                if item is None:
-                    item = work[record.key] = _Work(org_id, contact_id, record.ref)
-                item.ticks += 1
-                out.records_by_topic["expiry-tick"] += 1
+        if record.kind == KIND_TICK:
+            if record.key is None:
                 return
-            original = _header(record.headers, H_SOURCE_TOPIC)
-            out.records_by_topic[topic] += 1  # already counted under its own topic once
-            topic = original.decode() if original else ""
-        else:
-            out.records_by_topic[topic] += 1
+            org_id, contact_id = split_state_key(record.key)
+            item = work.get(record.key)
+            if item is None:
+                item = work[record.key] = _Work(org_id, contact_id, record.ref)
+            item.ticks += 1
+            out.records_by_topic["expiry-tick"] += 1
+            return
+        short = self.names.short(record.topic)
+        out.records_by_topic[short] += 1
         try:
-            event = parse_record(topic, record.value, now, self.cfg)
+            event = parse_record(short, record.value, now, self.cfg)
         except RecordRejected as rejected:
-            self._dead_letter(record, rejected.reason, rejected.code, now, out)
+            out.publish.append(
+                dead_letter(
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    record.key,
+                    record.value,
+                    record.headers,
+                    rejected.reason,
+                    rejected.code,
+                    now,
+                )
+            )
+            out.dead_by_code[rejected.code] += 1
             return
         home = contact_partition(event.org_id, event.contact_id, self.partitions)
-        if home != record.partition:
-            if record.topic == self.rekey_topic:  # cannot happen with our own producer
-                self._dead_letter(
-                    record, "re-keyed record on a foreign partition", "internal", now, out
+        if home != record.home:
+            if record.kind == KIND_FORWARDED:  # forwarded once already: never loop
+                reason = (
+                    f"forwarded to partition {record.home}, which does not own the contact "
+                    f"(partition {home} of {self.partitions}): do all workers have the same "
+                    "EM_PARTITIONS?"
                 )
+                out.publish.append(
+                    dead_letter(
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        record.key,
+                        record.value,
+                        record.headers,
+                        reason,
+                        "internal",
+                        now,
+                    )
+                )
+                out.dead_by_code["internal"] += 1
                 return
-            out.publish.append(self._rekeyed(record, event.org_id, event.contact_id, home))
-            out.rekeyed += 1
+            # Routed by an ingest with another partition count, say: send it to its owner.
+            out.publish.append(self._forward(record, home))
+            out.forwarded += 1
             return
         key = state_key(event.org_id, event.contact_id)
         item = work.get(key)
@@ -194,37 +260,18 @@ class EngagementProcessor:
         item.ref = record.ref
         item.events.append(event)
 
-    def _rekeyed(self, record: Inbound, org_id: str, contact_id: str, home: int) -> Outbound:
-        # `em-*` headers on a record from outside (a replayed dead letter, say) are stale: the
-        # record's origin is where it was read now.
-        headers = [h for h in record.headers if not h[0].startswith("em-")] + [
-            (H_SOURCE_TOPIC, record.topic.encode()),
-            (H_SOURCE_PARTITION, str(record.partition).encode()),
-            (H_SOURCE_OFFSET, str(record.offset).encode()),
-        ]
-        return Outbound(
-            self.rekey_topic, state_key(org_id, contact_id), record.value, headers, home
+    def _forward(self, record: Inbound, home: int) -> Outbound:
+        writer = EnvelopeWriter()
+        writer.add(
+            KIND_FORWARDED,
+            record.topic,
+            record.partition,
+            record.offset,
+            record.key,
+            record.value,
+            record.headers,
         )
-
-    def _dead_letter(
-        self, record: Inbound, reason: str, code: str, now: datetime, out: BatchOutput
-    ) -> None:
-        headers = [h for h in record.headers if not h[0].startswith("em-")]
-        # Only our own re-key topic carries a trustworthy origin in `em-source-*` headers.
-        origin = record.headers if record.topic == self.rekey_topic else []
-        source_topic = _header(origin, H_SOURCE_TOPIC) or record.topic.encode()
-        partition = _header(origin, H_SOURCE_PARTITION) or str(record.partition).encode()
-        offset = _header(origin, H_SOURCE_OFFSET) or str(record.offset).encode()
-        headers += [
-            (H_SOURCE_TOPIC, source_topic),
-            (H_SOURCE_PARTITION, partition),
-            (H_SOURCE_OFFSET, offset),
-            (H_REASON, reason.encode()),
-            (H_CODE, code.encode()),
-            (H_RECEIVED_AT, now.isoformat().encode()),
-        ]
-        out.publish.append(Outbound("dead-letters", record.key, record.value, headers))
-        out.dead_by_code[code] += 1
+        return Outbound(ENVELOPE_TOPIC, None, writer.finish(), [], home)
 
     # ---------------------------------------------------------------- contact
     def _apply_contact(self, key: bytes, item: _Work, now: datetime, out: BatchOutput) -> None:
@@ -289,8 +336,16 @@ class EngagementProcessor:
             _segments(org_id, contact_id, current),
         )
 
-    def tick(self, key: bytes) -> Outbound:
-        """The record that asks the owner of `key` to re-evaluate it for window expiry."""
-        return Outbound(
-            self.rekey_topic, key, b"", [(H_KIND, KIND_TICK)], state_partition(key, self.partitions)
-        )
+    def ticks(self, keys: Sequence[bytes]) -> list[Outbound]:
+        """Envelopes asking the owners of `keys` to re-evaluate them for window expiry."""
+        writers: dict[int, EnvelopeWriter] = {}
+        for key in keys:
+            partition = state_partition(key, self.partitions)
+            writer = writers.get(partition)
+            if writer is None:
+                writer = writers[partition] = EnvelopeWriter()
+            writer.add(KIND_TICK, "", -1, -1, key, b"")
+        return [
+            Outbound(ENVELOPE_TOPIC, None, writer.finish(), [], partition)
+            for partition, writer in writers.items()
+        ]

@@ -277,6 +277,7 @@ async def watch_drain(
     budget: float,
     *,
     follow: Sequence[str] = (),
+    follow_group: str | None = None,
     interval: float = 0.1,
 ) -> Drain:
     """Poll the group's committed offsets until they reach `ends` (and `follow` topics' ends).
@@ -284,7 +285,8 @@ async def watch_drain(
     The clock runs from the group's first commit to the poll that sees the last one, so start-up
     (imports, topic creation, the first rebalance) is excluded and both ends of the interval are
     quantized the same way (by the consumer's commit interval). `follow` lists topics whose end
-    moves while draining (the pipeline's re-key topic): they must be committed to their end too.
+    moves while draining (the pipeline's envelopes): they must be committed to their end too, by
+    `follow_group` (default: `group`).
     """
     total = sum(ends.values())
     samples: list[tuple[float, int]] = []
@@ -304,7 +306,12 @@ async def watch_drain(
         if count >= total:
             if follow:
                 follow_ends = await kafka.end_offsets(follow)
-                if any(committed.get(tp, 0) < end for tp, end in follow_ends.items()):
+                followed = (
+                    committed
+                    if follow_group in (None, group)
+                    else await kafka.committed(follow_group)
+                )
+                if any(followed.get(tp, 0) < end for tp, end in follow_ends.items()):
                     await asyncio.sleep(interval)
                     continue
             done_at = now

@@ -387,8 +387,16 @@ async def scenario_pipeline(ctx: Context) -> dict[str, Any]:
     profiler = Profiler(proc.pid, ctx.workdir / "pipeline.pyspy.txt") if ctx.cfg.profile else None
     result: dict[str, Any]
     try:
+        # Inputs are committed by the ingest stage's group once framed into envelopes; the
+        # drain ends when the agent's group has committed every envelope too.
         drain = await watch_drain(
-            ctx.kafka, app_id, ctx.backlog_ends, proc, ctx.cfg.drain_budget, follow=[names.rekey]
+            ctx.kafka,
+            f"{app_id}-ingest",
+            ctx.backlog_ends,
+            proc,
+            ctx.cfg.drain_budget,
+            follow=[names.envelopes],
+            follow_group=app_id,
         )
         profile = profiler.stop() if profiler else None
         result = _drain_figures(drain)

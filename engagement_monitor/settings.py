@@ -27,6 +27,16 @@ DEFAULT_CHANNEL_METRICS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Steps of the ingest and of a landing where EM_CRASH_AT can kill the worker (tests only).
+CRASH_POINTS: tuple[str, ...] = (
+    "ingest-after-send",
+    "ingest-after-commit",
+    "landing-after-outputs",
+    "landing-after-states",
+    "landing-before-ack",
+)
+
+
 class SettingsError(ValueError):
     """A configuration value is unusable; the message names the environment variable."""
 
@@ -74,8 +84,15 @@ class Settings(BaseSettings):
     future_tolerance_seconds: int = Field(300, ge=0)
     default_timezone: str = "UTC"
     org_timezones: dict[str, str] = Field(default_factory=dict)
-    batch_max_records: int = Field(2000, ge=1)
+    batch_max_records: int = Field(8000, ge=1)  # input records per ingest fetch
     batch_max_seconds: float = Field(0.1, gt=0)
+    batch_max_envelopes: int = Field(16, ge=1, le=4096)  # envelopes per landing
+    envelope_max_bytes: int = Field(900_000, ge=65536, le=16_777_216)
+    # How long a silent worker keeps its partitions (both consumer groups): after a kill -9,
+    # its partitions move only once this has passed. Kafka's floor is 6 s.
+    session_timeout_seconds: float = Field(60.0, ge=6.0, le=300.0)
+    # Tests only: SIGKILL the worker the first time it reaches this step (see CRASH_POINTS).
+    crash_at: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("channels", mode="before")
@@ -124,6 +141,23 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"org {org!r}: {exc}") from None
         return value
+
+    @field_validator("crash_at")
+    @classmethod
+    def _crash_point_known(cls, value: str | None) -> str | None:
+        if value is not None and value not in CRASH_POINTS:
+            raise ValueError(f"unknown crash point; known: {', '.join(CRASH_POINTS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _envelope_holds_a_record(self) -> Settings:
+        if self.envelope_max_bytes < self.max_record_bytes + 4096:
+            raise ValueError(
+                "EM_ENVELOPE_MAX_BYTES must exceed EM_MAX_RECORD_BYTES by at least 4096 "
+                f"(an envelope must hold the largest record): {self.envelope_max_bytes} <= "
+                f"{self.max_record_bytes} + 4096"
+            )
+        return self
 
     @model_validator(mode="after")
     def _metrics_cover_channels(self) -> Settings:

@@ -15,7 +15,7 @@ import faust
 from engagement_monitor.settings import Settings
 from streams.contact_table import ContactTable
 from streams.quiet_monitor import QuietMonitor
-from streams.topics import OUTPUT_TOPICS, TopicNames
+from streams.topics import ENVELOPE_TOPIC, OUTPUT_TOPICS, TopicNames
 
 RAW: dict[str, Any] = {
     "key_type": bytes,
@@ -29,7 +29,7 @@ RAW: dict[str, Any] = {
 class Streams:
     app: faust.App
     names: TopicNames
-    source: Any  # faust topic over every consumed topic
+    source: Any  # faust topic of the envelopes (the agent's only input)
     outputs: dict[str, Any]  # short name -> faust topic
     contacts: ContactTable  # contact key -> packed StoredContact
 
@@ -51,6 +51,8 @@ def create_app(settings: Settings) -> Streams:
         web_in_thread=False,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
         producer_linger_ms=5,
         producer_max_batch_size=262144,
         producer_acks=-1,
@@ -60,7 +62,8 @@ def create_app(settings: Settings) -> Streams:
     )
     source = app.topic(*names.consumed, **RAW)
     outputs = {short: app.topic(names.full(short), **RAW) for short in OUTPUT_TOPICS}
-    outputs[names.rekey] = app.topic(names.rekey, **RAW)
+    # Expiry ticks and the rare entry forwarded to its owner go out as envelopes too.
+    outputs[ENVELOPE_TOPIC] = app.topic(names.envelopes, **RAW)
     contacts = ContactTable(
         app,
         name="contacts",

@@ -23,11 +23,10 @@ OUTPUT_TOPICS: tuple[str, ...] = (
     "dispatch-status",
     "send-requests",
 )
-# Records whose key is not the canonical "{org_id}:{contact_id}" (or that arrived on the partition
-# that key does not hash to) are re-published here with the canonical key, so that every record
-# of a contact is applied by the one worker that owns the contact's table partition. Expiry ticks
-# travel the same way. The name carries the prefix like every other topic.
-REKEY_TOPIC = "internal.rekey"
+# Envelopes (streams.envelope): the ingest stage writes every input record, framed with many
+# others, to the partition of this topic that owns its contact; the Faust agent reads only this
+# topic, which is co-partitioned with the contact table. Expiry ticks travel the same way.
+ENVELOPE_TOPIC = "internal.envelopes"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +46,15 @@ class TopicNames:
         return tuple(self.full(t) for t in INPUT_TOPICS)
 
     @property
-    def rekey(self) -> str:
-        return self.full(REKEY_TOPIC)
+    def envelopes(self) -> str:
+        return self.full(ENVELOPE_TOPIC)
 
     @property
     def consumed(self) -> tuple[str, ...]:
-        """What the engagement agent subscribes to."""
-        return (*self.inputs, self.rekey)
+        """What the engagement agent subscribes to (co-partitioned with the table)."""
+        return (self.envelopes,)
 
     @property
     def all(self) -> tuple[str, ...]:
         """Every topic the worker creates at start-up."""
-        return (*self.consumed, *(self.full(t) for t in OUTPUT_TOPICS))
+        return (*self.inputs, self.envelopes, *(self.full(t) for t in OUTPUT_TOPICS))

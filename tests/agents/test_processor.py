@@ -17,13 +17,11 @@ import pytest
 
 from agents.processor import (
     H_CODE,
-    H_KIND,
     H_REASON,
     H_RECEIVED_AT,
     H_SOURCE_OFFSET,
     H_SOURCE_PARTITION,
     H_SOURCE_TOPIC,
-    KIND_TICK,
     BatchOutput,
     EngagementProcessor,
     Inbound,
@@ -35,10 +33,13 @@ from counting import CountingConfig
 from engagement_monitor.keyspace import record_key as contact_key
 from engagement_monitor.keyspace import state_key
 from models.outputs import DispatchStatus, TierChange
+from streams import envelope
+from streams.envelope import KIND_FORWARDED, KIND_TICK
 from streams.partitioning import partition_for
-from streams.topics import REKEY_TOPIC
+from streams.topics import ENVELOPE_TOPIC, TopicNames
 
 PARTITIONS = 8
+NAMES = TopicNames("engagement.")
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 NOW_ISO = "2026-06-01T12:00:00Z"
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -98,7 +99,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def proc(store: FakeStore, clock: Clock) -> EngagementProcessor:
-    return EngagementProcessor(CFG, PARTITIONS, store, rekey_topic=REKEY_TOPIC, clock=clock)
+    return EngagementProcessor(CFG, PARTITIONS, store, NAMES, clock=clock)
 
 
 # ------------------------------------------------------------------------- records
@@ -152,8 +153,13 @@ def rec(
     partition: int | None = None,
     offset: int | None = None,
     headers: list[tuple[str, bytes]] | None = None,
+    home: int | None = None,
 ) -> Inbound:
-    """A consumed record; by default keyed canonically and on the contact's own partition."""
+    """An envelope entry of an input record (short topic name given, full name kept, as read).
+
+    By default keyed canonically, read from the contact's own partition, and in an envelope
+    of that partition (`home`), where the ingest routes it.
+    """
     raw = value if isinstance(value, bytes) else orjson.dumps(value)
     if isinstance(value, dict):
         canonical = contact_key(value["org_id"], value["contact_id"])
@@ -163,17 +169,19 @@ def rec(
         key = None if key is _UNSET else key
     assert partition is not None
     offset = next(_offsets) if offset is None else offset
+    home = partition if home is None else home
+    full = topic if topic.startswith(NAMES.prefix) else NAMES.full(topic)
     return Inbound(
-        topic, key, raw, partition, offset, list(headers or []), (topic, partition, offset)
+        full, key, raw, partition, offset, list(headers or []), home, (full, partition, offset)
     )
 
 
-def from_outbound(item: Outbound, offset: int | None = None) -> Inbound:
-    """What the agent reads back when it consumes a record the processor published."""
-    assert item.partition is not None
+def from_outbound(item: Outbound, offset: int | None = None) -> list[Inbound]:
+    """What the agent reads back when it consumes an envelope the processor published."""
+    assert item.partition is not None and item.topic == ENVELOPE_TOPIC
     offset = next(_offsets) if offset is None else offset
     ref = (item.topic, item.partition, offset)
-    return Inbound(item.topic, item.key, item.value, item.partition, offset, item.headers, ref)
+    return [Inbound.of(entry, item.partition, ref) for entry in envelope.decode(item.value)]
 
 
 def engaged_message(contact: str, mid: str, at: datetime) -> list[Inbound]:
@@ -183,6 +191,11 @@ def engaged_message(contact: str, mid: str, at: datetime) -> list[Inbound]:
         rec("delivery", interaction(contact, mid, at + timedelta(minutes=1))),
         rec("open", interaction(contact, mid, at + timedelta(hours=1))),
     ]
+
+
+def only(items: list[Outbound]) -> Outbound:
+    assert len(items) == 1, items
+    return items[0]
 
 
 # ------------------------------------------------------------------------- reading
@@ -260,7 +273,7 @@ def test_keyed_messages_on_their_partition_give_one_write_one_snapshot_and_the_d
     assert out.records_by_topic == Counter({"dispatch": 1, "delivery": 1, "open": 1})
     assert out.outcomes == Counter({"applied": 3})
     assert out.dead_by_code == Counter()
-    assert out.rekeyed == 0
+    assert out.forwarded == 0
     assert {item.topic for item in out.publish} == {"tier-changes"}
 
 
@@ -288,7 +301,7 @@ def test_many_records_of_one_contact_are_written_once(
     assert out.outcomes == Counter({"applied": 11})
 
 
-def test_record_on_a_foreign_partition_is_rekeyed_not_applied(
+def test_an_entry_in_another_partitions_envelope_is_forwarded_to_its_owner(
     proc: EngagementProcessor, store: FakeStore
 ) -> None:
     value = dispatch("c1", "m1", ago(days=1))
@@ -296,73 +309,67 @@ def test_record_on_a_foreign_partition_is_rekeyed_not_applied(
         "dispatch",
         value,
         key=b"some-producer-key",
-        partition=foreign("c1"),
+        partition=5,
         offset=17,
         headers=[("traceparent", b"00-abc")],
+        home=foreign("c1"),
     )
 
     out = proc.process([record])
 
     assert store.puts == [] and store.deletes == [] and store.gets == []
     assert out.redis == [] and out.due == {}
-    assert out.rekeyed == 1
+    assert out.forwarded == 1
     assert out.records_by_topic == Counter({"dispatch": 1})
     (item,) = out.publish
-    assert item.topic == REKEY_TOPIC == "internal.rekey"
-    assert item.key == key_of("c1")
-    assert item.value == record.value
-    assert item.partition == home("c1")
-    assert item.headers == [
-        ("traceparent", b"00-abc"),
-        (H_SOURCE_TOPIC, b"dispatch"),
-        (H_SOURCE_PARTITION, str(foreign("c1")).encode()),
-        (H_SOURCE_OFFSET, b"17"),
-    ]
-    assert (H_SOURCE_TOPIC, H_SOURCE_PARTITION, H_SOURCE_OFFSET) == (
-        "em-source-topic",
-        "em-source-partition",
-        "em-source-offset",
+    assert item.topic == ENVELOPE_TOPIC == "internal.envelopes"
+    assert item.partition == home("c1") and item.key is None
+    (entry,) = envelope.decode(item.value)
+    # The entry keeps where the record was read, so a later dead letter still names it.
+    assert (entry.kind, entry.topic, entry.partition, entry.offset) == (
+        KIND_FORWARDED,
+        "engagement.dispatch",
+        5,
+        17,
+    )
+    assert (entry.key, entry.value, entry.headers) == (
+        b"some-producer-key",
+        record.value,
+        [("traceparent", b"00-abc")],
     )
 
-    # The owner of the contact consumes it from the re-key topic and applies it.
-    back = proc.process([from_outbound(item)])
+    # The owner of the contact reads it from its own envelope partition and applies it.
+    back = proc.process(from_outbound(item))
 
     assert back.publish == []  # a dispatch alone gives no tier: nothing delivered yet
-    assert back.rekeyed == 0
-    assert back.records_by_topic == Counter({REKEY_TOPIC: 1})
+    assert back.forwarded == 0
+    assert back.records_by_topic == Counter({"dispatch": 1})
     assert back.outcomes == Counter({"applied": 1})
     assert [k for k, _ in store.puts] == [key_of("c1")]
     assert figures(snapshot(only_op(back)), "email") == (1, 0, 0, 0, 0, 0)
 
 
-def test_keyless_record_is_rekeyed_from_a_foreign_partition_and_applied_on_its_own(
+def test_keyless_and_foreign_keyed_records_need_no_hop_when_routed_by_their_ids(
     proc: EngagementProcessor, store: FakeStore
 ) -> None:
-    away = rec("dispatch", dispatch("c1", "m1", ago(days=1)), key=None, partition=foreign("c1"))
-    at_home = rec("dispatch", dispatch("c2", "m1", ago(days=1)), key=None)
+    # The ingest routes by the ids in the value, so whatever the producer's key or the
+    # partition it wrote to, the entry arrives in its owner's envelope and is applied at once.
+    keyless = rec("dispatch", dispatch("c1", "m1", ago(days=1)), key=None, partition=3)
+    foreign_key = rec("dispatch", dispatch("c2", "m1", ago(days=1)), key=b"by-message", partition=6)
+    keyless.home, foreign_key.home = home("c1"), home("c2")
 
-    out = proc.process([away, at_home])
+    out = proc.process([keyless, foreign_key])
 
-    rekeyed = published(out, REKEY_TOPIC)
-    assert [(o.key, o.partition) for o in rekeyed] == [(key_of("c1"), home("c1"))]
-    assert out.rekeyed == 1
-    # On the partition its contact hashes to, a keyless record needs no extra hop.
-    assert [k for k, _ in store.puts] == [key_of("c2")]
-    assert [op.contact_id for op in out.redis] == ["c2"]
+    assert out.forwarded == 0 and published(out, ENVELOPE_TOPIC) == []
+    assert sorted(k for k, _ in store.puts) == sorted([key_of("c1"), key_of("c2")])
 
 
-def test_rekeyed_record_on_a_foreign_partition_is_dead_lettered_with_its_origin(
+def test_a_forwarded_entry_on_a_foreign_partition_is_dead_lettered_not_forwarded_again(
     proc: EngagementProcessor, store: FakeStore
 ) -> None:
     value = orjson.dumps(dispatch("c1", "m1", ago(days=1)))
     record = Inbound(
-        REKEY_TOPIC,
-        key_of("c1"),
-        value,
-        foreign("c1"),
-        5,
-        [(H_SOURCE_TOPIC, b"dispatch"), (H_SOURCE_PARTITION, b"3"), (H_SOURCE_OFFSET, b"99")],
-        None,
+        "engagement.dispatch", key_of("c1"), value, 3, 99, [], foreign("c1"), None, KIND_FORWARDED
     )
 
     out = proc.process([record])
@@ -372,11 +379,11 @@ def test_rekeyed_record_on_a_foreign_partition_is_dead_lettered_with_its_origin(
     assert dead.topic == "dead-letters" and dead.value == value
     h = headers_dict(dead.headers)
     assert (h[H_SOURCE_TOPIC], h[H_SOURCE_PARTITION], h[H_SOURCE_OFFSET]) == (
-        b"dispatch",
+        b"engagement.dispatch",
         b"3",
         b"99",
     )
-    assert h[H_CODE] == b"internal"
+    assert h[H_CODE] == b"internal" and b"EM_PARTITIONS" in h[H_REASON]
     assert out.dead_by_code == Counter({"internal": 1})
 
 
@@ -435,13 +442,13 @@ def test_malformed_record_is_dead_lettered_unchanged_and_good_ones_still_count(
     proc: EngagementProcessor, store: FakeStore, raw: bytes, code: str, reason_part: str
 ) -> None:
     bad = Inbound(
-        "dispatch",
+        "engagement.dispatch",
         b"org-1:bad",
         raw,
         3,
         42,
         [("traceparent", b"00-xyz"), (H_REASON, b"stale reason from an earlier hop")],
-        None,
+        3,
     )
     good_before = rec("dispatch", dispatch("c1", "m1", ago(days=1)))
     good_after = rec("open", interaction("c1", "m1", ago(hours=20)))
@@ -455,7 +462,7 @@ def test_malformed_record_is_dead_lettered_unchanged_and_good_ones_still_count(
     assert letter.value == raw  # byte for byte
     assert letter.headers[0] == ("traceparent", b"00-xyz")  # the producer's headers survive
     h = headers_dict(letter.headers)
-    assert h[H_SOURCE_TOPIC] == b"dispatch"
+    assert h[H_SOURCE_TOPIC] == b"engagement.dispatch"  # in full, as read (SPEC §4)
     assert h[H_SOURCE_PARTITION] == b"3"
     assert h[H_SOURCE_OFFSET] == b"42"
     assert h[H_CODE] == code.encode()
@@ -480,23 +487,23 @@ def test_unknown_topic_is_dead_lettered(proc: EngagementProcessor, store: FakeSt
     assert store.puts == [] and out.redis == []
 
 
-def test_dead_letter_of_a_rekeyed_record_names_its_original_source(
+def test_dead_letter_of_a_forwarded_entry_names_its_original_source(
     proc: EngagementProcessor,
 ) -> None:
-    # A record re-keyed on its way in is parsed again on the re-key topic; should that fail
-    # (the clock moved), the dead letter points at where the producer wrote it.
+    # An entry forwarded to its owner is parsed again there; should that fail (the clock
+    # moved), the dead letter points at where the producer wrote it.
     future = dispatch("c1", "m1", NOW + timedelta(minutes=4))
-    first = proc.process([rec("dispatch", future, partition=foreign("c1"), offset=8)])
-    (rekeyed,) = first.publish
+    first = proc.process([rec("dispatch", future, partition=2, offset=8, home=foreign("c1"))])
+    (forwarded,) = first.publish
 
     proc.clock = lambda: NOW - timedelta(minutes=5)
-    out = proc.process([from_outbound(rekeyed)])
+    out = proc.process(from_outbound(forwarded))
 
     (letter,) = out.publish
     h = headers_dict(letter.headers)
-    assert letter.topic == "dead-letters" and letter.value == rekeyed.value
-    assert h[H_SOURCE_TOPIC] == b"dispatch"
-    assert h[H_SOURCE_PARTITION] == str(foreign("c1")).encode()
+    assert letter.topic == "dead-letters" and letter.value == orjson.dumps(future)
+    assert h[H_SOURCE_TOPIC] == b"engagement.dispatch"
+    assert h[H_SOURCE_PARTITION] == b"2"
     assert h[H_SOURCE_OFFSET] == b"8"
     assert h[H_CODE] == b"future_timestamp"
 
@@ -615,17 +622,18 @@ def test_expiry_tick_after_the_window_takes_the_tier_away_with_cause_expiry(
     due = first.due[key]
     assert due == int(ago(days=89).timestamp()) + 90 * DAY_S + 1
 
-    tick = proc.tick(key)
-    assert tick == Outbound(REKEY_TOPIC, key, b"", [(H_KIND, KIND_TICK)], home("c1"))
-    assert (H_KIND, KIND_TICK) == ("em-kind", b"expiry-tick")
+    tick = only(proc.ticks([key]))
+    assert (tick.topic, tick.key, tick.partition) == (ENVELOPE_TOPIC, None, home("c1"))
+    (entry,) = envelope.decode(tick.value)
+    assert (entry.kind, entry.key, entry.value) == (KIND_TICK, key, b"")
 
     # Before the message leaves the window a tick changes nothing.
-    early = proc.process([from_outbound(tick)])
+    early = proc.process(from_outbound(tick))
     assert published(early, "tier-changes") == []
     assert snapshot(only_op(early))["engagement"]["tier"] == "very_high"
 
     clock.now = datetime.fromtimestamp(due, UTC) + timedelta(seconds=1)
-    out = proc.process([from_outbound(tick)])
+    out = proc.process(from_outbound(tick))
 
     assert out.records_by_topic == Counter({"expiry-tick": 1})
     assert out.outcomes == Counter()
@@ -675,7 +683,7 @@ def test_expiry_of_one_message_keeps_the_rest_and_recomputes_the_tier(
     )
     clock.advance(days=2)
 
-    out = proc.process([from_outbound(proc.tick(key))])
+    out = proc.process(from_outbound(only(proc.ticks([key]))))
 
     snap = snapshot(only_op(out))
     assert figures(snap, "email") == (1, 0, 1, 0, 0, 0)
@@ -785,7 +793,7 @@ def test_tombstone_alone_leaves_the_table_once_it_leaves_the_window(
     assert out.due[key] == int(ago(hours=1).timestamp()) + 90 * DAY_S + 1
 
     clock.advance(days=91)
-    swept = proc.process([from_outbound(proc.tick(key))])
+    swept = proc.process(from_outbound(only(proc.ticks([key]))))
 
     assert [k for k, _ in store.deletes] == [key]
     assert key not in store.data
@@ -802,7 +810,7 @@ def test_redis_version_keeps_growing_after_the_table_entry_was_dropped(
     key = key_of("c1")
     first = proc.process([rec("dispatch", dispatch("c1", "m1", ago(days=89)))])
     clock.advance(days=2)
-    expired = proc.process([from_outbound(proc.tick(key))])
+    expired = proc.process(from_outbound(only(proc.ticks([key]))))
     assert key not in store.data  # everything expired: the entry (and its version) is gone
     removal = only_op(expired)
     assert removal.snapshot is None
@@ -827,7 +835,7 @@ def test_expiry_tick_of_an_org_id_with_a_colon_updates_that_contact(
     assert (only_op(applied).org_id, only_op(applied).contact_id) == (org, "c1")
     clock.advance(days=2)
 
-    out = proc.process([from_outbound(proc.tick(key))])
+    out = proc.process(from_outbound(only(proc.ticks([key]))))
 
     op = only_op(out)
     assert (op.org_id, op.contact_id) == (org, "c1")

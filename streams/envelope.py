@@ -1,0 +1,186 @@
+"""Envelopes: many input records in one Kafka record, so Faust's per-record cost is paid per batch.
+
+The ingest stage (``streams.ingest``) reads the input topics with a plain aiokafka consumer and
+writes, per fetch and owning partition, one envelope to ``{prefix}internal.envelopes`` on that
+partition (the partition of the contact table that owns every contact in it). The Faust agent
+reads envelopes, so ~1 Faust record carries hundreds of events (Kafka Streams' repartition
+topic, with batched records).
+
+Each entry keeps what the worker needs of its record as read: source topic (full name), partition,
+offset, key, value and headers, so a dead letter made from it later names its true origin. An
+entry can also be an expiry tick for one contact (its table key in ``key``, no value).
+
+Binary, versioned framing (big-endian), because values may be anything a producer sent (not
+always JSON), and framing must cost less than a microsecond per entry:
+
+    envelope := b"EMv1" u16 n_topics { u16 len, utf-8 name }* u32 n_entries entry*
+    entry    := u8 kind, u16 topic index, i32 partition, i64 offset,
+                i32 key length (-1: no key), u32 value length, u16 n_headers,
+                key, value, { u16 name length, u32 value length, name, value }*
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+MAGIC = b"EMv1"
+KIND_RECORD = 0  # an input record, as read
+KIND_TICK = 1  # an expiry tick for the contact whose table key is the entry's key
+KIND_FORWARDED = 2  # an input record the processor sent on to its owner (at most one hop)
+
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+_ENTRY = struct.Struct(">BHiqiIH")
+_HEADER = struct.Struct(">HI")
+
+Headers = list[tuple[str, bytes]]
+
+
+class EnvelopeError(ValueError):
+    """Bytes that are not an envelope of a version this worker reads."""
+
+
+@dataclass(slots=True)
+class Entry:
+    kind: int
+    topic: str  # full name as read ("engagement.open"); "" for a tick
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: Headers = field(default_factory=list)
+
+
+def tick_entry(key: bytes) -> Entry:
+    return Entry(KIND_TICK, "", -1, -1, key, b"")
+
+
+class EnvelopeWriter:
+    """Builds one envelope; ``size`` is the bytes so far, to keep envelopes under a limit."""
+
+    __slots__ = ("_parts", "_topics", "count", "size")
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._topics: dict[str, int] = {}
+        self.count = 0
+        self.size = 16
+
+    def add(
+        self,
+        kind: int,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        index = self._topics.get(topic)
+        if index is None:
+            index = self._topics[topic] = len(self._topics)
+            self.size += 2 + len(topic.encode())
+        parts = self._parts
+        parts.append(
+            _ENTRY.pack(
+                kind,
+                index,
+                partition,
+                offset,
+                -1 if key is None else len(key),
+                len(value),
+                len(headers),
+            )
+        )
+        if key:
+            parts.append(key)
+        parts.append(value)
+        size = _ENTRY.size + len(value) + (len(key) if key else 0)
+        for name, header_value in headers:
+            raw_name = name.encode()
+            parts.append(_HEADER.pack(len(raw_name), len(header_value)))
+            parts.append(raw_name)
+            parts.append(header_value)
+            size += _HEADER.size + len(raw_name) + len(header_value)
+        self.size += size
+        self.count += 1
+
+    def add_entry(self, entry: Entry) -> None:
+        self.add(
+            entry.kind,
+            entry.topic,
+            entry.partition,
+            entry.offset,
+            entry.key,
+            entry.value,
+            entry.headers,
+        )
+
+    def finish(self) -> bytes:
+        head = [MAGIC, _U16.pack(len(self._topics))]
+        for name in self._topics:  # dicts keep insertion order: index order
+            raw = name.encode()
+            head.append(_U16.pack(len(raw)))
+            head.append(raw)
+        head.append(_U32.pack(self.count))
+        return b"".join(head + self._parts)
+
+
+def encode(entries: Iterable[Entry]) -> bytes:
+    writer = EnvelopeWriter()
+    for entry in entries:
+        writer.add_entry(entry)
+    return writer.finish()
+
+
+def decode(data: bytes) -> list[Entry]:
+    """The entries of one envelope, in order; ``EnvelopeError`` if it is not one."""
+    if data[:4] != MAGIC:
+        raise EnvelopeError(f"not an envelope (starts with {data[:4]!r}, expected {MAGIC!r})")
+    try:
+        return _decode(memoryview(data))
+    except (struct.error, UnicodeDecodeError, IndexError) as exc:
+        raise EnvelopeError(f"truncated or corrupt envelope: {exc}") from None
+
+
+def _decode(view: memoryview) -> list[Entry]:
+    pos = 4
+    (n_topics,) = _U16.unpack_from(view, pos)
+    pos += 2
+    topics: list[str] = []
+    for _ in range(n_topics):
+        (length,) = _U16.unpack_from(view, pos)
+        pos += 2
+        topics.append(bytes(view[pos : pos + length]).decode())
+        pos += length
+    (count,) = _U32.unpack_from(view, pos)
+    pos += 4
+    entries: list[Entry] = []
+    unpack_entry = _ENTRY.unpack_from
+    entry_size = _ENTRY.size
+    end = len(view)
+    for _ in range(count):
+        kind, index, partition, offset, key_len, value_len, n_headers = unpack_entry(view, pos)
+        pos += entry_size
+        key: bytes | None = None
+        if key_len >= 0:
+            key = bytes(view[pos : pos + key_len])
+            pos += key_len
+        value = bytes(view[pos : pos + value_len])
+        pos += value_len
+        headers: Headers = []
+        for _ in range(n_headers):
+            name_len, header_len = _HEADER.unpack_from(view, pos)
+            pos += _HEADER.size
+            name = bytes(view[pos : pos + name_len]).decode()
+            pos += name_len
+            headers.append((name, bytes(view[pos : pos + header_len])))
+            pos += header_len
+        if pos > end:
+            raise EnvelopeError("truncated envelope: an entry runs past the end")
+        entries.append(Entry(kind, topics[index], partition, offset, key, value, headers))
+    if pos != end:
+        raise EnvelopeError(f"corrupt envelope: {end - pos} byte(s) after the last entry")
+    return entries

@@ -1,0 +1,264 @@
+"""The ingest stage: input topics -> envelopes on the partition that owns each contact.
+
+Run inside `engagement-monitor worker`, beside the Faust agent, with a plain aiokafka consumer in
+its own group (``<app id>-ingest``), because Faust's per-record path costs ~110 µs a record before
+an agent sees it and this stage must cost a few. Per fetch:
+
+1. ``getmany`` from every input topic;
+2. each record is routed to the partition that owns its contact (``route``: the ids from the
+   value, the same function as the table's changelog partitioner). A record whose ids cannot be
+   read goes to the partition number it was read from; the processor dead-letters it there,
+   with the reason, like every other invalid record. Records over ``EM_MAX_RECORD_BYTES`` are
+   dead-lettered here, since an envelope must stay under the broker's message size;
+3. one envelope per owning partition (split at ``EM_ENVELOPE_MAX_BYTES``), carrying each record's
+   source topic, partition, offset, key, value and headers, sent with an idempotent producer,
+   ``acks=all``;
+4. once the broker has acknowledged every envelope, the fetch's input offsets are committed.
+
+A crash between 3 and 4 sends the same records again (new envelopes): the counting core makes a
+replayed event change nothing. A commit refused after a rebalance does the same, on whichever
+worker now reads that input partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.structs import OffsetAndMetadata
+from mode import Service
+
+from streams.envelope import KIND_RECORD, EnvelopeWriter
+from streams.partitioning import contact_partition
+
+log = logging.getLogger("engagement_monitor.ingest")
+
+Headers = list[tuple[str, bytes]]
+
+
+def route(value: bytes | None, source_partition: int, partitions: int) -> int:
+    """The partition that owns the record's contact, from the ids in its value.
+
+    A record without readable ids stays on its source partition's number (mod `partitions`):
+    it is a dead letter either way, and the processor says why.
+    """
+    if value:
+        try:
+            data = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            data = None
+        if isinstance(data, dict):
+            org_id, contact_id = data.get("org_id"), data.get("contact_id")
+            if isinstance(org_id, str) and isinstance(contact_id, str):
+                return contact_partition(org_id, contact_id, partitions)
+    return source_partition % partitions
+
+
+@dataclass(slots=True)
+class Routed:
+    """One fetch, framed: envelopes per owning partition, oversize records, offsets to commit."""
+
+    envelopes: list[tuple[int, bytes, int]]  # (partition, envelope, entries)
+    oversize: list[ConsumerRecord[bytes, bytes]]
+    offsets: dict[TopicPartition, int]  # next offset to read, per input partition
+    records: int
+
+
+def frame(
+    fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+    partitions: int,
+    max_record_bytes: int,
+    max_envelope_bytes: int,
+) -> Routed:
+    """Pure: a fetch in, the envelopes to send out (tested without a broker)."""
+    writers: dict[int, EnvelopeWriter] = {}
+    envelopes: list[tuple[int, bytes, int]] = []
+    oversize: list[ConsumerRecord[bytes, bytes]] = []
+    offsets: dict[TopicPartition, int] = {}
+    n = 0
+    for tp, records in fetched.items():
+        if not records:
+            continue
+        for record in records:
+            n += 1
+            value = record.value or b""
+            if len(value) > max_record_bytes:
+                oversize.append(record)
+                continue
+            owner = route(value, record.partition, partitions)
+            writer = writers.get(owner)
+            if writer is None:
+                writer = writers[owner] = EnvelopeWriter()
+            elif writer.size + len(value) + len(record.key or b"") + 64 > max_envelope_bytes:
+                envelopes.append((owner, writer.finish(), writer.count))
+                writer = writers[owner] = EnvelopeWriter()
+            writer.add(
+                KIND_RECORD,
+                record.topic,
+                record.partition,
+                record.offset,
+                record.key,
+                value,
+                [(k, v) for k, v in record.headers] if record.headers else (),
+            )
+        offsets[tp] = records[-1].offset + 1
+    for owner, writer in writers.items():
+        envelopes.append((owner, writer.finish(), writer.count))
+    return Routed(envelopes, oversize, offsets, n)
+
+
+class IngestStats:
+    """What the worker's metrics read (counted here, exported by agents.metrics)."""
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.envelopes = 0
+        self.oversize = 0
+        self.commit_failures = 0
+        self.last_fetch_at = 0.0
+        self.next_offsets: dict[TopicPartition, int] = {}  # per input partition, once framed
+
+
+class Ingest(Service):
+    """The ingest loop as a mode service, started and stopped with the Faust app."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        group_id: str,
+        inputs: Sequence[str],
+        envelope_topic: str,
+        partitions: int,
+        max_records: int,
+        max_wait_seconds: float,
+        max_record_bytes: int,
+        max_envelope_bytes: int,
+        session_timeout_seconds: float = 60.0,
+        dead_letter: Callable[
+            [ConsumerRecord[bytes, bytes]], tuple[str, bytes | None, bytes, Headers]
+        ],
+        crash: Callable[[str], None] = lambda _point: None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.bootstrap = bootstrap
+        self.group_id = group_id
+        self.inputs = tuple(inputs)
+        self.envelope_topic = envelope_topic
+        self.partitions = partitions
+        self.max_records = max_records
+        self.max_wait_ms = max(1, int(max_wait_seconds * 1000))
+        self.max_record_bytes = max_record_bytes
+        self.max_envelope_bytes = max_envelope_bytes
+        self.session_timeout_ms = int(session_timeout_seconds * 1000)
+        self.dead_letter = dead_letter
+        self.crash_point = crash
+        self.stats = IngestStats()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.assigned: frozenset[TopicPartition] = frozenset()
+
+    async def on_start(self) -> None:
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+            max_batch_size=self.max_envelope_bytes + 65536,
+            max_request_size=self.max_envelope_bytes + 262144,
+        )
+        await self.producer.start()
+        self.consumer = AIOKafkaConsumer(
+            *self.inputs,
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_partition_fetch_bytes=1048576,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=min(3000, self.session_timeout_ms // 3),
+            # Framing a fetch takes milliseconds, but a landing in the same process can keep
+            # the loop busy for a while under a backlog: leave room before the group gives up.
+            max_poll_interval_ms=max(300_000, self.session_timeout_ms * 5),
+        )
+        await self.consumer.start()
+        self.add_future(self._run())
+
+    async def on_stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    def lag(self) -> dict[TopicPartition, int]:
+        """Input records not yet framed, per assigned input partition (what the broker knows)."""
+        consumer = self.consumer
+        if consumer is None:
+            return {}
+        lags: dict[TopicPartition, int] = {}
+        for tp in self.assigned:
+            try:
+                high = consumer.highwater(tp)
+            except Exception:  # not fetched from yet
+                continue
+            if high is not None:
+                lags[tp] = max(0, high - self.stats.next_offsets.get(tp, 0))
+        return lags
+
+    async def _run(self) -> None:
+        assert self.consumer is not None
+        consumer = self.consumer
+        while not self.should_stop:
+            try:
+                fetched = await consumer.getmany(
+                    timeout_ms=self.max_wait_ms, max_records=self.max_records
+                )
+            except KafkaError as exc:
+                log.warning("ingest fetch failed (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+                continue
+            self.assigned = frozenset(consumer.assignment())
+            if not fetched:
+                continue
+            await self._forward(fetched)
+
+    async def _forward(
+        self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
+        assert self.consumer is not None and self.producer is not None
+        routed = frame(fetched, self.partitions, self.max_record_bytes, self.max_envelope_bytes)
+        sent: list[Awaitable[Any]] = []
+        for partition, envelope, _count in routed.envelopes:
+            sent.append(
+                await self.producer.send(self.envelope_topic, envelope, partition=partition)
+            )
+        for record in routed.oversize:
+            topic, key, value, headers = self.dead_letter(record)
+            sent.append(await self.producer.send(topic, value, key=key, headers=headers))
+        await asyncio.gather(*sent)
+        self.crash_point("ingest-after-send")
+        try:
+            await self.consumer.commit(
+                {tp: OffsetAndMetadata(offset, "") for tp, offset in routed.offsets.items()}
+            )
+        except CommitFailedError as exc:
+            # The group rebalanced since this fetch: the new owner reads these records again.
+            self.stats.commit_failures += 1
+            log.info(
+                "ingest commit refused after a rebalance (%s); the records will be re-read", exc
+            )
+        self.crash_point("ingest-after-commit")
+        self.stats.next_offsets.update(routed.offsets)
+        self.stats.records += routed.records
+        self.stats.envelopes += len(routed.envelopes)
+        self.stats.oversize += len(routed.oversize)
+        self.stats.last_fetch_at = time.monotonic()
