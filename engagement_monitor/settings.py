@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     org_timezones: dict[str, str] = Field(default_factory=dict)
     batch_max_records: int = Field(8000, ge=1)  # input records per ingest fetch
     batch_max_seconds: float = Field(0.1, gt=0)
-    batch_max_envelopes: int = Field(16, ge=1, le=4096)  # envelopes per landing
+    batch_max_envelopes: int = Field(256, ge=1, le=4096)  # envelopes per landing
     envelope_max_bytes: int = Field(900_000, ge=65536, le=16_777_216)
     # How long a silent worker keeps its partitions (both consumer groups): after a kill -9,
     # its partitions move only once this has passed. Kafka's floor is 6 s.
