@@ -320,7 +320,11 @@ async def watch_drain(
     last_at = done_at if done_at is not None else samples[-1][0]
     rate = 0.0
     if first is not None and last_at > first[0]:
-        rate = (count - first[1]) / (last_at - first[0])
+        # A small backlog may be committed by the first commit already (the pipeline's ingest
+        # frames it in one fetch); the drain then ends when its envelopes are landed, and the
+        # whole backlog is what was drained between the two.
+        drained = count - first[1] if count > first[1] else count
+        rate = drained / (last_at - first[0])
     return Drain(
         total=total,
         completed=done_at is not None,
