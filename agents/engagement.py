@@ -7,7 +7,6 @@ expiry index and the Redis sentinels up to date.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import weakref
@@ -38,7 +37,7 @@ from engagement_monitor.settings import Settings
 from streams import envelope
 from streams.app import Streams
 from streams.contact_table import ContactTable
-from streams.delivery_guard import DeliveryGuard
+from streams.faust_seams import GuardedConsumer
 from streams.ingest import Ingest
 from streams.partitioning import state_partition
 
@@ -123,8 +122,7 @@ class EngagementWorker:
             self.cfg, settings.partitions, self.store, streams.names
         )
         self.sink = RedisSink(str(settings.redis_url), settings.app_id)
-        self.guard = DeliveryGuard(self.app, settings.kafka_bootstrap, streams.names.consumed)
-        self.guard.install()
+        self.guard = cast(GuardedConsumer, self.app.consumer)  # checked by create_app
         self.crash = CrashPoint(settings.crash_at)
         self.ingest = Ingest(
             bootstrap=settings.kafka_bootstrap,
@@ -143,10 +141,9 @@ class EngagementWorker:
         # Started and stopped with the app: `App.service` takes an instance as well as a class.
         self.app.service(cast(Any, self.ingest))
         # Set while no batch is landing: handle() awaits only inside land(), so when a timer
-        # runs and this is set, no batch is in flight.
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._wait_idle_before_leaving()
+        # runs and this is set, no batch is in flight. The app waits for it before its
+        # consumer stops (`WorkerApp`).
+        self._idle = self.app.landing_idle
         self._guard_seen = (0, 0, 0)
         self._ingest_seen = (0, 0, 0)
         self.due = DueIndex()
@@ -206,26 +203,6 @@ class EngagementWorker:
             self.forget(assigned)
 
         app.on_partitions_assigned.connect(forget_unassigned)  # type: ignore[arg-type]
-
-    def _wait_idle_before_leaving(self) -> None:
-        """At shutdown, let a landing batch finish before Faust closes the tables and leaves.
-
-        Faust stops the consumer (tables closed, group left) before it stops the agents. A batch
-        caught between its outputs and its states would then write states after the next owner
-        recovered them. New batches are not started once stopping (see the agent), and one in
-        flight drops its states (`still_owner`) or finishes writing them first.
-        """
-        app = self.app
-        stop_consumer = app._stop_consumer
-
-        async def stop_consumer_when_idle() -> None:
-            try:
-                await asyncio.wait_for(self._idle.wait(), timeout=30)
-            except TimeoutError:
-                log.warning("stopping with a batch still landing after 30 s")
-            await stop_consumer()
-
-        app._stop_consumer = stop_consumer_when_idle  # type: ignore[method-assign]
 
     def forget(self, assigned: set[Any]) -> None:
         """Drop the in-memory store's contacts of partitions this worker no longer owns.
@@ -313,7 +290,7 @@ class EngagementWorker:
             return
         self.crash("landing-before-ack")
         # Only now may their acks count toward a commit (envelopes that held nothing usable too).
-        self.guard.handled(event.message for event in events if event.message.tp in assigned)
+        self.guard.mark_handled(event.message for event in events if event.message.tp in assigned)
         for key, due in out.due.items():
             self.due.set(key, due)
         self._count(out, len(batch), time.perf_counter() - started)
@@ -405,8 +382,8 @@ class EngagementWorker:
             m.INGEST_LAG.labels(tp.topic, tp.partition).set(lag)
 
     def _guard_metrics(self) -> None:
-        guard = self.guard
-        now = (guard.refused, guard.rewound, guard.holes)
+        stats = self.guard.guard_stats
+        now = (stats.refused, stats.rewound, stats.holes)
         before, self._guard_seen = self._guard_seen, now
         m.ACKS_REFUSED.inc(now[0] - before[0])
         m.REWINDS.inc(now[1] - before[1])

@@ -14,6 +14,7 @@ import faust
 
 from engagement_monitor.settings import Settings
 from streams.contact_table import ContactTable
+from streams.faust_seams import WorkerApp, broker_urls, check_app, check_faust
 from streams.quiet_monitor import QuietMonitor
 from streams.topics import ENVELOPE_TOPIC, OUTPUT_TOPICS, TopicNames
 
@@ -27,7 +28,7 @@ RAW: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class Streams:
-    app: faust.App
+    app: WorkerApp
     names: TopicNames
     source: Any  # faust topic of the envelopes (the agent's only input)
     outputs: dict[str, Any]  # short name -> faust topic
@@ -35,11 +36,11 @@ class Streams:
 
 
 def create_app(settings: Settings) -> Streams:
+    check_faust()
     names = TopicNames(settings.topic_prefix)
-    brokers = [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")]
-    app = faust.App(
+    app = WorkerApp(
         settings.app_id,
-        broker=brokers,
+        broker=broker_urls(settings.kafka_bootstrap),
         store="rocksdb://" if settings.store == "rocksdb" else "memory://",
         datadir=str((settings.data_dir / "worker").resolve()),
         topic_partitions=settings.partitions,
@@ -78,4 +79,5 @@ def create_app(settings: Settings) -> Streams:
         schema=faust.Schema(**RAW),
     )
     app.tables.add(contacts)
+    check_app(app)
     return Streams(app, names, source, outputs, contacts)

@@ -12,7 +12,9 @@ tests of issue 4 showed four ways, all around a rebalance or the seek that ends 
    out of records nobody delivered;
 4. the committable offset skips one missing offset right after the committed one.
 
-The guard, installed on the app's consumer, closes all four:
+The guard closes all four. It is a mixin of the consumer class itself (`GuardedConsumer` in
+`streams.faust_seams`, given to Faust through its `faust.transports` entry point), so each rule
+is an override of a consumer method, not a patch:
 
 * only records the agent marked as handled are acked; any other record's offset stays
   uncommitted (1);
@@ -29,9 +31,10 @@ The guard, installed on the app's consumer, closes all four:
   marker, say) and the offsets count as done; a record, and the partition is sought back to it
   so it is read again.
 
-It touches Faust's private consumer state (`_acked`, `_committed_offset`, `_read_offset`), so
-the version is pinned and `install` checks that state is there; the pure decisions are
-functions below, tested without a broker (`tests/streams/test_delivery_guard.py`).
+It reads Faust's private consumer state (`_acked`, `_committed_offset`, `_read_offset`), so the
+faust-streaming version is pinned exactly and `streams.faust_seams.check_faust` verifies at
+start-up that every name it relies on is there; the pure decisions are functions below, tested
+without a broker (`tests/streams/test_delivery_guard.py`).
 """
 
 from __future__ import annotations
@@ -41,9 +44,11 @@ import time
 import weakref
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.transport.drivers.aiokafka import server_list
 
 log = logging.getLogger("engagement_monitor.delivery")
 
@@ -100,96 +105,111 @@ class _NeverRead(defaultdict[Any, Any]):
         return None
 
 
+@dataclass
+class GuardStats:
+    refused: int = 0  # acks refused: records a stream skipped without handing them over
+    rewound: int = 0  # partitions sought back to a record that was never handled
+    holes: int = 0  # offsets with no record (transaction markers) counted as done
+
+
+# The consumer state the guard reads and writes: checked at start-up (streams.faust_seams).
+CONSUMER_STATE = (
+    "_acked",
+    "_acked_index",
+    "_committed_offset",
+    "_read_offset",
+    "_unacked_messages",
+    "_waiting_for_ack",
+)
+CONSUMER_METHODS = ("ack", "_new_offset", "_reset_state", "getmany", "perform_seek", "seek")
+
+
 class DeliveryGuard:
-    """Installed on one app's consumer; the agent calls `handled`, the worker `resolve_stalls`."""
+    """Mixin placed before Faust's consumer class: the agent calls `mark_handled`, the worker
+    `resolve_stalls`. Every override calls the consumer's own method through `super()`.
+    """
 
-    def __init__(self, app: Any, bootstrap: str, topics: Iterable[str]) -> None:
-        self.app = app
-        self.bootstrap = bootstrap
-        self.topics = frozenset(topics)
-        self._handled: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._stalls: dict[tuple[Any, int], float] = {}
-        self._fetched_upto: dict[Any, int] = {}  # per partition: 1 + last offset fetched
-        self._last_handled = time.monotonic()
-        self._probe: AIOKafkaConsumer | None = None
-        self.refused = 0  # acks refused: records a stream skipped without handing them over
-        self.rewound = 0  # partitions sought back to a record that was never handled
-        self.holes = 0  # offsets with no record (transaction markers) counted as done
+    # Given by the consumer class the guard is mixed into (declared for the type checker).
+    app: Any
+    _acked: Any
+    _acked_index: Any
+    _committed_offset: Any
+    _read_offset: Any
+    _unacked_messages: Any
+    _waiting_for_ack: Any
+    transport: Any
 
-    # ---------------------------------------------------------------- install
-    def install(self) -> None:
-        consumer = self.app.consumer
-        for name in ("_acked", "_acked_index", "_committed_offset", "_unacked_messages"):
-            if not hasattr(consumer, name):
-                raise RuntimeError(
-                    f"faust consumer has no {name}: the delivery guard needs the pinned "
-                    "faust-streaming version (see pyproject.toml)"
-                )
-        original_ack = consumer.ack
-        original_reset = consumer._reset_state
+    def assignment(self) -> Any:
+        return super().assignment()  # type: ignore[misc]
 
-        def ack(message: Any) -> bool:
-            if message in self._handled:
-                return bool(original_ack(message))
-            return self._refuse(message)
+    async def seek(self, partition: Any, offset: int) -> None:
+        await super().seek(partition, offset)  # type: ignore[misc]
 
-        def new_offset(tp: Any) -> int | None:
-            acked = consumer._acked[tp]
-            if not acked:
-                return None
-            acked.sort()
-            offset, used = next_commit(acked, consumer._committed_offset[tp])
-            if used:
-                consumer._acked_index[tp].difference_update(acked[:used])
-                del acked[:used]
-            return offset
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._guard_handled: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._guard_stalls: dict[tuple[Any, int], float] = {}
+        self._guard_fetched_upto: dict[Any, int] = {}  # per partition: 1 + last offset fetched
+        self._guard_last_handled = time.monotonic()
+        self._guard_probe: AIOKafkaConsumer | None = None
+        self.guard_stats = GuardStats()
+        super().__init__(*args, **kwargs)
 
-        def reset_state() -> None:
-            original_reset()
-            consumer._read_offset = _NeverRead()
+    # ---------------------------------------------------------------- overrides
+    def ack(self, message: Any) -> bool:
+        if message in self._guard_handled:
+            return bool(super().ack(message))  # type: ignore[misc]
+        return self._refuse(message)
 
-        original_getmany = consumer.getmany
+    def _new_offset(self, tp: Any) -> int | None:
+        acked = self._acked[tp]
+        if not acked:
+            return None
+        acked.sort()
+        offset, used = next_commit(acked, self._committed_offset[tp])
+        if used:
+            self._acked_index[tp].difference_update(acked[:used])
+            del acked[:used]
+        return offset
 
-        async def getmany(timeout: float) -> AsyncIterator[tuple[Any, Any]]:  # noqa: ASYNC109
-            async for tp, message in original_getmany(timeout):
-                self._fetched_upto[tp] = message.offset + 1
-                yield tp, message
+    def _reset_state(self) -> None:
+        super()._reset_state()  # type: ignore[misc]
+        self._read_offset = _NeverRead()
 
-        original_perform_seek = consumer.perform_seek
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:  # noqa: ASYNC109
+        async for tp, message in super().getmany(timeout):  # type: ignore[misc]
+            self._guard_fetched_upto[tp] = message.offset + 1
+            yield tp, message
 
-        async def perform_seek() -> None:
-            # Faust seeks each partition back to its committed offset after a rebalance, so
-            # that what was fetched and dropped meanwhile is read again; a partition never
-            # committed is left where the fetcher was. Send it back to its beginning too.
-            await original_perform_seek()
-            for tp in consumer.assignment():
-                if tp.topic in self.topics and consumer._committed_offset.get(tp) is None:
-                    await consumer.seek(tp, 0)
+    async def perform_seek(self) -> None:
+        # Faust seeks each partition back to its committed offset after a rebalance, so that
+        # what was fetched and dropped meanwhile is read again; a partition never committed is
+        # left where the fetcher was. Send it back to its beginning too.
+        await super().perform_seek()  # type: ignore[misc]
+        for tp in self.assignment():
+            if self._guarded(tp.topic) and self._committed_offset.get(tp) is None:
+                await self.seek(tp, 0)
 
-        consumer.ack = ack
-        consumer._new_offset = new_offset
-        consumer._reset_state = reset_state
-        consumer._read_offset = _NeverRead()
-        consumer.getmany = getmany
-        consumer.perform_seek = perform_seek
+    # ---------------------------------------------------------------- the agent's side
+    def mark_handled(self, messages: Iterable[Any]) -> None:
+        """The agent has applied these records (a batch): their acks may now count."""
+        self._guard_handled.update(messages)
+        self._guard_last_handled = time.monotonic()
+
+    def _guarded(self, topic: str) -> bool:
+        """Topics whose offsets the app commits (changelogs are positioned by recovery)."""
+        return bool(self.app.topics.acks_enabled_for(topic))
 
     def _refuse(self, message: Any) -> bool:
         """Let Faust forget the record (shutdown waits for it) without committing its offset."""
-        consumer = self.app.consumer
         if message.acked:
             return False
         message.acked = True
-        consumer._unacked_messages.discard(message)
-        waiting = consumer._waiting_for_ack
+        self._unacked_messages.discard(message)
+        waiting = self._waiting_for_ack
         if waiting is not None and not waiting.done():
             waiting.set_result(None)
-        self.refused += 1
+        self.guard_stats.refused += 1
         return False
-
-    def handled(self, messages: Iterable[Any]) -> None:
-        """The agent has applied these records (a batch): their acks may now count."""
-        self._handled.update(messages)
-        self._last_handled = time.monotonic()
 
     # ---------------------------------------------------------------- stalls
     async def resolve_stalls(self, *, busy: bool = False) -> None:
@@ -198,52 +218,50 @@ class DeliveryGuard:
         `busy`: a batch is being handled right now (a slow one, say while Redis is down), so
         records fetched and not yet acked may well be in it: the agent is not idle.
         """
-        consumer = self.app.consumer
         now = time.monotonic()
-        idle = not busy and now - self._last_handled >= IDLE_SECONDS
+        idle = not busy and now - self._guard_last_handled >= IDLE_SECONDS
         current: set[tuple[Any, int]] = set()
-        for tp in consumer.assignment():
-            if tp.topic not in self.topics:
+        for tp in self.assignment():
+            if not self._guarded(tp.topic):
                 continue
             missing = stalled_at(
-                consumer._acked.get(tp, ()),
-                consumer._committed_offset.get(tp),
-                self._fetched_upto.get(tp, 0),
+                self._acked.get(tp, ()),
+                self._committed_offset.get(tp),
+                self._guard_fetched_upto.get(tp, 0),
                 idle,
             )
             if missing is None:
                 continue
             current.add((tp, missing))
-            since = self._stalls.setdefault((tp, missing), now)
+            since = self._guard_stalls.setdefault((tp, missing), now)
             if now - since >= STALL_GRACE_SECONDS:
                 await self._resolve(tp, missing)
-                self._stalls.pop((tp, missing), None)
-        for stale in set(self._stalls) - current:
-            del self._stalls[stale]
+                self._guard_stalls.pop((tp, missing), None)
+        for stale in set(self._guard_stalls) - current:
+            del self._guard_stalls[stale]
 
     async def _resolve(self, tp: Any, missing: int) -> None:
         found = await self._first_record_from(tp, missing)
         if found is None:
             return
-        consumer = self.app.consumer
         if found > missing:
             # No record between `missing` and `found` (control records of a transactional
             # producer): nothing to handle there.
-            acked, index = consumer._acked[tp], consumer._acked_index[tp]
+            acked, index = self._acked[tp], self._acked_index[tp]
             for offset in range(missing, found):
                 if offset not in index:
                     index.add(offset)
                     acked.append(offset)
-            self.holes += found - missing
+            self.guard_stats.holes += found - missing
             log.info("%s: offsets %d-%d hold no record; counted as done", tp, missing, found - 1)
         else:
-            self.rewound += 1
+            self.guard_stats.rewound += 1
             log.warning(
                 "%s: record %d was skipped by the stream and never handled; reading again from it",
                 tp,
                 missing,
             )
-            await consumer.seek(tp, missing)
+            await self.seek(tp, missing)
 
     async def _first_record_from(self, tp: Any, offset: int) -> int | None:
         probe = await self._probe_consumer()
@@ -254,19 +272,24 @@ class DeliveryGuard:
         records = batch.get(partition) or []
         return records[0].offset if records else None
 
+    def _bootstrap(self) -> list[str]:
+        transport = self.transport
+        return list(server_list(transport.url, transport.default_port))
+
     async def _probe_consumer(self) -> AIOKafkaConsumer:
-        if self._probe is None:
+        if self._guard_probe is None:
             probe = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap,
+                bootstrap_servers=self._bootstrap(),
                 enable_auto_commit=False,
                 isolation_level="read_uncommitted",
                 max_partition_fetch_bytes=65536,
             )
             await probe.start()
-            self._probe = probe
-        return self._probe
+            self._guard_probe = probe
+        return self._guard_probe
 
-    async def close(self) -> None:
-        if self._probe is not None:
-            await self._probe.stop()
-            self._probe = None
+    async def on_stop(self) -> None:
+        await super().on_stop()  # type: ignore[misc]
+        if self._guard_probe is not None:
+            await self._guard_probe.stop()
+            self._guard_probe = None

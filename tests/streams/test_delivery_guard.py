@@ -52,10 +52,20 @@ class Message:
         self.acked = False
 
 
+class Topics:
+    def acks_enabled_for(self, topic: str) -> bool:
+        return topic == "t"  # a changelog, say, would not be
+
+
+class App:
+    topics = Topics()
+
+
 class FakeConsumer:
-    """The slice of Faust's consumer the guard reads and replaces."""
+    """The slice of Faust's consumer the guard reads and overrides, with the same methods."""
 
     def __init__(self) -> None:
+        self.app = App()
         self._acked: defaultdict[Any, list[int]] = defaultdict(list)
         self._acked_index: defaultdict[Any, set[int]] = defaultdict(set)
         self._committed_offset: defaultdict[Any, int | None] = defaultdict(lambda: None)
@@ -63,6 +73,7 @@ class FakeConsumer:
         self._waiting_for_ack: asyncio.Future[None] | None = None
         self._read_offset: dict[Any, int | None] = {}
         self.seeks: list[tuple[Any, int]] = []
+        self._reset_state()
 
     def ack(self, message: Message) -> bool:
         message.acked = True
@@ -75,7 +86,7 @@ class FakeConsumer:
         self._read_offset = {}
 
     def assignment(self) -> set[Any]:
-        return {TP("t", 0)}
+        return {TP("t", 0), TP("changelog", 0)}
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Message]]:
         for offset in (5, 6):
@@ -88,16 +99,13 @@ class FakeConsumer:
         self.seeks.append((tp, offset))
 
 
-class App:
-    def __init__(self) -> None:
-        self.consumer = FakeConsumer()
+class Guarded(DeliveryGuard, FakeConsumer):
+    """Mixed in exactly as in `GuardedConsumer`."""
 
 
-def _guard() -> tuple[DeliveryGuard, FakeConsumer]:
-    app = App()
-    guard = DeliveryGuard(app, "unused:9092", ["t"])
-    guard.install()
-    return guard, app.consumer
+def _guard() -> tuple[Guarded, Guarded]:
+    consumer = Guarded()
+    return consumer, consumer
 
 
 def test_only_handled_records_are_acked_toward_a_commit() -> None:
@@ -106,14 +114,14 @@ def test_only_handled_records_are_acked_toward_a_commit() -> None:
     consumer._unacked_messages |= {skipped, handled}
     consumer._committed_offset[TP("t", 0)] = 10
 
-    guard.handled([handled])
+    guard.mark_handled([handled])
     assert consumer.ack(skipped) is False  # the stream skipped it during a rebalance
     assert consumer.ack(handled) is True
 
     assert consumer._acked[TP("t", 0)] == [11]
     assert consumer._unacked_messages == set()  # shutdown and rebalances do not wait for it
     assert consumer._new_offset(TP("t", 0)) is None  # 10 was never handled: nothing to commit
-    assert guard.refused == 1
+    assert guard.guard_stats.refused == 1
 
 
 def test_the_drain_loop_never_sees_a_read_offset() -> None:
@@ -127,7 +135,10 @@ def test_the_drain_loop_never_sees_a_read_offset() -> None:
 
 
 async def test_a_partition_never_committed_goes_back_to_its_beginning_after_a_seek() -> None:
-    """Faust's own seek leaves it where the fetcher was, past records it dropped meanwhile."""
+    """Faust's own seek leaves it where the fetcher was, past records it dropped meanwhile.
+
+    A changelog partition is left alone: table recovery positions it.
+    """
     _, consumer = _guard()
     consumer._committed_offset[TP("t", 1)] = 7  # not assigned: untouched
     await consumer.perform_seek()
@@ -137,12 +148,12 @@ async def test_a_partition_never_committed_goes_back_to_its_beginning_after_a_se
 async def test_fetched_offsets_are_remembered_for_stall_detection() -> None:
     guard, consumer = _guard()
     assert [m.offset async for _, m in consumer.getmany(1.0)] == [5, 6]
-    assert guard._fetched_upto[TP("t", 0)] == 7
+    assert guard._guard_fetched_upto[TP("t", 0)] == 7
 
 
-class ProbedGuard(DeliveryGuard):
-    def __init__(self, app: Any, first_record: int) -> None:
-        super().__init__(app, "unused:9092", ["t"])
+class ProbedGuard(Guarded):
+    def __init__(self, first_record: int) -> None:
+        super().__init__()
         self.first_record = first_record
 
     async def _first_record_from(self, tp: Any, offset: int) -> int | None:
@@ -150,36 +161,30 @@ class ProbedGuard(DeliveryGuard):
 
 
 async def test_a_skipped_record_is_read_again() -> None:
-    app = App()
-    guard = ProbedGuard(app, first_record=10)  # the broker has a record at 10
-    guard.install()
+    guard = ProbedGuard(first_record=10)  # the broker has a record at 10
     await guard._resolve(TP("t", 0), 10)
-    assert app.consumer.seeks == [(TP("t", 0), 10)]
-    assert guard.rewound == 1
+    assert guard.seeks == [(TP("t", 0), 10)]
+    assert guard.guard_stats.rewound == 1
 
 
 async def test_no_idle_stall_while_a_slow_batch_is_in_flight() -> None:
     """Fetched records not yet acked may be in that batch: re-reading them would only churn."""
-    guard = ProbedGuard(App(), first_record=0)  # the record at the committed offset exists
-    guard.install()
-    guard._fetched_upto[TP("t", 0)] = 12
-    guard._last_handled -= 60  # nothing handled for a minute: a batch stuck on Redis, say
-    guard._stalls[(TP("t", 0), 0)] = 0.0  # seen long ago, so past the grace period
+    guard = ProbedGuard(first_record=0)  # the record at the committed offset exists
+    guard._guard_fetched_upto[TP("t", 0)] = 12
+    guard._guard_last_handled -= 60  # nothing handled for a minute: a batch stuck on Redis
+    guard._guard_stalls[(TP("t", 0), 0)] = 0.0  # seen long ago, so past the grace period
     await guard.resolve_stalls(busy=True)
-    assert guard.app.consumer.seeks == []
-    guard._stalls[(TP("t", 0), 0)] = 0.0  # the same, once the batch is done
+    assert guard.seeks == []
+    guard._guard_stalls[(TP("t", 0), 0)] = 0.0  # the same, once the batch is done
     await guard.resolve_stalls(busy=False)
-    assert guard.app.consumer.seeks == [(TP("t", 0), 0)]
+    assert guard.seeks == [(TP("t", 0), 0)]
 
 
 async def test_offsets_without_records_count_as_done() -> None:
-    app = App()
-    consumer = app.consumer
-    guard = ProbedGuard(app, first_record=12)  # 10 and 11 are transaction markers
-    guard.install()
-    consumer._committed_offset[TP("t", 0)] = 10
-    consumer._acked[TP("t", 0)] = [12, 13]
+    guard = ProbedGuard(first_record=12)  # 10 and 11 are transaction markers
+    guard._committed_offset[TP("t", 0)] = 10
+    guard._acked[TP("t", 0)] = [12, 13]
     await guard._resolve(TP("t", 0), 10)
-    assert consumer.seeks == []
-    assert consumer._new_offset(TP("t", 0)) == 14
-    assert guard.holes == 2
+    assert guard.seeks == []
+    assert guard._new_offset(TP("t", 0)) == 14
+    assert guard.guard_stats.holes == 2

@@ -21,11 +21,12 @@ import faust
 import redis
 
 from streams.contact_table import ConfirmedTable
-from streams.delivery_guard import DeliveryGuard
+from streams.faust_seams import GuardedConsumer, broker_urls, check_app, check_faust
 
+check_faust()
 app = faust.App(
     os.environ["SMOKE_APP_ID"],
-    broker=f"kafka://{os.environ['SMOKE_BOOTSTRAP']}",
+    broker=broker_urls(os.environ["SMOKE_BOOTSTRAP"]),
     store=os.environ["SMOKE_STORE"],
     datadir=os.environ["SMOKE_DATADIR"],
     web_enabled=False,
@@ -45,8 +46,8 @@ seen: ConfirmedTable[str, list[str]] = ConfirmedTable(
 )
 app.tables.add(seen)
 mirror = redis.Redis.from_url(os.environ["SMOKE_REDIS_URL"])
-guard = DeliveryGuard(app, os.environ["SMOKE_BOOTSTRAP"], [os.environ["SMOKE_TOPIC"]])
-guard.install()
+check_app(app)
+guard: GuardedConsumer = app.consumer
 
 
 @app.agent(source)
@@ -58,7 +59,7 @@ async def count(stream: Any) -> None:
         seen[name] = sorted(ids)
         await asyncio.gather(*seen.take_unconfirmed())
         mirror.set(f"{os.environ['SMOKE_TOPIC']}:{name}", len(ids))
-        guard.handled([event.message])
+        guard.mark_handled([event.message])
 
 
 @app.timer(2.0)  # type: ignore[untyped-decorator]
