@@ -30,6 +30,7 @@ from agents.processor import (
     RedisOp,
     dead_letter,
 )
+from agents.redis_outage import REDIS_ERRORS, OutageAwareSnapshots, RedisHealth
 from agents.redis_sink import RedisSink
 from agents.stored import unpack
 from counting import next_expiry
@@ -121,7 +122,11 @@ class EngagementWorker:
         self.processor = EngagementProcessor(
             self.cfg, settings.partitions, self.store, streams.names
         )
-        self.sink = RedisSink(str(settings.redis_url), settings.app_id)
+        self.sink = RedisSink(
+            str(settings.redis_url), settings.app_id, settings.redis_timeout_seconds
+        )
+        self.redis = RedisHealth()
+        self.snapshots = OutageAwareSnapshots(self.sink.apply, self.redis)
         self.guard = cast(GuardedConsumer, self.app.consumer)  # checked by create_app
         self.crash = CrashPoint(settings.crash_at)
         self.ingest = Ingest(
@@ -187,9 +192,14 @@ class EngagementWorker:
         @app.page("/healthz")
         async def healthz(web: Any, request: Any) -> Any:
             ok, reason = self.health()
-            return web.json(
-                {"status": "ok" if ok else "starting", "detail": reason}, status=200 if ok else 503
-            )
+            if not ok:
+                return web.json({"status": "starting", "detail": reason}, status=503)
+            if not self.redis.up:
+                # Counting goes on (so not a 503 that would get the worker restarted); what
+                # is degraded is Redis, and it is said why and since when.
+                body = {"status": "degraded", "detail": self.redis.describe(), "redis": "down"}
+                return web.json(body, status=200)
+            return web.json({"status": "ok", "detail": reason, "redis": "ok"}, status=200)
 
         @app.page("/metrics")
         async def metrics_page(web: Any, request: Any) -> Any:
@@ -279,7 +289,13 @@ class EngagementWorker:
         self._idle.clear()
         try:
             landed, waited = await land(
-                out.publish, out.redis, self.outputs, self.store, self.sink, still_owner, self.crash
+                out.publish,
+                out.redis,
+                self.outputs,
+                self.store,
+                self.snapshots,
+                still_owner,
+                self.crash,
             )
         finally:
             self._idle.set()
@@ -348,7 +364,10 @@ class EngagementWorker:
         return True, f"partitions {sorted(self.assigned_partitions())}"
 
     async def maintain(self) -> None:
-        """Rebuild the due index after an assignment; rebuild Redis partitions that lost data."""
+        """Rebuild the due index after an assignment; keep Redis equal to the tables.
+
+        Never raises for Redis: an outage is recorded and ridden out (`agents.redis_outage`).
+        """
         if self.app.rebalancing or not self.recovered():
             return
         assigned = self.assigned_partitions()
@@ -358,11 +377,51 @@ class EngagementWorker:
         self._ingest_metrics()
         if assigned != self.indexed:
             await self._reindex(assigned)
-        if not self.legacy_purged:
-            await self._purge_legacy()
-        missing = await self.sink.missing_sentinels(sorted(assigned))
-        if missing:
-            await self.rebuild(missing)
+        if not self.redis.up:
+            await self._retry_redis(assigned)
+            return
+        try:
+            if not self.legacy_purged:
+                await self._purge_legacy()
+            missing = await self.sink.missing_sentinels(sorted(assigned))
+            if missing:
+                await self.rebuild(missing)
+        except REDIS_ERRORS as exc:
+            self.redis.failed(exc, "maintaining snapshots")
+
+    async def _retry_redis(self, assigned: frozenset[int]) -> None:
+        """During an outage: probe (with backoff); once Redis answers, rebuild what it missed."""
+        if not self.redis.probe_due():
+            return
+        try:
+            await self.sink.ping()
+        except REDIS_ERRORS as exc:
+            self.redis.failed(exc, "probing")
+            return
+        # Live batches write again from here on; the rebuild below cannot undo them (Redis
+        # keeps the higher version of each contact).
+        self.redis.recovered()
+        started = time.perf_counter()
+        try:
+            if not self.legacy_purged:
+                await self._purge_legacy()
+            await self.rebuild(sorted(assigned))
+            deletes = self.snapshots.take_held_deletes()
+            try:
+                await self.sink.apply(deletes)
+            except REDIS_ERRORS:
+                for op in deletes:  # kept for the next recovery
+                    self.snapshots.held_deletes.setdefault((op.org_id, op.contact_id), op)
+                raise
+        except REDIS_ERRORS as exc:
+            self.redis.failed(exc, "rebuilding after an outage")
+            return
+        m.REDIS_RECOVERY_SECONDS.observe(time.perf_counter() - started)
+        log.info(
+            "Redis rebuilt after the outage: partitions %s, %d deletion(s) replayed",
+            sorted(assigned),
+            len(deletes),
+        )
 
     async def _purge_legacy(self) -> None:
         purged = await self.sink.purge_legacy()
@@ -414,21 +473,43 @@ class EngagementWorker:
 
         Re-snapshotting what was just assigned makes Redis equal to the recovered table even if
         the previous owner's last Redis write was lost (it stopped mid-batch, or crashed).
+        During a Redis outage only the index is built: the recovery rebuilds every partition.
         """
         n = self.settings.partitions
         self.due.discard_where(lambda k: state_partition(k, n) not in assigned)
         added = sorted(assigned - self.indexed)
-        written = await self.rebuild(added, index=True)
+        self._index(added)
         self.indexed = assigned
         m.DUE_CONTACTS.set(len(self.due))
+        written = 0
+        if self.redis.up:
+            try:
+                written = await self.rebuild(added)
+            except REDIS_ERRORS as exc:
+                self.redis.failed(exc, "re-snapshotting assigned partitions")
         log.info(
-            "assigned partitions %s: %d contact(s) indexed and re-snapshotted",
+            "assigned partitions %s: %d contact(s) indexed, %d re-snapshotted",
             sorted(assigned),
+            len(self.due),
             written,
         )
 
-    async def rebuild(self, partitions: list[int], *, index: bool = False) -> int:
-        """Rewrite every snapshot of these partitions from the table (Redis lost them)."""
+    def _index(self, partitions: list[int]) -> None:
+        """Enter the next expiry of every contact of these partitions in the due index."""
+        if not partitions:
+            return
+        table = self.streams.contacts
+        for key in self._keys_of(frozenset(partitions)):
+            raw = table.get(key)
+            if raw is not None:
+                self.due.set(key, next_expiry(unpack(raw, self.cfg).state, self.cfg))
+
+    async def rebuild(self, partitions: list[int]) -> int:
+        """Rewrite every snapshot of these partitions from the table (Redis lost them).
+
+        Raises on a Redis error (the caller records the outage); the sentinels are set last,
+        so a rebuild cut short is done again.
+        """
         if not partitions:
             return 0
         started = time.perf_counter()
@@ -441,8 +522,6 @@ class EngagementWorker:
             raw = table.get(key)
             if raw is None:
                 continue
-            if index:
-                self.due.set(key, next_expiry(unpack(raw, self.cfg).state, self.cfg))
             ops.append(self.processor.snapshot_of(key, raw, now))
             if len(ops) >= REBUILD_CHUNK:
                 await self.sink.apply(ops)

@@ -120,3 +120,22 @@ LEGACY_KEYS_PURGED = Counter(
     "Keys of the Redis layout before the injective encoding (em:{...}, em:meta:...) deleted",
     registry=REGISTRY,
 )
+REDIS_UP = Gauge(
+    "em_redis_up",
+    "1 while Redis answers; 0 during an outage (counting goes on, snapshots wait)",
+    registry=REGISTRY,
+)
+REDIS_OUTAGES = Counter(
+    "em_redis_outages_total", "Times Redis stopped answering the worker", registry=REGISTRY
+)
+REDIS_WRITES_HELD = Counter(
+    "em_redis_writes_held_total",
+    "Snapshot writes skipped while Redis was down (rebuilt from the tables once it answers)",
+    registry=REGISTRY,
+)
+REDIS_RECOVERY_SECONDS = Histogram(
+    "em_redis_recovery_seconds",
+    "Time to rewrite this worker's snapshots after a Redis outage",
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+    registry=REGISTRY,
+)

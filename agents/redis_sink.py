@@ -1,16 +1,19 @@
 """Writes snapshot and segment changes to Redis: one pipelined round trip per batch.
 
-Redis is a cache of the tables, so a Redis outage must not lose anything: the writer retries
-with backoff and holds the batch (and therefore the offset commit) until Redis answers.
+Every call makes one attempt (plus one quick retry on a fresh connection, for the stale pooled
+connection a Redis restart leaves behind) and raises if Redis does not answer within
+`EM_REDIS_TIMEOUT_SECONDS`. Redis is a cache of the tables: what to do during an outage (count
+on, rebuild later) is `agents.redis_outage`'s decision, not this writer's.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -22,8 +25,15 @@ log = logging.getLogger(__name__)
 
 
 class RedisSink:
-    def __init__(self, url: str, app_id: str) -> None:
-        self.client = aioredis.Redis.from_url(url, socket_timeout=10, health_check_interval=30)
+    def __init__(self, url: str, app_id: str, timeout_seconds: float = 5.0) -> None:
+        self.client = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout_seconds,
+            socket_connect_timeout=timeout_seconds,
+            health_check_interval=30,
+            retry=Retry(NoBackoff(), 1),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
         self.app_id = app_id
         self._upsert = self.client.register_script(rl.UPSERT_LUA)
         self._delete = self.client.register_script(rl.DELETE_LUA)
@@ -31,20 +41,12 @@ class RedisSink:
     async def close(self) -> None:
         await self.client.aclose()
 
+    async def ping(self) -> None:
+        await self.client.ping()
+
     async def apply(self, ops: Sequence[RedisOp]) -> None:
         if not ops:
             return
-        delay = 0.2
-        while True:
-            try:
-                await self._apply_once(ops)
-                return
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                log.warning("Redis unavailable (%s); retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
-    async def _apply_once(self, ops: Sequence[RedisOp]) -> None:
         async with self.client.pipeline(transaction=False) as pipe:
             for op in ops:
                 keys = [

@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     # How long a silent worker keeps its partitions (both consumer groups): after a kill -9,
     # its partitions move only once this has passed. Kafka's floor is 6 s.
     session_timeout_seconds: float = Field(60.0, ge=6.0, le=300.0)
+    # A Redis call that has not answered in this long counts as an outage (worker and API).
+    redis_timeout_seconds: float = Field(5.0, gt=0, le=60.0)
     # Tests only: SIGKILL the worker the first time it reaches this step (see CRASH_POINTS).
     crash_at: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

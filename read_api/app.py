@@ -15,6 +15,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engagement_monitor.settings import Settings
@@ -23,7 +28,7 @@ from read_api.commands import KafkaPublisher, Publisher
 from read_api.id_paths import RawPathRouting
 from read_api.metrics import ApiMetrics, MetricsMiddleware
 from read_api.routes import build_router
-from read_api.schemas import Health, ValidationProblem
+from read_api.schemas import Health, Problem, ValidationProblem
 from read_api.state import AppState
 from read_api.store import SnapshotStore
 from read_api.tokens import TokenStore
@@ -114,6 +119,19 @@ async def _on_validation_error(_request: Request, exc: Exception) -> Response:
     return JSONResponse(body.model_dump(), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
+async def _on_redis_error(_request: Request, exc: Exception) -> Response:
+    """Redis is where snapshots are read: while it does not answer, say so (503), never 500.
+    The client reconnects by itself, so the next request after Redis is back is answered."""
+    body = Problem(
+        detail=f"the snapshot store (Redis) is unavailable ({type(exc).__name__}); retry shortly"
+    )
+    return JSONResponse(
+        body.model_dump(),
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "2"},
+    )
+
+
 async def _on_http_error(request: Request, exc: Exception) -> Response:
     """FastAPI answers 400 for a body it cannot decode (not UTF-8, bad multipart); the contract
     says bad input is a 422, so it is one, in the same shape as every other 422."""
@@ -144,7 +162,13 @@ def create_app(
         redis
         if redis is not None
         else aioredis.Redis.from_url(
-            settings.redis_url, max_connections=64, health_check_interval=30
+            settings.redis_url,
+            max_connections=64,
+            health_check_interval=30,
+            socket_timeout=settings.redis_timeout_seconds,
+            socket_connect_timeout=settings.redis_timeout_seconds,
+            retry=Retry(NoBackoff(), 1),  # once, on a fresh connection (after a restart)
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
     )
     owns_producer = producer is None
@@ -183,6 +207,7 @@ def create_app(
     app.state.em = state
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(RedisError, _on_redis_error)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RawPathRouting)  # outermost: routing sees ids exactly as encoded
     app.include_router(build_router(settings.channels))
