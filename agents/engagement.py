@@ -478,15 +478,17 @@ class EngagementWorker:
         n = self.settings.partitions
         self.due.discard_where(lambda k: state_partition(k, n) not in assigned)
         added = sorted(assigned - self.indexed)
-        self._index(added)
-        self.indexed = assigned
-        m.DUE_CONTACTS.set(len(self.due))
         written = 0
         if self.redis.up:
             try:
-                written = await self.rebuild(added)
+                written = await self.rebuild(added, index=True)  # one pass: index and snapshot
             except REDIS_ERRORS as exc:
                 self.redis.failed(exc, "re-snapshotting assigned partitions")
+                self._index(added)  # the pass was cut short; setting an entry twice is harmless
+        else:
+            self._index(added)
+        self.indexed = assigned
+        m.DUE_CONTACTS.set(len(self.due))
         log.info(
             "assigned partitions %s: %d contact(s) indexed, %d re-snapshotted",
             sorted(assigned),
@@ -504,8 +506,9 @@ class EngagementWorker:
             if raw is not None:
                 self.due.set(key, next_expiry(unpack(raw, self.cfg).state, self.cfg))
 
-    async def rebuild(self, partitions: list[int]) -> int:
-        """Rewrite every snapshot of these partitions from the table (Redis lost them).
+    async def rebuild(self, partitions: list[int], *, index: bool = False) -> int:
+        """Rewrite every snapshot of these partitions from the table (Redis lost them), and
+        with `index` enter each contact in the due index in the same pass.
 
         Raises on a Redis error (the caller records the outage); the sentinels are set last,
         so a rebuild cut short is done again.
@@ -522,6 +525,8 @@ class EngagementWorker:
             raw = table.get(key)
             if raw is None:
                 continue
+            if index:
+                self.due.set(key, next_expiry(unpack(raw, self.cfg).state, self.cfg))
             ops.append(self.processor.snapshot_of(key, raw, now))
             if len(ops) >= REBUILD_CHUNK:
                 await self.sink.apply(ops)

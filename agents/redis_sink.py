@@ -1,9 +1,8 @@
 """Writes snapshot and segment changes to Redis: one pipelined round trip per batch.
 
-Every call makes one attempt (plus one quick retry on a fresh connection, for the stale pooled
-connection a Redis restart leaves behind) and raises if Redis does not answer within
-`EM_REDIS_TIMEOUT_SECONDS`. Redis is a cache of the tables: what to do during an outage (count
-on, rebuild later) is `agents.redis_outage`'s decision, not this writer's.
+Every call makes one attempt and raises if Redis does not answer in time
+(`engagement_monitor.redis_client`). Redis is a cache of the tables: what to do during an
+outage (count on, rebuild later) is `agents.redis_outage`'s decision, not this writer's.
 """
 
 from __future__ import annotations
@@ -11,29 +10,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from agents.processor import RedisOp
 from engagement_monitor import keyspace as ks
 from engagement_monitor import redis_layout as rl
+from engagement_monitor.redis_client import connect
 
 log = logging.getLogger(__name__)
 
 
 class RedisSink:
     def __init__(self, url: str, app_id: str, timeout_seconds: float = 5.0) -> None:
-        self.client = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            health_check_interval=30,
-            retry=Retry(NoBackoff(), 1),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        )
+        self.client = connect(url, timeout_seconds)
         self.app_id = app_id
         self._upsert = self.client.register_script(rl.UPSERT_LUA)
         self._delete = self.client.register_script(rl.DELETE_LUA)

@@ -15,13 +15,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from engagement_monitor.redis_client import connect
 from engagement_monitor.settings import Settings
 from models.origin import ORIGIN_TYPES
 from read_api.commands import KafkaPublisher, Publisher
@@ -161,15 +158,7 @@ def create_app(
     client = (
         redis
         if redis is not None
-        else aioredis.Redis.from_url(
-            settings.redis_url,
-            max_connections=64,
-            health_check_interval=30,
-            socket_timeout=settings.redis_timeout_seconds,
-            socket_connect_timeout=settings.redis_timeout_seconds,
-            retry=Retry(NoBackoff(), 1),  # once, on a fresh connection (after a restart)
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        )
+        else connect(settings.redis_url, settings.redis_timeout_seconds, max_connections=64)
     )
     owns_producer = producer is None
     publisher: Publisher = (

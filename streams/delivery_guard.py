@@ -138,12 +138,8 @@ class DeliveryGuard:
     _unacked_messages: Any
     _waiting_for_ack: Any
     transport: Any
-
-    def assignment(self) -> Any:
-        return super().assignment()  # type: ignore[misc]
-
-    async def seek(self, partition: Any, offset: int) -> None:
-        await super().seek(partition, offset)  # type: ignore[misc]
+    assignment: Any
+    seek: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._guard_handled: weakref.WeakSet[Any] = weakref.WeakSet()
