@@ -1,112 +1,67 @@
-"""The Faust side of the worker: one agent, two timers and two web pages around the processor.
+"""The Faust side of the worker: one agent, three timers and two web pages around the processor.
 
-Everything here is plumbing. The batch logic is `agents.processor`, the counting rules are
-`counting`; this module only moves bytes between Kafka, the table and Redis, and keeps the
-expiry index and the Redis sentinels up to date.
+Everything here is plumbing. The logic is `agents.processor`, the counting rules are `counting`,
+the order of a checkpoint's writes is `agents.checkpoint`; this module moves envelopes from
+Faust to the processor, decides when a checkpoint lands, marks its envelopes handled, and keeps
+the expiry index and the Redis sentinels up to date.
+
+When a checkpoint lands: as soon as the agent has caught up with its envelopes (so a light
+stream gets its snapshots within milliseconds), or once `EM_CHECKPOINT_MAX_EVENTS` entries are
+pending or the oldest has waited `EM_CHECKPOINT_MAX_SECONDS` (so a backlog lands in large
+checkpoints, each dirty contact written once for many of its events), or when the cache holds
+`EM_STATE_CACHE_CONTACTS` dirty contacts. Before Faust revokes partitions or stops, what is
+pending lands too (`streams.faust_seams.WorkerApp`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-import weakref
-from collections.abc import Awaitable, Sequence
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from faust.streams import _current_event
-from faust.types import FutureMessage
+from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents import metrics as m
-from agents.crash import CrashPoint
+from agents.checkpoint import Checkpoint, output_records
 from agents.due_index import DueIndex
-from agents.landing import confirmed, land
-from agents.processor import (
-    BatchOutput,
-    EngagementProcessor,
-    Inbound,
-    Outbound,
-    RedisOp,
-    dead_letter,
-)
+from agents.processor import CheckpointBatch, EngagementProcessor
 from agents.redis_outage import REDIS_ERRORS, OutageAwareSnapshots, RedisHealth
 from agents.redis_sink import RedisSink
-from agents.stored import unpack
-from counting import next_expiry
+from agents.stored import peek, unpack
+from engagement_monitor.crash import CrashPoint
+from engagement_monitor.keyspace import split_state_key
 from engagement_monitor.settings import Settings
 from streams import envelope
 from streams.app import Streams
-from streams.contact_table import ContactTable
+from streams.checkpoint_store import CheckpointStore, MemoryCheckpointStore
 from streams.faust_seams import GuardedConsumer
 from streams.ingest import Ingest
+from streams.ingest_process import IngestProcesses, IngestReport, build_ingest, report_of
 from streams.partitioning import state_partition
+from streams.record_writer import RecordWriter
 
 log = logging.getLogger("engagement_monitor.worker")
 
 REBUILD_CHUNK = 500
+COMMIT_SECONDS = 0.25  # at most this often a commit right after a checkpoint
 
 
-class TableStore:
-    """The processor's `StateStore` over the contact table, writing behind until `flush`.
+class WriterService(Service):
+    """Starts and stops the worker's producer with the app."""
 
-    Writes are held so that the batch's outputs reach Kafka before the state that records them
-    as published (see `agents.landing`); reads see the held values, so a batch is consistent.
-    Each write runs with the contact's own event as Faust's current event: a batch mixes
-    partitions, and Faust's RocksDB store files a key under the current event's partition.
-    """
+    def __init__(self, writer: RecordWriter, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.writer = writer
 
-    def __init__(self, table: ContactTable) -> None:
-        self.table = table
-        self._held: dict[bytes, tuple[bytes | None, Any]] = {}
+    async def on_start(self) -> None:
+        await self.writer.start()
 
-    def get(self, key: bytes) -> bytes | None:
-        held = self._held.get(key)
-        if held is not None:
-            return held[0]
-        value: bytes | None = self.table.get(key)
-        return value
-
-    def put(self, key: bytes, value: bytes, ref: Any) -> None:
-        self._held[key] = (value, ref)
-
-    def delete(self, key: bytes, ref: Any) -> None:
-        self._held[key] = (None, ref)
-
-    def drop(self) -> None:
-        self._held = {}
-
-    def flush(self) -> list[FutureMessage]:
-        held, self._held = self._held, {}
-        for key, (value, ref) in held.items():
-            token = _current_event.set(weakref.ref(ref))
-            try:
-                if value is None:
-                    self.table.pop(key, None)
-                else:
-                    self.table[key] = value
-            finally:
-                _current_event.reset(token)
-        return self.table.take_unconfirmed()
-
-
-class TopicOutputs:
-    """`agents.landing.Outputs` over the app's output topics."""
-
-    def __init__(self, streams: Streams) -> None:
-        self.topics = streams.outputs
-        self.full = streams.names.full
-
-    def send(self, items: Sequence[Outbound]) -> list[Awaitable[Any]]:
-        sent: list[Awaitable[Any]] = []
-        for item in items:
-            topic = self.topics.get(item.topic) or self.topics[self.full(item.topic)]
-            sent.append(
-                topic.send_soon(
-                    key=item.key, value=item.value, headers=item.headers, partition=item.partition
-                )
-            )
-        return sent
+    async def on_stop(self) -> None:
+        await self.writer.stop()
 
 
 class EngagementWorker:
@@ -117,10 +72,14 @@ class EngagementWorker:
         self.settings = settings
         self.app = streams.app
         self.cfg = settings.counting_config()
-        self.store = TableStore(streams.contacts)
-        self.outputs = TopicOutputs(streams)
+        self.names = streams.names
+        self.writer = RecordWriter(settings.kafka_bootstrap)
         self.processor = EngagementProcessor(
-            self.cfg, settings.partitions, self.store, streams.names
+            self.cfg,
+            settings.partitions,
+            streams.names,
+            self._load,
+            cache_capacity=settings.state_cache_contacts,
         )
         self.sink = RedisSink(
             str(settings.redis_url), settings.app_id, settings.redis_timeout_seconds
@@ -129,34 +88,54 @@ class EngagementWorker:
         self.snapshots = OutageAwareSnapshots(self.sink.apply, self.redis)
         self.guard = cast(GuardedConsumer, self.app.consumer)  # checked by create_app
         self.crash = CrashPoint(settings.crash_at)
-        self.ingest = Ingest(
-            bootstrap=settings.kafka_bootstrap,
-            group_id=f"{settings.app_id}-ingest",
-            inputs=streams.names.inputs,
-            envelope_topic=streams.names.envelopes,
-            partitions=settings.partitions,
-            max_records=settings.batch_max_records,
-            max_wait_seconds=settings.batch_max_seconds,
-            max_record_bytes=settings.max_record_bytes,
-            max_envelope_bytes=settings.envelope_max_bytes,
-            session_timeout_seconds=settings.session_timeout_seconds,
-            dead_letter=self._oversize_letter,
-            crash=self.crash,
+        self.checkpoint = Checkpoint(
+            self.writer,
+            streams.names,
+            streams.contacts.changelog_topic.get_topic_name(),
+            lambda: self.store,
+            self.snapshots,
+            self.crash,
         )
+        # The ingest stage: in processes of its own (a core for reading and framing), or in
+        # this event loop with EM_INGEST_PROCESSES=0.
+        self.ingest: Ingest | None = None
+        self.ingest_processes: IngestProcesses | None = None
+        if settings.ingest_processes:
+            self.ingest_processes = IngestProcesses(settings.ingest_processes)
+        else:
+            self.ingest = build_ingest(settings, self.crash)
         # Started and stopped with the app: `App.service` takes an instance as well as a class.
-        self.app.service(cast(Any, self.ingest))
-        # Set while no batch is landing: handle() awaits only inside land(), so when a timer
-        # runs and this is set, no batch is in flight. The app waits for it before its
-        # consumer stops (`WorkerApp`).
-        self._idle = self.app.landing_idle
-        self._guard_seen = (0, 0, 0)
-        self._ingest_seen = (0, 0, 0)
+        self.app.service(cast(Any, WriterService(self.writer)))
+        # The ingest starts once the agent has its partitions and its tables recovered
+        # (`_start_ingest`): framing envelopes nobody can read yet only lengthens their queue,
+        # and the two stages then start together.
+        self.ingest_started = False
+        self.app.landing = self  # lands what is pending before a revocation or a stop
+        # Held while envelopes are applied or a checkpoint lands: the agent, the checkpoint
+        # timer and the app's rebalance/stop hooks take turns.
+        self.lock = asyncio.Lock()
+        self.pending: list[Any] = []  # envelope messages applied since the last checkpoint
+        self.read_upto: dict[Any, int] = {}  # envelope partition -> last offset applied
+        self.stopping = False
+        self.landing: asyncio.Future[bool] | None = None  # the checkpoint in flight
+        self._committed_at = 0.0
+        self._guard_seen = (0, 0, 0, 0)
+        self._ingest_seen = IngestReport()
+        self._ingest_restarts_seen = 0
+        self._cache_loads_seen = 0
         self.due = DueIndex()
         self.indexed: frozenset[int] = frozenset()  # partitions whose due index is built
         self.topics_ready = False
         self.legacy_purged = False  # Redis keys of the pre-v2 layout deleted (once a process)
         self.last_offsets: dict[tuple[str, int], int] = {}
         self._install()
+
+    @property
+    def store(self) -> CheckpointStore:
+        return cast(CheckpointStore, self.streams.contacts.data)
+
+    def _load(self, partition: int, key: bytes) -> bytes | None:
+        return self.store.get_in_partition(partition, key)
 
     # ------------------------------------------------------------ wiring
     def _install(self) -> None:
@@ -169,13 +148,10 @@ class EngagementWorker:
             )
             try:
                 async for events in batches:
-                    if self.app.should_stop:
-                        # Shutting down: Faust may already have closed the table stores (a
-                        # read would then find no state and a write would replace a contact
-                        # with a partial one). Leave the batch unprocessed: closing the
-                        # generator acks it, but the delivery guard does not count acks of
-                        # records the agent did not handle, so whoever owns these partitions
-                        # next reads them again, and Faust's shutdown does not wait for them.
+                    if self.app.should_stop or self.stopping:
+                        # Shutting down: what was pending has landed (`before_stop`), and the
+                        # stores may be closed. These records are not handled, so they are
+                        # read again by whoever owns the partitions next.
                         break
                     await self.handle(events)
             finally:
@@ -188,6 +164,25 @@ class EngagementWorker:
         @app.timer(2.0, name="maintenance", on_leader=False)  # type: ignore[untyped-decorator]
         async def maintenance() -> None:
             await self.maintain()
+
+        interval = min(0.25, settings.checkpoint_max_seconds / 2)
+
+        @app.timer(interval, name="checkpoint", on_leader=False)  # type: ignore[untyped-decorator]
+        async def checkpoint_timer() -> None:
+            # The agent lands checkpoints as envelopes arrive; this lands one that waits for
+            # an envelope that does not come (the stream went quiet before it caught up).
+            if self._checkpoint_overdue():
+                async with self.lock:
+                    if self._checkpoint_overdue():
+                        await self._land()
+
+        @app.timer(0.2, name="start_ingest", on_leader=False)  # type: ignore[untyped-decorator]
+        async def start_ingest() -> None:
+            if not self.ingest_started and self.health()[0]:
+                self.ingest_started = True
+                service: Any = self.ingest or self.ingest_processes
+                await self.app.add_runtime_dependency(service)
+                log.info("ingest started")
 
         @app.page("/healthz")
         async def healthz(web: Any, request: Any) -> Any:
@@ -217,125 +212,229 @@ class EngagementWorker:
     def forget(self, assigned: set[Any]) -> None:
         """Drop the in-memory store's contacts of partitions this worker no longer owns.
 
-        Faust's memory store keeps values the agent wrote for partitions that have moved to
-        another worker; should such a partition come back, a stale value could shadow what the
-        other worker wrote meanwhile. RocksDB keeps one database per partition instead.
+        Faust's memory store keeps values written for partitions that have moved to another
+        worker; should such a partition come back, a stale value could shadow what the other
+        worker wrote meanwhile. RocksDB keeps one database per partition instead.
         """
-        if self.settings.store != "memory":
+        store = self.store
+        if not isinstance(store, MemoryCheckpointStore):
             return
         source = self.streams.names.envelopes
         owned = {tp.partition for tp in assigned if tp.topic == source}
-        data = self.streams.contacts.data.data
-        n = self.settings.partitions
-        stale = [k for k in data if state_partition(k, n) not in owned]
-        for key in stale:
-            data.pop(key, None)
-        if stale:
-            log.info("forgot %d contact(s) of partitions now owned elsewhere", len(stale))
+        gone = frozenset(range(self.settings.partitions)) - owned
+        forgotten = store.forget_partitions(gone)
+        if forgotten:
+            log.info("forgot %d contact(s) of partitions now owned elsewhere", forgotten)
 
-    def _oversize_letter(self, record: Any) -> tuple[str, bytes | None, bytes, list[Any]]:
-        """The ingest's dead letter of a record too large to travel in an envelope."""
-        value = record.value or b""
-        letter = dead_letter(
-            record.topic,
-            record.partition,
-            record.offset,
-            record.key,
-            value,
-            [(k, v) for k, v in record.headers or ()],
-            f"oversize: {len(value)} bytes > {self.settings.max_record_bytes}",
-            "oversize",
-            datetime.now(UTC),
-        )
-        m.DEAD_LETTERS.labels("oversize").inc()
-        return self.streams.names.full(letter.topic), letter.key, letter.value, letter.headers
-
-    # ------------------------------------------------------------ batches
+    # ------------------------------------------------------------ envelopes
     async def handle(self, events: list[Any]) -> None:
+        """Apply a batch of envelopes to the cached contacts; land a checkpoint when it is due."""
+        if self.app.rebalancing or self.stopping:
+            # Faust seeks every partition back to its committed offset once the rebalance is
+            # over: whatever is applied now would be read again anyway, and a checkpoint could
+            # not tell which partitions it still owns. The stream acks these; the guard does
+            # not count those acks (nothing marked them handled).
+            m.REVOKED_SKIPPED.inc(len(events))
+            return
+        async with self.lock:
+            self._apply(events)
+            if self._checkpoint_due():
+                await self._land()
+
+    def _apply(self, events: list[Any]) -> None:
         started = time.perf_counter()
-        # A batch can outlive the assignment it was fetched under (a rebalance while it was
-        # buffered). Records of partitions this worker no longer owns are left to the new
-        # owner: their offsets cannot be committed here, so it will read them again.
+        # A batch can outlive the assignment it was fetched under. Records of partitions this
+        # worker no longer owns are left to the new owner: their offsets cannot be committed
+        # here, so it will read them again.
         assigned = self.app.consumer.assignment()
-        batch: list[Inbound] = []
-        skipped = 0
+        processor, pending, read_upto = self.processor, self.pending, self.read_upto
+        applied = skipped = 0
         for event in events:
             message = event.message
-            if message.tp not in assigned:
+            tp = message.tp
+            if tp not in assigned:
                 skipped += 1
                 continue
             self.last_offsets[(message.topic, message.partition)] = message.offset
+            read_upto[tp] = message.offset
+            pending.append(message)
             try:
                 entries = envelope.decode(message.value or b"")
             except envelope.EnvelopeError as exc:
                 # Not written by an ingest of this version: nothing in it can be counted, and
-                # holding the partition would stop it for good. Said loudly, then passed.
+                # holding the partition would stop it for good. Said loudly, then passed (its
+                # ack counts with the checkpoint).
                 m.BAD_ENVELOPES.inc()
                 log.error("%s[%d]@%d: %s", message.topic, message.partition, message.offset, exc)
                 continue
-            home = message.partition
-            batch.extend(Inbound.of(entry, home, event) for entry in entries)
+            applied += processor.apply(entries, message.partition)
         if skipped:
             m.REVOKED_SKIPPED.inc(skipped)
             log.info("left %d record(s) of revoked partitions to their new owner", skipped)
-        out = self.processor.process(batch)
-        # Returns once Kafka has every record this batch produced, outputs before states; only
-        # then is the batch acked (see agents.landing for why this order).
-        tps = {event.message.tp for event in events}
+        m.BATCH_SIZE.observe(applied)
+        m.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    # ------------------------------------------------------------ checkpoints
+    def _pending_age(self) -> float:
+        since = self.processor.pending_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def _checkpoint_due(self) -> bool:
+        if not self.pending:
+            return False
+        settings = self.settings
+        return (
+            self.processor.pending.entries >= settings.checkpoint_max_events
+            or len(self.processor.cache.dirty) >= max(1, settings.state_cache_contacts)
+            or self._pending_age() >= settings.checkpoint_max_seconds
+            or self._caught_up()
+        )
+
+    def _checkpoint_overdue(self) -> bool:
+        return (
+            bool(self.pending)
+            and not self.app.rebalancing
+            and not self.stopping
+            and self._pending_age() >= self.settings.checkpoint_max_seconds
+        )
+
+    def _caught_up(self) -> bool:
+        """No envelope is known beyond what was applied, on the partitions being read."""
+        consumer = self.app.consumer
+        for tp in {message.tp for message in self.pending}:
+            try:
+                high = consumer.highwater(tp)
+            except Exception:
+                continue
+            if high is not None and self.read_upto.get(tp, -1) + 1 < high:
+                return False
+        return True
+
+    async def _land(self) -> bool:
+        """Build a checkpoint of everything pending and start landing it (the lock is held).
+
+        Building is CPU; landing is mostly waiting for the broker and Redis. So the agent
+        builds, waits for the previous checkpoint to have landed (checkpoints land one at a
+        time, in order), starts this one landing and goes back to applying envelopes. False if
+        the previous checkpoint was abandoned, which abandons this one too: it was built on
+        the changes of the first.
+        """
+        messages, self.pending = self.pending, []
+        if not messages:
+            return await self._landed()
+        build = self.processor.start_checkpoint()
+        more = build.step()
+        while more:
+            await asyncio.sleep(0)  # let the fetchers and heartbeats run meanwhile
+            more = build.step()
+        if not await self._landed():
+            return False
+        self.landing = asyncio.ensure_future(self._land_batch(build.batch, messages))
+        return True
+
+    async def _landed(self) -> bool:
+        """Wait for the checkpoint in flight, if any; False if it was abandoned."""
+        landing, self.landing = self.landing, None
+        if landing is None:
+            return True
+        return await landing
+
+    async def _land_batch(self, batch: CheckpointBatch, messages: list[Any]) -> bool:
+        tps = {message.tp for message in messages}
+        consumer = self.app.consumer
 
         def still_owner() -> bool:
-            return not self.app.should_stop and tps <= self.app.consumer.assignment()
+            # The app lets a landing checkpoint finish before it revokes or stops (`before_*`),
+            # so the partitions are ours for as long as the consumer says so.
+            return tps <= consumer.assignment()
 
-        self._idle.clear()
         try:
-            landed, waited = await land(
-                out.publish,
-                out.redis,
-                self.outputs,
-                self.store,
-                self.snapshots,
-                still_owner,
-                self.crash,
-            )
-        finally:
-            self._idle.set()
-        m.CONFIRM_SECONDS.observe(waited)
+            landed = await self.checkpoint.land(batch, still_owner)
+        except BaseException:
+            # Cancelled or failed half-way: the cache holds changes that may not be written.
+            self._abandon()
+            raise
         if not landed:
-            m.BATCHES_ABANDONED.inc()
-            log.info("batch of %d record(s) abandoned: its partitions moved", len(batch))
-            return
-        self.crash("landing-before-ack")
-        # Only now may their acks count toward a commit (envelopes that held nothing usable too).
-        self.guard.mark_handled(event.message for event in events if event.message.tp in assigned)
-        for key, due in out.due.items():
-            self.due.set(key, due)
-        self._count(out, len(batch), time.perf_counter() - started)
+            self._abandon()
+            m.CHECKPOINTS_ABANDONED.inc()
+            log.info(
+                "checkpoint of %d envelope(s) abandoned: its partitions moved; they will be "
+                "read again",
+                len(messages),
+            )
+            return False
+        self.processor.landed(batch)
+        self.crash("checkpoint-before-ack")
+        # 6. Only now may their acks count toward a commit (envelopes that held nothing too).
+        self.guard.mark_handled(messages)
+        for change in batch.changes:
+            self.due.set(change.key, change.due)
+        self._count(batch)
+        now = time.monotonic()
+        if now - self._committed_at >= COMMIT_SECONDS and not self.stopping:
+            # Commit what just landed now rather than at Faust's next commit tick: under a
+            # backlog that is a second less to read again after a crash.
+            self._committed_at = now
+            await consumer.commit()
+        return True
 
-    @staticmethod
-    def _count(out: BatchOutput, size: int, seconds: float) -> None:
-        for topic, n in out.records_by_topic.items():
+    def _abandon(self) -> None:
+        """Forget every change not landed: the cached contacts, and the envelopes applied
+        since (they were applied on top). None of them is marked handled, so all are read
+        again from the last commit."""
+        self.processor.abandon()
+        self.pending = []
+
+    async def before_revoke(self, revoked: set[Any]) -> None:
+        """Before Faust revokes partitions: land what is pending (all of it is still ours),
+        then forget the cached contacts of the revoked partitions."""
+        async with self.lock:
+            if not await self._land() or not await self._landed():
+                return
+            source = self.streams.names.envelopes
+            gone = frozenset(tp.partition for tp in revoked if tp.topic == source)
+            if gone:
+                self.processor.abandon(gone)
+                for tp in [tp for tp in self.read_upto if tp.partition in gone]:
+                    del self.read_upto[tp]
+
+    async def before_stop(self) -> None:
+        """Before the consumer stops: a last checkpoint, then no more batches."""
+        async with self.lock:
+            self.stopping = True
+            if await self._land():
+                await self._landed()
+
+    def _count(self, batch: CheckpointBatch) -> None:
+        for topic, n in batch.records_by_topic.items():
             m.RECORDS_IN.labels(topic).inc(n)
-        for code, n in out.dead_by_code.items():
+        for code, n in batch.dead_by_code.items():
             m.DEAD_LETTERS.labels(code).inc(n)
-        if out.dead_by_code:
+        if batch.dead_by_code:
             log.info(
                 "dead letters: %s",
-                ", ".join(f"{n} {code}" for code, n in out.dead_by_code.most_common()),
+                ", ".join(f"{n} {code}" for code, n in batch.dead_by_code.most_common()),
             )
-        for outcome, n in out.outcomes.items():
+        for outcome, n in batch.outcomes.items():
             m.OUTCOMES.labels(outcome).inc(n)
-        for cause, n in out.tier_changes.items():
+        for cause, n in batch.tier_changes.items():
             m.TIER_CHANGES.labels(cause).inc(n)
-        if out.forwarded:
-            m.FORWARDED.inc(out.forwarded)
-        m.BATCH_SIZE.observe(size)
-        m.BATCH_SECONDS.observe(seconds)
+        if batch.forwarded:
+            m.FORWARDED.inc(batch.forwarded)
+        m.CHECKPOINT_ENTRIES.observe(batch.entries)
+        m.CHECKPOINT_CONTACTS.observe(len(batch.changes))
+        cache = self.processor.cache
+        m.STATE_CACHE_CONTACTS.set(len(cache))
+        m.STATE_CACHE_LOADS.inc(cache.loads - self._cache_loads_seen)
+        self._cache_loads_seen = cache.loads
 
     # ------------------------------------------------------------ expiry
     async def sweep(self) -> None:
         """Send an expiry tick to every contact of this worker whose oldest message is due."""
         keys = self.due.pop_due(int(time.time()))
-        await confirmed(self.outputs.send(self.processor.ticks(keys)))
+        ticks = self.processor.ticks(keys)
+        if ticks:
+            await self.writer.write(output_records(ticks, self.names))
         m.EXPIRY_TICKS.inc(len(keys))
         m.DUE_CONTACTS.set(len(self.due))
         if keys:
@@ -372,7 +471,10 @@ class EngagementWorker:
             return
         assigned = self.assigned_partitions()
         self._lag(assigned)
-        await self.guard.resolve_stalls(busy=not self._idle.is_set())
+        # Envelopes applied and not yet landed hold their acks back: not a stall.
+        await self.guard.resolve_stalls(
+            busy=self.lock.locked() or bool(self.pending) or self.landing is not None
+        )
         self._guard_metrics()
         self._ingest_metrics()
         if assigned != self.indexed:
@@ -430,23 +532,34 @@ class EngagementWorker:
             m.LEGACY_KEYS_PURGED.inc(purged)
             log.info("deleted %d Redis key(s) of the layout before em:v2", purged)
 
+    def ingest_report(self) -> IngestReport:
+        if self.ingest_processes is not None:
+            return self.ingest_processes.report()
+        assert self.ingest is not None
+        return report_of(self.ingest)
+
     def _ingest_metrics(self) -> None:
-        stats = self.ingest.stats
-        now = (stats.records, stats.envelopes, stats.commit_failures)
+        now = self.ingest_report()
         before, self._ingest_seen = self._ingest_seen, now
-        m.INGEST_RECORDS.inc(now[0] - before[0])
-        m.INGEST_ENVELOPES.inc(now[1] - before[1])
-        m.INGEST_COMMIT_FAILURES.inc(now[2] - before[2])
-        for tp, lag in self.ingest.lag().items():
+        m.INGEST_RECORDS.inc(max(0, now.records - before.records))
+        m.INGEST_ENVELOPES.inc(max(0, now.envelopes - before.envelopes))
+        m.INGEST_COMMIT_FAILURES.inc(max(0, now.commit_failures - before.commit_failures))
+        m.DEAD_LETTERS.labels("oversize").inc(max(0, now.oversize - before.oversize))
+        for tp, lag in now.lag.items():
             m.INGEST_LAG.labels(tp.topic, tp.partition).set(lag)
+        if self.ingest_processes is not None:
+            restarts = self.ingest_processes.restarts
+            m.INGEST_RESTARTS.inc(restarts - self._ingest_restarts_seen)
+            self._ingest_restarts_seen = restarts
 
     def _guard_metrics(self) -> None:
         stats = self.guard.guard_stats
-        now = (stats.refused, stats.rewound, stats.holes)
+        now = (stats.refused, stats.rewound, stats.holes, stats.deferred)
         before, self._guard_seen = self._guard_seen, now
         m.ACKS_REFUSED.inc(now[0] - before[0])
         m.REWINDS.inc(now[1] - before[1])
         m.OFFSET_HOLES.inc(now[2] - before[2])
+        m.ACKS_DEFERRED.inc(now[3] - before[3])
 
     def _lag(self, assigned: frozenset[int]) -> None:
         consumer = self.app.consumer
@@ -463,10 +576,9 @@ class EngagementWorker:
             read = self.last_offsets.get((tp.topic, tp.partition), -1)
             m.CONSUMER_LAG.labels(tp.topic, tp.partition).set(max(0, high - read - 1))
 
-    def _keys_of(self, partitions: frozenset[int]) -> list[bytes]:
-        n = self.settings.partitions
-        keys = list(self.streams.contacts.keys())
-        return [k for k in keys if state_partition(k, n) in partitions]
+    def _stored(self, partitions: frozenset[int]) -> Iterable[tuple[bytes, bytes]]:
+        """(key, value) of every contact the table holds for these partitions."""
+        return self.store.items_in_partitions(partitions)
 
     async def _reindex(self, assigned: frozenset[int]) -> None:
         """After an assignment: forget revoked partitions, then index and re-snapshot new ones.
@@ -481,7 +593,8 @@ class EngagementWorker:
         written = 0
         if self.redis.up:
             try:
-                written = await self.rebuild(added, index=True)  # one pass: index and snapshot
+                # One pass: index, and rewrite what Redis does not hold yet.
+                written = await self.rebuild(added, index=True, only_stale=True)
             except REDIS_ERRORS as exc:
                 self.redis.failed(exc, "re-snapshotting assigned partitions")
                 self._index(added)  # the pass was cut short; setting an entry twice is harmless
@@ -500,40 +613,39 @@ class EngagementWorker:
         """Enter the next expiry of every contact of these partitions in the due index."""
         if not partitions:
             return
-        table = self.streams.contacts
-        for key in self._keys_of(frozenset(partitions)):
-            raw = table.get(key)
-            if raw is not None:
-                self.due.set(key, next_expiry(unpack(raw, self.cfg).state, self.cfg))
+        for key, raw in self._stored(frozenset(partitions)):
+            self.due.set(key, peek(raw, self.cfg)[1])
 
-    async def rebuild(self, partitions: list[int], *, index: bool = False) -> int:
-        """Rewrite every snapshot of these partitions from the table (Redis lost them), and
-        with `index` enter each contact in the due index in the same pass.
+    async def rebuild(
+        self, partitions: list[int], *, index: bool = False, only_stale: bool = False
+    ) -> int:
+        """Rewrite the snapshots of these partitions from the table, and with `index` enter
+        each contact in the due index in the same pass.
+
+        `only_stale`: rewrite only contacts whose version in Redis differs from the table's
+        (after an assignment, most are current: only the previous owner's last writes may have
+        been lost), which needs only each value's header; otherwise every one (Redis lost them,
+        or `resnapshot` asked for it).
 
         Raises on a Redis error (the caller records the outage); the sentinels are set last,
-        so a rebuild cut short is done again.
+        so a rebuild cut short is done again. Not under the lock: a checkpoint racing it
+        writes a higher version, which Redis keeps. Yields to the event loop between chunks.
         """
         if not partitions:
             return 0
         started = time.perf_counter()
-        keys = self._keys_of(frozenset(partitions))
-        table = self.streams.contacts
         now = datetime.now(UTC)
-        ops: list[RedisOp] = []
+        chunk: list[tuple[bytes, bytes, int]] = []
         written = 0
-        for key in keys:
-            raw = table.get(key)
-            if raw is None:
-                continue
+        for key, raw in self._stored(frozenset(partitions)):
+            version, due = peek(raw, self.cfg)
             if index:
-                self.due.set(key, next_expiry(unpack(raw, self.cfg).state, self.cfg))
-            ops.append(self.processor.snapshot_of(key, raw, now))
-            if len(ops) >= REBUILD_CHUNK:
-                await self.sink.apply(ops)
-                written += len(ops)
-                ops = []
-        await self.sink.apply(ops)
-        written += len(ops)
+                self.due.set(key, due)
+            chunk.append((key, raw, version))
+            if len(chunk) >= REBUILD_CHUNK:
+                written += await self._rewrite(chunk, now, only_stale)
+                chunk = []
+        written += await self._rewrite(chunk, now, only_stale)
         await self.sink.set_sentinels(partitions)
         m.SNAPSHOT_REBUILDS.inc(written)
         log.info(
@@ -543,3 +655,16 @@ class EngagementWorker:
             time.perf_counter() - started,
         )
         return written
+
+    async def _rewrite(
+        self, chunk: list[tuple[bytes, bytes, int]], now: datetime, only_stale: bool
+    ) -> int:
+        if not chunk:
+            return 0
+        if only_stale:
+            held = await self.sink.versions([split_state_key(key) for key, _, _ in chunk])
+            chunk = [item for item, version in zip(chunk, held, strict=True) if version != item[2]]
+        await self.sink.apply(
+            [self.processor.snapshot_of(key, unpack(raw, self.cfg), now) for key, raw, _ in chunk]
+        )
+        return len(chunk)

@@ -45,6 +45,11 @@ INGEST_COMMIT_FAILURES = Counter(
     "Ingest offset commits refused after a rebalance (those records are read again)",
     registry=REGISTRY,
 )
+INGEST_RESTARTS = Counter(
+    "em_ingest_restarts_total",
+    "Ingest processes that exited and were started again (EM_INGEST_PROCESSES)",
+    registry=REGISTRY,
+)
 INGEST_LAG = Gauge(
     "em_ingest_lag",
     "Input records not yet framed into envelopes, per input topic partition",
@@ -53,30 +58,65 @@ INGEST_LAG = Gauge(
 )
 BATCH_SIZE = Histogram(
     "em_batch_records",
-    "Records per processed batch",
-    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+    "Envelope entries applied per batch of envelopes",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 25000),
     registry=REGISTRY,
 )
 BATCH_SECONDS = Histogram(
     "em_batch_seconds",
-    "Time to process one batch (apply, table writes, Redis writes)",
+    "Time to apply one batch of envelopes to the cached contacts",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
     registry=REGISTRY,
 )
-CONFIRM_SECONDS = Histogram(
-    "em_confirm_seconds",
-    "Wait for the broker to acknowledge a batch's changelog and output records before its ack",
+CHECKPOINT_ENTRIES = Histogram(
+    "em_checkpoint_entries",
+    "Envelope entries landed per checkpoint (large under a backlog, small when traffic is light)",
+    buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000),
+    registry=REGISTRY,
+)
+CHECKPOINT_CONTACTS = Histogram(
+    "em_checkpoint_contacts",
+    "Contacts written per checkpoint (one changelog record, one Redis write each)",
+    buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000),
+    registry=REGISTRY,
+)
+CHECKPOINT_SECONDS = Histogram(
+    "em_checkpoint_seconds",
+    "Time to land one checkpoint: outputs, changelog, table store and Redis, acknowledged",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
     registry=REGISTRY,
 )
-BATCHES_ABANDONED = Counter(
-    "em_batches_abandoned_total",
-    "Batches whose partitions moved (or the worker stopped) before their states were written",
+CHECKPOINT_RETRIES = Counter(
+    "em_checkpoint_retries_total",
+    "Checkpoint writes to Kafka that failed and were retried, by step",
+    ["step"],
+    registry=REGISTRY,
+)
+CHECKPOINTS_ABANDONED = Counter(
+    "em_checkpoints_abandoned_total",
+    "Checkpoints whose partitions moved (or the worker stopped) before their states were "
+    "written; their envelopes are read again",
+    registry=REGISTRY,
+)
+STATE_CACHE_CONTACTS = Gauge(
+    "em_state_cache_contacts",
+    "Decoded contacts held in memory between checkpoints",
+    registry=REGISTRY,
+)
+STATE_CACHE_LOADS = Counter(
+    "em_state_cache_loads_total",
+    "Contacts read from the table store because they were not cached",
     registry=REGISTRY,
 )
 ACKS_REFUSED = Counter(
     "em_acks_refused_total",
-    "Records Faust skipped (rebalance) without handing them to the agent: acks not counted",
+    "Acks of records not (yet) handled: skipped by Faust around a rebalance, or waiting for "
+    "their checkpoint; they count only once the record is handled",
+    registry=REGISTRY,
+)
+ACKS_DEFERRED = Counter(
+    "em_acks_deferred_total",
+    "Acks refused at first that counted once their checkpoint landed",
     registry=REGISTRY,
 )
 REWINDS = Counter(

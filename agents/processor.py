@@ -1,28 +1,32 @@
-"""One batch of envelope entries in, everything the worker must write out: the agent's whole logic.
+"""Envelope entries in, contact changes and records out: the worker's whole logic, with no I/O.
 
-No Faust, Kafka or Redis here: the agent hands over the entries of a batch of envelopes
-(``streams.envelope``), and performs what comes back (table writes, records to publish, Redis
-operations). That keeps the plumbing thin and lets the whole batch path be tested without a
-broker. Every entry names the partition of the envelope it came in (``home``), which owns its
-contact: the ingest stage routed it there.
+No Faust, Kafka or Redis here. The agent hands over the entries of each envelope with the
+partition it came from (``apply``); the processor folds them into decoded contacts held in a
+``ContactCache``, collecting the records they cause (dead letters, dispatch statuses, entries
+forwarded to their owner). At a checkpoint (``checkpoint``) it says what changed: per dirty
+contact the table value to write, the snapshot and tiers Redis must show, and the tier changes
+to publish. What to do with that (which keys, which topics, in what order) is
+``agents.checkpoint``'s and ``agents.redis_sink``'s business.
 
-A batch groups records by contact, so each touched contact is decoded once, updated by all its
-records, snapshotted once and written once, however many of its records the batch holds.
+Every entry names the partition of the envelope it came in (``home``), which owns its contact:
+the ingest stage routed it there.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from functools import lru_cache
+from typing import Literal
 
 import orjson
 
-from agents.stored import Published, StoredContact, pack, unpack
+from agents.contact_cache import ContactCache, HotContact, Load
+from agents.stored import Published, StoredContact, pack
 from counting import (
-    ContactState,
     CountingConfig,
     apply_event,
     build_snapshot,
@@ -31,51 +35,14 @@ from counting import (
     tier_changes,
     tiers,
 )
-from engagement_monitor import keyspace as ks
 from engagement_monitor.keyspace import split_state_key, state_key
 from models.events import RecordRejected, parse_record
-from streams.envelope import KIND_FORWARDED, KIND_RECORD, KIND_TICK, Entry, EnvelopeWriter
+from streams.dead_letters import DEAD_LETTER_TOPIC, dead_letter_headers
+from streams.envelope import KIND_FORWARDED, KIND_TICK, Entry, EnvelopeWriter
 from streams.partitioning import contact_partition, state_partition
 from streams.topics import ENVELOPE_TOPIC, TopicNames
 
-# Header names put on dead letters. Values are UTF-8 text.
-H_SOURCE_TOPIC = "em-source-topic"
-H_SOURCE_PARTITION = "em-source-partition"
-H_SOURCE_OFFSET = "em-source-offset"
-H_REASON = "em-reason"
-H_CODE = "em-code"
-H_RECEIVED_AT = "em-received-at"
-
 Headers = list[tuple[str, bytes]]
-
-
-@dataclass(slots=True)
-class Inbound:
-    """One envelope entry: an input record as read, or an expiry tick."""
-
-    topic: str  # full name of the input topic it was read from ("" for a tick)
-    key: bytes | None
-    value: bytes
-    partition: int  # where it was read: input partition and offset
-    offset: int
-    headers: Headers
-    home: int  # the envelope's partition, which owns the contact
-    ref: Any = None  # the framework's event of the envelope (write context of table writes)
-    kind: int = KIND_RECORD
-
-    @classmethod
-    def of(cls, entry: Entry, home: int, ref: Any = None) -> Inbound:
-        return cls(
-            entry.topic,
-            entry.key,
-            entry.value,
-            entry.partition,
-            entry.offset,
-            entry.headers,
-            home,
-            ref,
-            entry.kind,
-        )
 
 
 @dataclass(slots=True)
@@ -88,36 +55,43 @@ class Outbound:
 
 
 @dataclass(slots=True)
-class RedisOp:
-    """Replace (snapshot set) or remove (snapshot None) one contact in Redis."""
+class SnapshotWrite:
+    """What Redis must show for one contact: its snapshot (None: remove it) and its tiers.
+
+    The Redis sink alone turns this into keys and segment members.
+    """
 
     org_id: str
     contact_id: str
     version: int
     snapshot: bytes | None
-    segments: list[tuple[str, str]]  # (segment key, member)
+    tiers: Published
 
 
 @dataclass(slots=True)
-class BatchOutput:
-    publish: list[Outbound] = field(default_factory=list)
-    redis: list[RedisOp] = field(default_factory=list)
-    due: dict[bytes, int | None] = field(default_factory=dict)  # key -> next expiry (epoch s)
+class ContactChange:
+    """One dirty contact at a checkpoint: the table value (None: delete the entry), where its
+    changelog record goes, its Redis write and when it next needs an expiry tick."""
+
+    key: bytes
+    partition: int
+    value: bytes | None
+    redis: SnapshotWrite
+    due: int | None
+
+
+@dataclass(slots=True)
+class CheckpointBatch:
+    """Everything one checkpoint writes, and the counters the worker exports for it."""
+
+    outputs: list[Outbound] = field(default_factory=list)
+    changes: list[ContactChange] = field(default_factory=list)
+    entries: int = 0
     records_by_topic: Counter[str] = field(default_factory=Counter)
     dead_by_code: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     tier_changes: Counter[str] = field(default_factory=Counter)
     forwarded: int = 0  # entries on an envelope of the wrong partition, sent to their owner
-
-
-class StateStore(Protocol):
-    """The table, seen by the processor: bytes in, bytes out, writes carry their event."""
-
-    def get(self, key: bytes) -> bytes | None: ...
-
-    def put(self, key: bytes, value: bytes, ref: Any) -> None: ...
-
-    def delete(self, key: bytes, ref: Any) -> None: ...
 
 
 def dead_letter(
@@ -126,214 +100,234 @@ def dead_letter(
     offset: int,
     key: bytes | None,
     value: bytes,
-    headers: Headers,
+    headers: Sequence[tuple[str, bytes]],
     reason: str,
     code: str,
     now: datetime,
 ) -> Outbound:
-    """The dead letter of one input record: unchanged, with where it was read and why (SPEC §4).
-
-    `topic` is the input topic's full name, as read, so the record can be replayed as is.
-    `em-*` headers the record already carried (a replayed dead letter, say) are replaced.
-    """
-    kept = [h for h in headers if not h[0].startswith("em-")]
-    kept += [
-        (H_SOURCE_TOPIC, topic.encode()),
-        (H_SOURCE_PARTITION, str(partition).encode()),
-        (H_SOURCE_OFFSET, str(offset).encode()),
-        (H_REASON, reason.encode()),
-        (H_CODE, code.encode()),
-        (H_RECEIVED_AT, now.isoformat().encode()),
-    ]
-    return Outbound("dead-letters", key, value, kept)
+    """The dead letter of one input record (`streams.dead_letters`)."""
+    return Outbound(
+        DEAD_LETTER_TOPIC,
+        key,
+        value,
+        dead_letter_headers(topic, partition, offset, headers, reason, code, now),
+    )
 
 
-def _segments(org_id: str, contact_id: str, published: Published) -> list[tuple[str, str]]:
-    return [
-        (ks.redis_segment_key(org_id, scope, tier), ks.segment_member(contact_id, rate))
-        for scope, (tier, rate) in published.items()
-        if tier is not None
-    ]
+# Outcomes that return before touching the state: the contact need not be written again.
+_UNTOUCHED = frozenset({"duplicate", "too_old", "dropped_deleted"})
 
 
-@dataclass(slots=True)
-class _Work:
-    org_id: str
-    contact_id: str
-    ref: Any
-    events: list[Any] = field(default_factory=list)
-    ticks: int = 0
+@lru_cache(maxsize=262_144)
+def _locate(org_id: str, contact_id: str, partitions: int) -> tuple[bytes, int]:
+    """(table key, owning partition) of a contact; the same contacts come back all day."""
+    return state_key(org_id, contact_id), contact_partition(org_id, contact_id, partitions)
 
 
 class EngagementProcessor:
-    """Applies batches of raw records to contact states held in a `StateStore`."""
+    """Folds envelope entries into cached contact states; builds checkpoints from them."""
 
     def __init__(
         self,
         cfg: CountingConfig,
         partitions: int,
-        store: StateStore,
         names: TopicNames,
+        load: Load,
+        *,
+        cache_capacity: int = 100_000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.cfg = cfg
         self.partitions = partitions
-        self.store = store
         self.names = names
         self.clock = clock
+        self.load = load
+        self.cache = ContactCache(cfg, self._load, cache_capacity)
+        # Values of checkpoints built but not yet landed in the table: a contact the cache
+        # dropped meanwhile (evicted, or removed) must be read back from here, not from the
+        # store, which is written only when its checkpoint lands (read-your-writes).
+        self.unlanded: dict[bytes, bytes | None] = {}
+        self.pending = CheckpointBatch()
+        self.pending_since: float | None = None  # monotonic time of the oldest pending entry
+        self._short: dict[str, str] = {}
 
-    # ------------------------------------------------------------------ batch
-    def process(self, batch: Sequence[Inbound]) -> BatchOutput:
+    def _load(self, partition: int, key: bytes) -> bytes | None:
+        unlanded = self.unlanded
+        if key in unlanded:
+            return unlanded[key]
+        return self.load(partition, key)
+
+    # ------------------------------------------------------------------ apply
+    @property
+    def has_pending(self) -> bool:
+        return self.pending_since is not None
+
+    def apply(self, entries: Iterable[Entry], home: int) -> int:
+        """Fold one envelope's entries into the cache; the number of entries."""
         now = self.clock()
-        out = BatchOutput()
-        work: dict[bytes, _Work] = {}
-        for record in batch:
-            self._route(record, now, out, work)
-        for key, item in work.items():
-            self._apply_contact(key, item, now, out)
-        return out
+        pending = self.pending
+        n = 0
+        for entry in entries:
+            n += 1
+            if entry.kind == KIND_TICK:
+                self._tick(entry, now, pending)
+            else:
+                self._record(entry, home, now, pending)
+        if n:
+            pending.entries += n
+            if self.pending_since is None:
+                self.pending_since = time.monotonic()
+        return n
 
-    def _route(
-        self, record: Inbound, now: datetime, out: BatchOutput, work: dict[bytes, _Work]
-    ) -> None:
-        if record.kind == KIND_TICK:
-            if record.key is None:
-                return
-            org_id, contact_id = split_state_key(record.key)
-            item = work.get(record.key)
-            if item is None:
-                item = work[record.key] = _Work(org_id, contact_id, record.ref)
-            item.ticks += 1
-            out.records_by_topic["expiry-tick"] += 1
+    def _tick(self, entry: Entry, now: datetime, pending: CheckpointBatch) -> None:
+        pending.records_by_topic["expiry-tick"] += 1
+        if entry.key is None:
             return
-        short = self.names.short(record.topic)
-        out.records_by_topic[short] += 1
+        key = entry.key
+        org_id, contact_id = split_state_key(key)
+        hot = self.cache.get(key, state_partition(key, self.partitions), org_id, contact_id)
+        expire(hot.stored.state, now, self.cfg)
+        self.cache.touch(key, hot, by_event=False)
+
+    def _record(self, entry: Entry, home: int, now: datetime, pending: CheckpointBatch) -> None:
+        short = self._short.get(entry.topic)
+        if short is None:
+            short = self._short[entry.topic] = self.names.short(entry.topic)
+        pending.records_by_topic[short] += 1
         try:
-            event = parse_record(short, record.value, now, self.cfg)
+            event = parse_record(short, entry.value, now, self.cfg)
         except RecordRejected as rejected:
-            out.publish.append(
-                dead_letter(
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    record.key,
-                    record.value,
-                    record.headers,
-                    rejected.reason,
-                    rejected.code,
-                    now,
-                )
-            )
-            out.dead_by_code[rejected.code] += 1
+            self._reject(entry, rejected.reason, rejected.code, now, pending)
             return
-        home = contact_partition(event.org_id, event.contact_id, self.partitions)
-        if home != record.home:
-            if record.kind == KIND_FORWARDED:  # forwarded once already: never loop
+        key, owner = _locate(event.org_id, event.contact_id, self.partitions)
+        if owner != home:
+            if entry.kind == KIND_FORWARDED:  # forwarded once already: never loop
                 reason = (
-                    f"forwarded to partition {record.home}, which does not own the contact "
-                    f"(partition {home} of {self.partitions}): do all workers have the same "
+                    f"forwarded to partition {home}, which does not own the contact "
+                    f"(partition {owner} of {self.partitions}): do all workers have the same "
                     "EM_PARTITIONS?"
                 )
-                out.publish.append(
-                    dead_letter(
-                        record.topic,
-                        record.partition,
-                        record.offset,
-                        record.key,
-                        record.value,
-                        record.headers,
-                        reason,
-                        "internal",
-                        now,
-                    )
-                )
-                out.dead_by_code["internal"] += 1
+                self._reject(entry, reason, "internal", now, pending)
                 return
             # Routed by an ingest with another partition count, say: send it to its owner.
-            out.publish.append(self._forward(record, home))
-            out.forwarded += 1
+            pending.outputs.append(_forward(entry, owner))
+            pending.forwarded += 1
             return
-        key = state_key(event.org_id, event.contact_id)
-        item = work.get(key)
-        if item is None:
-            item = work[key] = _Work(event.org_id, event.contact_id, record.ref)
-        item.ref = record.ref
-        item.events.append(event)
+        hot = self.cache.get(key, owner, event.org_id, event.contact_id)
+        stored = hot.stored
+        outcome = apply_event(stored.state, event, now, self.cfg)
+        if outcome.state is not None:
+            stored.state = outcome.state
+        pending.outcomes[outcome.code] += 1
+        if outcome.pending_dropped:
+            pending.outcomes["pending_dropped"] += outcome.pending_dropped
+        if outcome.code in _UNTOUCHED:
+            return
+        for status in outcome.effects:
+            pending.outputs.append(
+                Outbound("dispatch-status", key, orjson.dumps(status.model_dump()))
+            )
+        self.cache.touch(key, hot, by_event=True)
 
-    def _forward(self, record: Inbound, home: int) -> Outbound:
-        writer = EnvelopeWriter()
-        writer.add(
-            KIND_FORWARDED,
-            record.topic,
-            record.partition,
-            record.offset,
-            record.key,
-            record.value,
-            record.headers,
+    def _reject(
+        self, entry: Entry, reason: str, code: str, now: datetime, pending: CheckpointBatch
+    ) -> None:
+        pending.outputs.append(
+            dead_letter(
+                entry.topic,
+                entry.partition,
+                entry.offset,
+                entry.key,
+                entry.value,
+                entry.headers,
+                reason,
+                code,
+                now,
+            )
         )
-        return Outbound(ENVELOPE_TOPIC, None, writer.finish(), [], home)
+        pending.dead_by_code[code] += 1
 
-    # ---------------------------------------------------------------- contact
-    def _apply_contact(self, key: bytes, item: _Work, now: datetime, out: BatchOutput) -> None:
-        raw = self.store.get(key)
-        stored = unpack(raw, self.cfg) if raw is not None else StoredContact(ContactState())
-        # SPEC §4's "{org_id}:{contact_id}", unambiguous: `%` and `:` in the org are escaped.
-        record_key = key
-        state = stored.state
-        for event in item.events:
-            outcome = apply_event(state, event, now, self.cfg)
-            state = outcome.state or state
-            out.outcomes[outcome.code] += 1
-            if outcome.pending_dropped:
-                out.outcomes["pending_dropped"] += outcome.pending_dropped
-            for status in outcome.effects:
-                out.publish.append(
-                    Outbound("dispatch-status", record_key, orjson.dumps(status.model_dump()))
-                )
-        if item.ticks:
-            expire(state, now, self.cfg)
-        snapshot = build_snapshot(item.org_id, item.contact_id, state, now, self.cfg)
+    # ------------------------------------------------------------- checkpoint
+    def checkpoint(self) -> CheckpointBatch:
+        """What the pending entries changed, for `agents.checkpoint` to write; the cache's
+        contacts are clean (and their published tiers and versions advanced) afterwards.
+
+        The batch must then be landed (and `landed` called) or the processor `abandon`ed: its
+        tier changes are already recorded as published in the cached states.
+        """
+        build = self.start_checkpoint()
+        while build.step():
+            pass
+        return build.batch
+
+    def start_checkpoint(self, chunk: int = 500) -> CheckpointBuild:
+        """`checkpoint` in steps of `chunk` contacts, so a caller can let others run between
+        them (a checkpoint of 20,000 contacts takes the better part of a second)."""
+        batch, self.pending = self.pending, CheckpointBatch()
+        self.pending_since = None
+        return CheckpointBuild(self, batch, list(self.cache.take_dirty().items()), chunk)
+
+    def _change(
+        self, key: bytes, hot: HotContact, now: datetime, now_ms: int, batch: CheckpointBatch
+    ) -> ContactChange:
+        stored, state = hot.stored, hot.stored.state
+        snapshot = build_snapshot(hot.org_id, hot.contact_id, state, now, self.cfg)
         current: Published = dict(tiers(snapshot)) if snapshot is not None else {}
-        cause: Literal["event", "expiry"] = "event" if item.events else "expiry"
-        changes = tier_changes(item.org_id, item.contact_id, stored.published, current, cause, now)
-        for change in changes:
-            out.publish.append(Outbound("tier-changes", record_key, orjson.dumps(change)))
-            out.tier_changes[cause] += 1
-        stored.state = state
+        cause: Literal["event", "expiry"] = "event" if hot.by_event else "expiry"
+        hot.by_event = False
+        for change in tier_changes(
+            hot.org_id, hot.contact_id, stored.published, current, cause, now
+        ):
+            batch.outputs.append(Outbound("tier-changes", key, orjson.dumps(change)))
+            batch.tier_changes[cause] += 1
         stored.published = current
         # The write's time in ms, bumped to stay increasing: Redis refuses older versions (and
         # keeps a removed contact's for a day), so a contact that comes back after its table
         # entry was dropped must not start again from 1.
-        stored.version = max(stored.version + 1, int(now.timestamp() * 1000))
+        stored.version = max(stored.version + 1, now_ms)
         due = next_expiry(state, self.cfg)
-        out.due[key] = due
-        if state.is_empty():
-            self.store.delete(key, item.ref)  # nothing left, not even a tombstone to honour
-        else:
-            self.store.put(key, pack(stored), item.ref)
-        out.redis.append(
-            RedisOp(
-                item.org_id,
-                item.contact_id,
-                stored.version,
-                orjson.dumps(snapshot) if snapshot is not None else None,
-                _segments(item.org_id, item.contact_id, current),
-            )
+        # Nothing left, not even a tombstone to honour: the table entry goes.
+        value = None if state.is_empty() else pack(stored, due)
+        write = SnapshotWrite(
+            hot.org_id,
+            hot.contact_id,
+            stored.version,
+            orjson.dumps(snapshot) if snapshot is not None else None,
+            current,
         )
+        return ContactChange(key, hot.partition, value, write, due)
+
+    def landed(self, batch: CheckpointBatch) -> None:
+        """The batch's values are in the table now: reads may go to the store again (unless a
+        later checkpoint, still landing, wrote the contact since)."""
+        unlanded = self.unlanded
+        for change in batch.changes:
+            if change.key in unlanded and unlanded[change.key] is change.value:
+                del unlanded[change.key]
+
+    def abandon(self, partitions: frozenset[int] | None = None) -> None:
+        """Forget what is pending and the cached contacts (of these partitions, or all): the
+        records they came from are read again from the last commit."""
+        if partitions is None or self.has_pending:
+            self.pending = CheckpointBatch()
+            self.pending_since = None
+            self.cache.forget(None)
+            self.unlanded.clear()
+        else:
+            self.cache.forget(partitions)
 
     # --------------------------------------------------------------- rebuild
-    def snapshot_of(self, key: bytes, raw: bytes, now: datetime) -> RedisOp:
+    def snapshot_of(self, key: bytes, stored: StoredContact, now: datetime) -> SnapshotWrite:
         """The Redis content for one stored contact, for rebuilding a flushed Redis."""
-        stored = unpack(raw, self.cfg)
         org_id, contact_id = split_state_key(key)
         snapshot = build_snapshot(org_id, contact_id, stored.state, now, self.cfg)
         current: Published = dict(tiers(snapshot)) if snapshot is not None else {}
-        return RedisOp(
+        return SnapshotWrite(
             org_id,
             contact_id,
             stored.version,
             orjson.dumps(snapshot) if snapshot is not None else None,
-            _segments(org_id, contact_id, current),
+            current,
         )
 
     def ticks(self, keys: Sequence[bytes]) -> list[Outbound]:
@@ -349,3 +343,52 @@ class EngagementProcessor:
             Outbound(ENVELOPE_TOPIC, None, writer.finish(), [], partition)
             for partition, writer in writers.items()
         ]
+
+
+class CheckpointBuild:
+    """A checkpoint being built; `step` builds the next chunk of contacts."""
+
+    def __init__(
+        self,
+        processor: EngagementProcessor,
+        batch: CheckpointBatch,
+        dirty: list[tuple[bytes, HotContact]],
+        chunk: int,
+    ) -> None:
+        self.processor = processor
+        self.batch = batch
+        self.dirty = dirty
+        self.chunk = chunk
+        self.done = 0
+        self.now = processor.clock()
+        self.now_ms = int(self.now.timestamp() * 1000)
+
+    def step(self) -> bool:
+        """Build the next chunk; True while contacts remain."""
+        processor, batch, cache = self.processor, self.batch, self.processor.cache
+        end = min(self.done + self.chunk, len(self.dirty))
+        unlanded = processor.unlanded
+        for key, hot in self.dirty[self.done : end]:
+            change = processor._change(key, hot, self.now, self.now_ms, batch)
+            batch.changes.append(change)
+            unlanded[key] = change.value
+            cache.landed(key, removed=change.value is None)
+        self.done = end
+        if end < len(self.dirty):
+            return True
+        cache.trim()
+        return False
+
+
+def _forward(entry: Entry, owner: int) -> Outbound:
+    writer = EnvelopeWriter()
+    writer.add(
+        KIND_FORWARDED,
+        entry.topic,
+        entry.partition,
+        entry.offset,
+        entry.key,
+        entry.value,
+        entry.headers,
+    )
+    return Outbound(ENVELOPE_TOPIC, None, writer.finish(), [], owner)

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from redis.exceptions import RedisError
 
 from agents import metrics as m
-from agents.processor import RedisOp
+from agents.processor import SnapshotWrite
 
 log = logging.getLogger("engagement_monitor.redis")
 
@@ -102,11 +102,11 @@ class RedisHealth:
 
 
 class OutageAwareSnapshots:
-    """`agents.landing.Snapshots` that never holds a batch for Redis: skips while it is down."""
+    """`agents.checkpoint.Snapshots` that never holds a batch for Redis: skips while it is down."""
 
     def __init__(
         self,
-        write: Callable[[Sequence[RedisOp]], Awaitable[None]],
+        write: Callable[[Sequence[SnapshotWrite]], Awaitable[None]],
         health: RedisHealth,
         max_held_deletes: int = MAX_HELD_DELETES,
     ) -> None:
@@ -114,10 +114,10 @@ class OutageAwareSnapshots:
         self.health = health
         self.max_held_deletes = max_held_deletes
         # (org, contact) -> the newest delete op not yet in Redis
-        self.held_deletes: dict[tuple[str, str], RedisOp] = {}
+        self.held_deletes: dict[tuple[str, str], SnapshotWrite] = {}
         self.deletes_dropped = 0
 
-    async def apply(self, ops: Sequence[RedisOp]) -> None:
+    async def apply(self, ops: Sequence[SnapshotWrite]) -> None:
         if not ops:
             return
         if self.health.up:
@@ -128,7 +128,7 @@ class OutageAwareSnapshots:
                 self.health.failed(exc, "writing snapshots")
         self.hold(ops)
 
-    def hold(self, ops: Sequence[RedisOp]) -> None:
+    def hold(self, ops: Sequence[SnapshotWrite]) -> None:
         """Remember what a rebuild from the tables cannot redo: the deletions."""
         m.REDIS_WRITES_HELD.inc(len(ops))
         for op in ops:
@@ -146,6 +146,6 @@ class OutageAwareSnapshots:
                         self.max_held_deletes,
                     )
 
-    def take_held_deletes(self) -> list[RedisOp]:
+    def take_held_deletes(self) -> list[SnapshotWrite]:
         held, self.held_deletes = list(self.held_deletes.values()), {}
         return held

@@ -1,4 +1,8 @@
-"""Writes snapshot and segment changes to Redis: one pipelined round trip per batch.
+"""Writes snapshot and segment changes to Redis: one round trip per checkpoint, one script
+call per org and chunk of contacts.
+
+The only place where what changed for a contact (`agents.processor.SnapshotWrite`) becomes
+Redis keys and segment members.
 
 Every call makes one attempt and raises if Redis does not answer in time
 (`engagement_monitor.redis_client`). Redis is a cache of the tables: what to do during an
@@ -10,20 +14,53 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from agents.processor import RedisOp
+from agents.processor import SnapshotWrite
+from agents.stored import Published
 from engagement_monitor import keyspace as ks
 from engagement_monitor import redis_layout as rl
 from engagement_monitor.redis_client import connect
 
 log = logging.getLogger(__name__)
 
+CHUNK = 200  # contacts per script call: long enough to amortise a call, short enough not to
+# hold Redis (single-threaded) for more than a millisecond or two
+
+
+def segment_members(org_id: str, contact_id: str, tiers: Published) -> list[tuple[str, str]]:
+    """(segment key, member) of every segment the contact is in: one per scope with a tier."""
+    return [
+        (ks.redis_segment_key(org_id, scope, tier), ks.segment_member(contact_id, rate))
+        for scope, (tier, rate) in tiers.items()
+        if tier is not None
+    ]
+
+
+def _script_input(
+    org_id: str, writes: Sequence[SnapshotWrite]
+) -> tuple[list[str], list[bytes | str | int]]:
+    """KEYS and ARGV of `WRITE_CONTACTS_LUA` for contacts of one org."""
+    keys: list[str] = []
+    args: list[bytes | str | int] = []
+    for write in writes:
+        contact_id = write.contact_id
+        keys.append(ks.redis_snapshot_key(org_id, contact_id))
+        keys.append(ks.redis_membership_key(org_id, contact_id))
+        if write.snapshot is None:
+            args += (write.version, b"", -1)
+            continue
+        members = segment_members(org_id, contact_id, write.tiers)
+        args += (write.version, write.snapshot, len(members))
+        for segment, member in members:
+            args.append(segment)
+            args.append(member)
+    return keys, args
+
 
 class RedisSink:
     def __init__(self, url: str, app_id: str, timeout_seconds: float = 5.0) -> None:
         self.client = connect(url, timeout_seconds)
         self.app_id = app_id
-        self._upsert = self.client.register_script(rl.UPSERT_LUA)
-        self._delete = self.client.register_script(rl.DELETE_LUA)
+        self._write = self.client.register_script(rl.WRITE_CONTACTS_LUA)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -31,23 +68,32 @@ class RedisSink:
     async def ping(self) -> None:
         await self.client.ping()
 
-    async def apply(self, ops: Sequence[RedisOp]) -> None:
-        if not ops:
+    async def apply(self, writes: Sequence[SnapshotWrite]) -> None:
+        """Write these contacts: one script call per org and chunk, all in one round trip."""
+        if not writes:
             return
+        by_org: dict[str, list[SnapshotWrite]] = {}
+        for write in writes:
+            group = by_org.get(write.org_id)
+            if group is None:
+                group = by_org[write.org_id] = []
+            group.append(write)
         async with self.client.pipeline(transaction=False) as pipe:
-            for op in ops:
-                keys = [
-                    ks.redis_snapshot_key(op.org_id, op.contact_id),
-                    ks.redis_membership_key(op.org_id, op.contact_id),
-                ]
-                if op.snapshot is None:
-                    await self._delete(keys=keys, args=[op.version], client=pipe)
-                else:
-                    args: list[bytes | str | int] = [op.version, op.snapshot]
-                    for segment, member in op.segments:
-                        args += [segment, member]
-                    await self._upsert(keys=keys, args=args, client=pipe)
+            for org_id, group in by_org.items():
+                for start in range(0, len(group), CHUNK):
+                    keys, args = _script_input(org_id, group[start : start + CHUNK])
+                    await self._write(keys=keys, args=args, client=pipe)
             await pipe.execute()
+
+    async def versions(self, contacts: Sequence[tuple[str, str]]) -> list[int | None]:
+        """The version Redis holds for each (org, contact); None where it holds none."""
+        if not contacts:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for org_id, contact_id in contacts:
+                pipe.hget(ks.redis_membership_key(org_id, contact_id), rl.VERSION_FIELD)
+            held = await pipe.execute()
+        return [None if value is None else int(value) for value in held]
 
     async def purge_legacy(self, chunk: int = 1000) -> int:
         """Delete every key of the layout before ``engagement_monitor.keyspace`` (issue 17).

@@ -3,6 +3,16 @@
 The published tiers live beside the state, in the same table value, so that "what changed since
 the previous snapshot" survives restarts and rebalances exactly like the counts do: one changelog
 record carries both, and a replayed batch sees the tiers it already published.
+
+Format 2 (big-endian header), written since the checkpoint pipeline:
+
+    u8 format (=2), u64 version, i64 next expiry (epoch seconds, -1: none),
+    u32 length of the published-tiers JSON, the JSON, then the encoded state (`counting.codec`)
+
+The next expiry is in the header so that a worker taking over a partition can index every
+contact's expiry (and compare versions with Redis) from the header alone, without decoding
+the state. Format 1 (no expiry field) is still read: a table written by an earlier release
+is upgraded as its contacts are written again.
 """
 
 from __future__ import annotations
@@ -12,10 +22,13 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from counting import ContactState, CountingConfig, TierMap, decode, encode
+from counting import ContactState, CountingConfig, TierMap, decode, encode, next_expiry
 
-FORMAT = 1
-_HEADER = struct.Struct(">BQI")  # format, version, length of the published-tiers JSON
+FORMAT = 2
+FORMAT_1 = 1  # read, never written
+_HEADER = struct.Struct(">BQqI")  # format, version, next expiry, length of the tiers JSON
+_HEADER_1 = struct.Struct(">BQI")  # format, version, length of the tiers JSON
+_NO_EXPIRY = -1
 
 # scope (None = overall) -> (tier, rate)
 Published = TierMap
@@ -31,16 +44,32 @@ class StoredContact:
     version: int = 0
 
 
-def pack(stored: StoredContact) -> bytes:
+def pack(stored: StoredContact, due: int | None) -> bytes:
+    """`due`: the state's next expiry (`counting.next_expiry`), which the caller has at hand."""
     tiers = orjson.dumps([[scope, tier, rate] for scope, (tier, rate) in stored.published.items()])
-    return _HEADER.pack(FORMAT, stored.version, len(tiers)) + tiers + encode(stored.state)
+    head = _HEADER.pack(FORMAT, stored.version, _NO_EXPIRY if due is None else due, len(tiers))
+    return head + tiers + encode(stored.state)
 
 
 def unpack(raw: bytes, cfg: CountingConfig) -> StoredContact:
-    fmt, version, length = _HEADER.unpack_from(raw)
-    if fmt != FORMAT:
+    fmt = raw[0]
+    if fmt == FORMAT:
+        _, version, _, length = _HEADER.unpack_from(raw)
+        start = _HEADER.size
+    elif fmt == FORMAT_1:
+        _, version, length = _HEADER_1.unpack_from(raw)
+        start = _HEADER_1.size
+    else:
         raise ValueError(f"unknown stored contact format {fmt}")
-    start = _HEADER.size
     rows = orjson.loads(raw[start : start + length])
     published: Published = {row[0]: (row[1], row[2]) for row in rows}
     return StoredContact(decode(raw[start + length :], cfg), published, version)
+
+
+def peek(raw: bytes, cfg: CountingConfig) -> tuple[int, int | None]:
+    """(version, next expiry) of a stored contact, from its header alone when it has them."""
+    if raw[0] == FORMAT:
+        _, version, due, _ = _HEADER.unpack_from(raw)
+        return version, None if due == _NO_EXPIRY else due
+    stored = unpack(raw, cfg)
+    return stored.version, next_expiry(stored.state, cfg)

@@ -693,7 +693,7 @@ def recovery_templates(cfg: BenchConfig, count: int = 64) -> list[bytes]:
     for record in small.records:
         event = parse_record(record.topic, record.value, now, counting_cfg)
         distinct.setdefault(event.event_id, event)
-    from counting import apply_event, build_snapshot
+    from counting import apply_event, build_snapshot, next_expiry
 
     for event in sorted(distinct.values(), key=lambda e: (e.occurred_at, e.event_id)):
         key = (event.org_id, event.contact_id)
@@ -702,7 +702,7 @@ def recovery_templates(cfg: BenchConfig, count: int = 64) -> list[bytes]:
     for (org, contact), state in states.items():
         snap = build_snapshot(org, contact, state, now, counting_cfg)
         published = dict(tiers(snap)) if snap is not None else {}
-        values.append(pack(StoredContact(state, published, 1)))
+        values.append(pack(StoredContact(state, published, 1), next_expiry(state, counting_cfg)))
     return values
 
 

@@ -1,10 +1,25 @@
 """Compact, versioned bytes for a contact's state (the Faust table value).
 
-Layout, version 1 (little-endian):
+Layout, version 2 (little-endian), written since codec version 2:
+
+    u8  version (=2)
+    u8  channel count, then per channel: u8 length, UTF-8 name
+    i64 base (the oldest dispatch, µs; 0 when none), i64 first_seen µs, i64 tombstone µs
+        (both: -2**63 for none), u64 dropped_pending
+    u32 extras length (0 when the contact has no registration data, lists or subscription
+        timeline, as most have not), then an orjson object holding the non-empty ones of
+        "reg", "lists", "subs"
+    then the body below.
+
+Version 1 (read, never written: a table written by an earlier release is read back as is):
 
     u8  version (=1)
     u32 header length, then an orjson header: channel names, registration, lists,
         subscription timelines, tombstone, first_seen, dropped_pending
+    then the body below.
+
+Body (both versions):
+
     u32 message count, then per message: u8 channel index, u8 flags, 48-bit dispatched_at
         in µs after the header's ``base`` (the oldest dispatch), a u32 epoch-second first
         open / click / reply only for those the flags say happened, then the message id
@@ -31,26 +46,39 @@ from counting.contrib import F_CLICK, F_OPEN, F_REPLY, TABLE_INDEX_MASK
 from counting.state import ContactState, MessageRecord
 from counting.timeutil import DAY_US
 
-VERSION = 1
+VERSION = 2
+VERSION_1 = 1  # read, never written
+_NONE = -(2**63)  # first_seen / tombstone absent
 _U32 = struct.Struct("<I")
+_HEAD = struct.Struct("<qqqQ")  # base, first_seen, tombstone, dropped_pending
 _MESSAGE = struct.Struct("<BBIH")  # channel, flags, dispatched_at - base (48 bits)
 _PENDING = struct.Struct("<BBqqIII")
 _HAS_FIRSTS = F_OPEN | F_CLICK | F_REPLY
-_HEX = frozenset("0123456789abcdef")
 _DEFAULT_CFG = CountingConfig()
 
 
 def _encode_id(text: str) -> bytes:
+    # bytes.fromhex accepts upper case and spaces; comparing the round trip keeps exactly the
+    # canonical lowercase forms, which decode back to the same text.
     if len(text) == 36 and text[8] == text[13] == text[18] == text[23] == "-":
         compact = text.replace("-", "")
-        if len(compact) == 32 and _HEX.issuperset(compact):
-            return b"\xff" + bytes.fromhex(compact)
-    if text and len(text) % 2 == 0 and _HEX.issuperset(text):
-        return b"\xfe" + bytes((len(text) // 2,)) + bytes.fromhex(text)
-    raw = text.encode()
-    if len(raw) < 0xFD:
-        return bytes((len(raw),)) + raw
-    return b"\xfd" + struct.pack("<H", len(raw)) + raw
+        try:
+            raw = bytes.fromhex(compact)
+        except ValueError:
+            raw = b""
+        if len(raw) == 16 and raw.hex() == compact:
+            return b"\xff" + raw
+    if text and len(text) % 2 == 0 and len(text) <= 0x1FE:
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raw = b""
+        if raw and raw.hex() == text:
+            return b"\xfe" + bytes((len(raw),)) + raw
+    encoded = text.encode()
+    if len(encoded) < 0xFD:
+        return bytes((len(encoded),)) + encoded
+    return b"\xfd" + struct.pack("<H", len(encoded)) + encoded
 
 
 def _decode_id(data: bytes, pos: int) -> tuple[str, int]:
@@ -67,19 +95,6 @@ def _decode_id(data: bytes, pos: int) -> tuple[str, int]:
     return data[pos + 1 : pos + 1 + tag].decode(), pos + 1 + tag
 
 
-def _pack_firsts(record: MessageRecord) -> bytes:
-    # first_* is set exactly when the matching evidence flag is, so absent ones cost nothing.
-    flags = record.flags
-    out = b""
-    if flags & F_OPEN:
-        out += _U32.pack(record.first_open)
-    if flags & F_CLICK:
-        out += _U32.pack(record.first_click)
-    if flags & F_REPLY:
-        out += _U32.pack(record.first_reply)
-    return out
-
-
 def _unpack_firsts(data: bytes, pos: int, flags: int) -> tuple[int, int, int, int]:
     firsts = [0, 0, 0]
     for i, flag in enumerate((F_OPEN, F_CLICK, F_REPLY)):
@@ -90,34 +105,67 @@ def _unpack_firsts(data: bytes, pos: int, flags: int) -> tuple[int, int, int, in
 
 
 def encode(state: ContactState) -> bytes:
-    channels = sorted(
-        {r.channel for r in state.messages.values()} | {r.channel for r in state.pending.values()}
-    )
+    messages, pending = state.messages, state.pending
+    seen_channels = {r.channel for r in messages.values()}
+    if pending:
+        seen_channels.update(r.channel for r in pending.values())
+    channels = sorted(seen_channels)
     index = {channel: i for i, channel in enumerate(channels)}
     base = state.oldest_dispatch or 0
-    header: dict[str, Any] = {
-        "ch": channels,
-        "base": base,
-        "reg": state.registration,
-        "lists": state.lists,
-        "subs": state.subscriptions,
-        "tomb": state.tombstone,
-        "first": state.first_seen,
-        "dropped": state.dropped_pending,
-    }
-    head = orjson.dumps(header)
-    parts = [bytes((VERSION,)), _U32.pack(len(head)), head, _U32.pack(len(state.messages))]
+    parts = [bytes((VERSION, len(channels)))]
+    for channel in channels:
+        name = channel.encode()
+        if len(name) > 255:
+            raise ValueError(f"channel name longer than 255 bytes: {channel[:40]!r}...")
+        parts.append(bytes((len(name),)))
+        parts.append(name)
+    first_seen, tombstone = state.first_seen, state.tombstone
+    parts.append(
+        _HEAD.pack(
+            base,
+            _NONE if first_seen is None else first_seen,
+            _NONE if tombstone is None else tombstone,
+            state.dropped_pending,
+        )
+    )
+    if state.registration or state.lists or state.subscriptions:
+        extras: dict[str, Any] = {}
+        if state.registration:
+            extras["reg"] = state.registration
+        if state.lists:
+            extras["lists"] = state.lists
+        if state.subscriptions:
+            extras["subs"] = state.subscriptions
+        blob = orjson.dumps(extras)
+        parts.append(_U32.pack(len(blob)))
+        parts.append(blob)
+    else:
+        parts.append(b"\0\0\0\0")
+    parts.append(_U32.pack(len(messages)))
+    append = parts.append
     pack = _MESSAGE.pack
-    for message_id, r in state.messages.items():
+    pack_u32 = _U32.pack
+    for message_id, r in messages.items():
         assert r.dispatched_at is not None
         offset = r.dispatched_at - base
         if not 0 <= offset < 1 << 48:
             raise ValueError("dispatch times span more than 8.9 years; expire the state first")
-        parts.append(pack(index[r.channel], r.flags, offset & 0xFFFFFFFF, offset >> 32))
-        parts.append(_pack_firsts(r))
-        parts.append(_encode_id(message_id))
-    parts.append(_U32.pack(len(state.pending)))
-    for message_id, r in state.pending.items():
+        flags = r.flags
+        append(pack(index[r.channel], flags, offset & 0xFFFFFFFF, offset >> 32))
+        # first_* is set exactly when the matching evidence flag is, so absent ones cost nothing.
+        if flags & _HAS_FIRSTS:
+            if flags & F_OPEN:
+                append(pack_u32(r.first_open))
+            if flags & F_CLICK:
+                append(pack_u32(r.first_click))
+            if flags & F_REPLY:
+                append(pack_u32(r.first_reply))
+        id_bytes = r.id_bytes
+        if not id_bytes:
+            id_bytes = r.id_bytes = _encode_id(message_id)
+        append(id_bytes)
+    parts.append(_U32.pack(len(pending)))
+    for message_id, r in pending.items():
         parts.append(
             _PENDING.pack(
                 index[r.channel],
@@ -136,18 +184,52 @@ def encode(state: ContactState) -> bytes:
     return b"".join(parts)
 
 
+def _head_v2(
+    data: bytes,
+) -> tuple[list[str], int, int | None, int | None, int, dict[str, Any], int]:
+    n = data[1]
+    pos = 2
+    channels: list[str] = []
+    for _ in range(n):
+        length = data[pos]
+        channels.append(data[pos + 1 : pos + 1 + length].decode())
+        pos += 1 + length
+    base, first_seen, tombstone, dropped = _HEAD.unpack_from(data, pos)
+    pos += _HEAD.size
+    (length,) = _U32.unpack_from(data, pos)
+    pos += 4
+    extras: dict[str, Any] = orjson.loads(data[pos : pos + length]) if length else {}
+    pos += length
+    return (
+        channels,
+        base,
+        None if first_seen == _NONE else first_seen,
+        None if tombstone == _NONE else tombstone,
+        dropped,
+        extras,
+        pos,
+    )
+
+
 def decode(data: bytes, cfg: CountingConfig = _DEFAULT_CFG) -> ContactState:
     """``cfg`` decides which channels track opens, from which the buckets are rebuilt.
 
     Written flat (buckets and the oldest dispatch rebuilt in the same pass as the messages)
     because a worker decodes a contact for every batch that touches it.
     """
-    if not data or data[0] != VERSION:
+    if not data:
+        raise ValueError("empty contact state")
+    version = data[0]
+    if version == VERSION:
+        channels, base, first_seen, tombstone, dropped, extras, pos = _head_v2(data)
+    elif version == VERSION_1:
+        (head_len,) = _U32.unpack_from(data, 1)
+        pos = 5 + head_len
+        extras = orjson.loads(data[5:pos])
+        channels, base = extras["ch"], extras["base"]
+        first_seen, tombstone, dropped = extras["first"], extras["tomb"], extras["dropped"]
+    else:
         raise ValueError(f"unsupported contact state version {data[:1]!r}")
-    (head_len,) = _U32.unpack_from(data, 1)
-    pos = 5 + head_len
-    header = orjson.loads(data[5:pos])
-    channels: list[str] = header["ch"]
     tables = [cfg.table(channel) for channel in channels]
     days_of: list[dict[int, int]] = [{} for _ in channels]
     (count,) = _U32.unpack_from(data, pos)
@@ -155,7 +237,6 @@ def decode(data: bytes, cfg: CountingConfig = _DEFAULT_CFG) -> ContactState:
     unpack = _MESSAGE.unpack_from
     size = _MESSAGE.size
     messages: dict[str, MessageRecord] = {}
-    base: int = header["base"]
     oldest: int | None = None
     for _ in range(count):
         ch, flags, low, high = unpack(data, pos)
@@ -164,6 +245,7 @@ def decode(data: bytes, cfg: CountingConfig = _DEFAULT_CFG) -> ContactState:
             first_open, first_click, first_reply, pos = _unpack_firsts(data, pos, flags)
         else:
             first_open = first_click = first_reply = 0
+        start = pos
         tag = data[pos]
         if tag == 0xFF:
             h = data[pos + 1 : pos + 17].hex()
@@ -173,7 +255,7 @@ def decode(data: bytes, cfg: CountingConfig = _DEFAULT_CFG) -> ContactState:
             message_id, pos = _decode_id(data, pos)
         at = base + (high << 32 | low)
         messages[message_id] = MessageRecord(
-            channels[ch], at, flags, first_open, first_click, first_reply
+            channels[ch], at, flags, first_open, first_click, first_reply, 0, 0, data[start:pos]
         )
         days = days_of[ch]
         day = at // DAY_US
@@ -200,12 +282,12 @@ def decode(data: bytes, cfg: CountingConfig = _DEFAULT_CFG) -> ContactState:
         messages=messages,
         pending=pending,
         buckets={channels[i]: days for i, days in enumerate(days_of) if days},
-        subscriptions={k: [(e[0], e[1]) for e in v] for k, v in header["subs"].items()},
-        registration={k: (v[0], v[1], v[2]) for k, v in header["reg"].items()},
-        lists={k: (v[0], v[1], v[2], v[3]) for k, v in header["lists"].items()},
+        subscriptions={k: [(e[0], e[1]) for e in v] for k, v in extras.get("subs", {}).items()},
+        registration={k: (v[0], v[1], v[2]) for k, v in extras.get("reg", {}).items()},
+        lists={k: (v[0], v[1], v[2], v[3]) for k, v in extras.get("lists", {}).items()},
         seen=dict(zip(digests, days_seen, strict=True)),
-        tombstone=header["tomb"],
-        first_seen=header["first"],
-        dropped_pending=header["dropped"],
+        tombstone=tombstone,
+        first_seen=first_seen,
+        dropped_pending=dropped,
         oldest_dispatch=oldest,
     )

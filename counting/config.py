@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from counting.contrib import build_table
@@ -46,6 +47,10 @@ class CountingConfig:
     # Derived once, so the hot path only does dictionary look-ups.
     window_us: int = field(init=False, repr=False, compare=False)
     _tables: dict[str, tuple[int, ...]] = field(init=False, repr=False, compare=False)
+    _flags: dict[str, tuple[bool, bool, bool, bool]] = field(init=False, repr=False, compare=False)
+    # Snapshot parts already built (counting.snapshot), per configuration.
+    channel_entries: dict[Any, dict[str, Any]] = field(init=False, repr=False, compare=False)
+    send_time_entries: dict[Any, dict[str, Any]] = field(init=False, repr=False, compare=False)
     _zones: dict[str, ZoneInfo] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -57,6 +62,9 @@ class CountingConfig:
             raise ValueError(f"unknown tracked metric(s): {', '.join(sorted(unknown))}")
         object.__setattr__(self, "window_us", self.window_days * DAY_US)
         object.__setattr__(self, "_tables", {})
+        object.__setattr__(self, "_flags", {})
+        object.__setattr__(self, "channel_entries", {})
+        object.__setattr__(self, "send_time_entries", {})
         zones = {
             name: ZoneInfo(name) for name in {self.default_timezone, *self.org_timezones.values()}
         }
@@ -64,6 +72,19 @@ class CountingConfig:
 
     def tracks(self, channel: str) -> frozenset[str]:
         return self.tracked.get(channel, frozenset(METRICS))
+
+    def tracked_flags(self, channel: str) -> tuple[bool, bool, bool, bool]:
+        """Whether the channel tracks each of ``METRICS``, in that order (cached)."""
+        flags = self._flags.get(channel)
+        if flags is None:
+            tracked = self.tracks(channel)
+            flags = self._flags[channel] = (
+                "delivery" in tracked,
+                "open" in tracked,
+                "click" in tracked,
+                "response" in tracked,
+            )
+        return flags
 
     def table(self, channel: str) -> tuple[int, ...]:
         """Contribution table of a channel, built on first use (channels may be free text)."""

@@ -36,35 +36,73 @@ def best_send_times(
     org_id: str,
     cfg: CountingConfig,
 ) -> dict[str, dict[str, Any]]:
-    """``channels`` maps each shown channel to its dispatched count in the window."""
+    """``channels`` maps each shown channel to its dispatched count in the window.
+
+    Entries are shared between snapshots (cached by what they show): do not mutate them.
+    """
     zone = cfg.timezone(org_id)
-    histograms: dict[str, dict[int, int]] = {channel: {} for channel in channels}
+    utc = zone.key == "UTC"
+    histograms: dict[str, dict[int, int]] = {}
+    counted: dict[str, tuple[bool, bool, bool]] = {}
     for record in state.messages.values():
+        opened, clicked, replied = record.first_open, record.first_click, record.first_reply
+        if not (opened or clicked or replied):
+            continue  # no interaction: nothing to place in the week
         at = record.dispatched_at
         if at is None or at < start or record.flags & F_SENDING_ERROR:
             continue
-        histogram = histograms.get(record.channel)
-        if histogram is None:
+        channel = record.channel
+        if channel not in channels:
             continue
-        tracked = cfg.tracks(record.channel)
-        for seconds, metric in (
-            (record.first_open, "open"),
-            (record.first_click, "click"),
-            (record.first_reply, "response"),
-        ):
-            if seconds and metric in tracked:
-                how = hour_of_week(seconds, zone)
+        tracked = counted.get(channel)
+        if tracked is None:
+            _, opens, clicks, responses = cfg.tracked_flags(channel)
+            tracked = counted[channel] = (opens, clicks, responses)
+            histograms[channel] = {}
+        histogram = histograms[channel]
+        for seconds, counts in ((opened, tracked[0]), (clicked, tracked[1]), (replied, tracked[2])):
+            if seconds and counts:
+                how = (
+                    (seconds // 3600 + _EPOCH_HOUR_OF_WEEK) % 168
+                    if utc
+                    else hour_of_week(seconds, zone)
+                )
                 histogram[how] = histogram.get(how, 0) + 1
+    cache = cfg.send_time_entries
     result: dict[str, dict[str, Any]] = {}
-    for channel, histogram in histograms.items():
-        top = sorted(histogram.items(), key=lambda item: (-item[1], item[0]))[:TOP_HOURS]
-        weekly = hundredths_half_up(channels[channel] * 7, cfg.window_days, scale=1)
-        result[channel] = {
-            "timezone": zone.key,
-            "top_hours": [
-                {"weekday": WEEKDAYS[how // 24], "hour": how % 24, "interactions": n}
-                for how, n in top
-            ],
-            "weekly_frequency": as_number(weekly),
-        }
+    for channel, dispatched in channels.items():
+        counts_by_hour = histograms.get(channel)
+        top = (
+            tuple(sorted(counts_by_hour.items(), key=_busiest)[:TOP_HOURS])
+            if counts_by_hour
+            else ()
+        )
+        key = (zone.key, top, dispatched)
+        entry = cache.get(key)
+        if entry is None:
+            entry = _entry(zone.key, top, dispatched, cfg.window_days)
+            if len(cache) >= ENTRY_CACHE:
+                cache.clear()
+            cache[key] = entry
+        result[channel] = entry
     return result
+
+
+ENTRY_CACHE = 65_536
+
+
+def _entry(
+    zone: str, top: tuple[tuple[int, int], ...], dispatched: int, window_days: int
+) -> dict[str, Any]:
+    weekly = hundredths_half_up(dispatched * 7, window_days, scale=1)
+    return {
+        "timezone": zone,
+        "top_hours": [
+            {"weekday": WEEKDAYS[how // 24], "hour": how % 24, "interactions": n} for how, n in top
+        ],
+        "weekly_frequency": as_number(weekly),
+    }
+
+
+def _busiest(item: tuple[int, int]) -> tuple[int, int]:
+    return -item[1], item[0]

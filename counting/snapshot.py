@@ -7,20 +7,11 @@ expires messages even if nobody pruned the state yet.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from counting.config import CountingConfig
-from counting.contrib import (
-    CLICKED,
-    DELIVERED,
-    DISPATCHED,
-    ENGAGED,
-    FIGURES,
-    OPENED,
-    REPLIED,
-    TABLE_INDEX_MASK,
-    unpack,
-)
+from counting.contrib import FIGURES, LANE_BITS, LANE_MASK, TABLE_INDEX_MASK
 from counting.rates import as_number, percent, tier_of
 from counting.send_times import best_send_times
 from counting.state import ContactState
@@ -52,13 +43,86 @@ def window_totals(state: ContactState, now_us: int, cfg: CountingConfig) -> dict
     return totals
 
 
-def _rate(numerator: int, denominator: int, metric: str, tracked: frozenset[str]) -> int | None:
-    return percent(numerator, denominator) if metric in tracked else None
-
-
 def _channel_order(channels: set[str], cfg: CountingConfig) -> list[str]:
     known = [c for c in cfg.channels if c in channels]
+    if len(known) == len(channels):
+        return known
     return known + sorted(channels.difference(cfg.channels))
+
+
+_S1, _S2, _S3, _S4, _S5, _S6 = (LANE_BITS * i for i in range(1, 7))
+assert FIGURES == (
+    "dispatched", "sending_errors", "delivered", "opened", "clicked", "replied", "engaged"
+)  # fmt: skip
+
+
+def _figures(packed: int) -> tuple[int, int, int, int, int, int, int]:
+    """The lanes of a packed total in ``FIGURES`` order (``contrib.unpack``, unrolled: it runs
+    per channel of every contact a checkpoint writes)."""
+    return (
+        packed & LANE_MASK,
+        (packed >> _S1) & LANE_MASK,
+        (packed >> _S2) & LANE_MASK,
+        (packed >> _S3) & LANE_MASK,
+        (packed >> _S4) & LANE_MASK,
+        (packed >> _S5) & LANE_MASK,
+        (packed >> _S6) & LANE_MASK,
+    )
+
+
+_ZERO = (0, 0, 0, 0, 0, 0, 0)
+_NO_FIELDS: dict[str, Any] = {}
+# A contact's first-seen time is the same at every checkpoint that writes it.
+_iso_cached = lru_cache(maxsize=65_536)(iso)
+_last_iso: list[tuple[int, str]] = [(-1, "")]
+
+
+def _iso_now(now_us: int) -> str:
+    # Every contact of a checkpoint is snapshotted at the same instant.
+    last = _last_iso[0]
+    if last[0] == now_us:
+        return last[1]
+    text = iso(now_us)
+    _last_iso[0] = (now_us, text)
+    return text
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    """``percent`` as the float the snapshot shows (``rates.hundredths_half_up`` inlined)."""
+    if denominator <= 0:
+        return None
+    return ((numerator * 20000 + denominator) // (2 * denominator)) / 100
+
+
+# Channel entries depend only on (channel, status, figures), and figures are small numbers that
+# repeat across contacts: built once, then shared (snapshots are serialised, never mutated).
+CHANNEL_ENTRY_CACHE = 65_536
+
+
+def _channel_entry(
+    status_text: str,
+    counts: tuple[int, int, int, int, int, int, int],
+    tracked: tuple[bool, bool, bool, bool],
+) -> dict[str, Any]:
+    dispatched, errors, delivered, opened, clicked, replied, engaged = counts
+    tracks_delivery, tracks_open, tracks_click, tracks_response = tracked
+    engagement = percent(engaged, delivered)
+    return {
+        "status": status_text,
+        "dispatched": dispatched,
+        "sending_errors": errors,
+        "delivered": delivered,
+        "opened": opened,
+        "clicked": clicked,
+        "replied": replied,
+        "rates": {
+            "delivery": _ratio(delivered, dispatched) if tracks_delivery else None,
+            "open": _ratio(opened, delivered) if tracks_open else None,
+            "click": _ratio(clicked, delivered) if tracks_click else None,
+            "response": _ratio(replied, delivered) if tracks_response else None,
+        },
+        "engagement": {"rate": as_number(engagement), "tier": tier_of(engagement)},
+    }
 
 
 def build_snapshot(
@@ -69,21 +133,32 @@ def build_snapshot(
     cfg: CountingConfig,
 ) -> dict[str, Any] | None:
     """None when there is nothing to show: no state, only a tombstone, only interactions
-    waiting for their dispatch, or everything expired and no registration data or lists."""
+    waiting for their dispatch, or everything expired and no registration data or lists.
+
+    The result may share parts with other snapshots: serialise it, do not mutate it."""
     if state is None:
         return None
     now_us = to_us(now)
     totals = window_totals(state, now_us, cfg)
-    figures = {ch: unpack(v) for ch, v in totals.items() if v}
-    present = set(figures) | {ch for ch, timeline in state.subscriptions.items() if timeline}
-    registration = {k: v[2] for k, v in state.registration.items()}
-    lists = sorted(
-        (
-            {"list_id": list_id, "name": entry[3] if entry[3] is not None else list_id}
-            for list_id, entry in state.lists.items()
-            if entry[2]
-        ),
-        key=lambda item: item["list_id"],
+    figures = {ch: _figures(v) for ch, v in totals.items() if v}
+    present = set(figures)
+    for channel, timeline in state.subscriptions.items():
+        if timeline:
+            present.add(channel)
+    registration = (
+        {k: v[2] for k, v in state.registration.items()} if state.registration else _NO_FIELDS
+    )
+    lists = (
+        sorted(
+            (
+                {"list_id": list_id, "name": entry[3] if entry[3] is not None else list_id}
+                for list_id, entry in state.lists.items()
+                if entry[2]
+            ),
+            key=lambda item: item["list_id"],
+        )
+        if state.lists
+        else []
     )
     if not present and not lists and all(v is None for v in registration.values()):
         return None
@@ -91,38 +166,34 @@ def build_snapshot(
     channels: dict[str, Any] = {}
     dispatched_by_channel: dict[str, int] = {}
     delivered_total = engaged_total = 0
-    zero = (0,) * len(FIGURES)
+    subscriptions = state.subscriptions
+    cache = cfg.channel_entries
     for channel in _channel_order(present, cfg):
-        counts = figures.get(channel, zero)
-        tracked = cfg.tracks(channel)
-        dispatched, delivered = counts[DISPATCHED], counts[DELIVERED]
-        engagement = percent(counts[ENGAGED], delivered)
-        delivered_total += delivered
-        engaged_total += counts[ENGAGED]
-        dispatched_by_channel[channel] = dispatched
-        entry: dict[str, Any] = {"status": status(state.subscriptions.get(channel))}
-        entry.update(zip(FIGURES[:6], counts[:6], strict=True))
-        entry["rates"] = {
-            "delivery": as_number(_rate(delivered, dispatched, "delivery", tracked)),
-            "open": as_number(_rate(counts[OPENED], delivered, "open", tracked)),
-            "click": as_number(_rate(counts[CLICKED], delivered, "click", tracked)),
-            "response": as_number(_rate(counts[REPLIED], delivered, "response", tracked)),
-        }
-        entry["engagement"] = {"rate": as_number(engagement), "tier": tier_of(engagement)}
+        counts = figures.get(channel, _ZERO)
+        key = (channel, status(subscriptions.get(channel)), counts)
+        entry = cache.get(key)
+        if entry is None:
+            entry = _channel_entry(key[1], counts, cfg.tracked_flags(channel))
+            if len(cache) >= CHANNEL_ENTRY_CACHE:
+                cache.clear()
+            cache[key] = entry
         channels[channel] = entry
+        delivered_total += counts[2]
+        engaged_total += counts[6]
+        dispatched_by_channel[channel] = counts[0]
     overall = percent(engaged_total, delivered_total)
     created_at = registration.get("created_at")
     since = created_at if created_at is not None else state.first_seen
     return {
         "org_id": org_id,
         "contact_id": contact_id,
-        "as_of": iso(now_us),
+        "as_of": _iso_now(now_us),
         "window_days": cfg.window_days,
         "registration": {
             "name": registration.get("name"),
             "phone": registration.get("phone"),
             "email": registration.get("email"),
-            "contact_since": None if since is None else iso(since),
+            "contact_since": None if since is None else _iso_cached(since),
             "origin": registration.get("origin"),
         },
         "lists": lists,

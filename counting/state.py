@@ -30,6 +30,9 @@ class MessageRecord:
     # time (µs) of its interactions (a delete removes pending entries dated before it).
     pending_since: int = 0
     first_event_at: int = 0
+    # The message id as the codec writes it, kept once known: a contact is encoded at every
+    # checkpoint that touches it, and its ids never change. Not part of the state's meaning.
+    id_bytes: bytes = field(default=b"", compare=False, repr=False)
 
 
 # Subscription timeline entry kinds; at equal timestamps an unsubscribe sorts after a

@@ -40,6 +40,10 @@ def tier_changes(
     """
     before = before or {}
     after = after or {}
+    if before.keys() == after.keys() and all(
+        before[scope][0] == tier for scope, (tier, _) in after.items()
+    ):
+        return []  # the common case: rates moved, tiers did not
     scopes: list[Scope] = [None] if None in before or None in after else []
     scopes += sorted({s for s in (*before, *after) if s is not None})
     stamp = iso(to_us(changed_at))

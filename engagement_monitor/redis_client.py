@@ -10,20 +10,67 @@ from __future__ import annotations
 
 from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
+from redis.asyncio.connection import (
+    Connection,
+    ConnectionPool,
+    SSLConnection,
+    UnixDomainSocketConnection,
+    parse_url,
+)
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
+class _HiredisPacking:
+    """Commands packed by hiredis (C) instead of redis-py's asyncio packer (Python, ~0.6 µs an
+    argument): a checkpoint sends a few arguments per contact for thousands of contacts.
+
+    Same contract as redis-py's `pack_command`: a command name holding spaces ("SCRIPT LOAD")
+    is split into words; arguments are bytes, str, int or float.
+    """
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        name = args[0]
+        if isinstance(name, str):
+            args = (*name.encode().split(), *args[1:])
+        elif b" " in name:
+            args = (*name.split(), *args[1:])
+        return [hiredis.pack_command(args)]
+
+
+class HiredisConnection(_HiredisPacking, Connection):
+    pass
+
+
+class HiredisSSLConnection(_HiredisPacking, SSLConnection):
+    pass
+
+
+class HiredisUnixConnection(_HiredisPacking, UnixDomainSocketConnection):
+    pass
+
+
+_PACKING = {
+    Connection: HiredisConnection,
+    SSLConnection: HiredisSSLConnection,
+    UnixDomainSocketConnection: HiredisUnixConnection,
+}
+
+
 def connect(url: str, timeout_seconds: float, **options: Any) -> aioredis.Redis:
-    return aioredis.Redis.from_url(
-        url,
-        socket_timeout=timeout_seconds,
-        socket_connect_timeout=timeout_seconds,
-        health_check_interval=30,
-        retry=Retry(NoBackoff(), 1),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    settings: dict[str, Any] = {
+        "socket_timeout": timeout_seconds,
+        "socket_connect_timeout": timeout_seconds,
+        "health_check_interval": 30,
+        "retry": Retry(NoBackoff(), 1),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
         **options,
-    )
+        **parse_url(url),  # as Redis.from_url: what the URL says wins
+    }
+    plain = settings.get("connection_class", Connection)
+    settings["connection_class"] = _PACKING.get(plain, plain)
+    return aioredis.Redis(connection_pool=ConnectionPool(**settings))

@@ -22,44 +22,58 @@ from __future__ import annotations
 
 VERSION_FIELD = "__v"
 
-# Replace one contact's snapshot and segment memberships atomically, unless Redis already holds
-# a newer version (a late write from a worker that lost the partition in a rebalance). Redis's
-# own record of the old memberships decides what to remove, so a replay after a crash never
-# leaves a stale member. KEYS: snapshot, membership hash.
-# ARGV: version, snapshot JSON, then pairs (segment key, member).
-UPSERT_LUA = """
-local held = tonumber(redis.call('HGET', KEYS[2], '__v') or '-1')
-if held > tonumber(ARGV[1]) then return 0 end
-local keep = {}
-for i = 3, #ARGV, 2 do keep[ARGV[i]] = ARGV[i + 1] end
-local old = redis.call('HGETALL', KEYS[2])
-for i = 1, #old, 2 do
-  if old[i] ~= '__v' and keep[old[i]] ~= old[i + 1] then
-    redis.call('ZREM', old[i], old[i + 1])
+# Write many contacts of ONE org in one call (all keys share the org's hash tag, so the call stays
+# in one Redis Cluster slot): replace each one's snapshot and segment memberships atomically, or
+# remove it everywhere (deletion, SPEC §3), unless Redis already holds a newer version of it (a
+# late write from a worker that lost the partition in a rebalance). Redis's own record of the
+# old memberships decides what to remove, so a replay after a crash never leaves a stale member.
+# A removed contact's membership hash keeps only its version, for a day, so a late older write
+# cannot resurrect it.
+#
+# KEYS: per contact, its snapshot key and its membership hash.
+# ARGV: per contact, in the same order: version, snapshot JSON (empty for a removal), the number
+#   of segments (-1 for a removal), then that many pairs (segment key, member).
+# Returns how many contacts were written (the others were older than what Redis holds).
+WRITE_CONTACTS_LUA = """
+local a = 1
+local written = 0
+for i = 1, #KEYS, 2 do
+  local snap, mem = KEYS[i], KEYS[i + 1]
+  local version = tonumber(ARGV[a])
+  local snapshot = ARGV[a + 1]
+  local n = tonumber(ARGV[a + 2])
+  local first = a + 3
+  local last = first + 2 * math.max(n, 0) - 1
+  a = last + 1
+  local held = tonumber(redis.call('HGET', mem, '__v') or '-1')
+  if held <= version then
+    local old = redis.call('HGETALL', mem)
+    local keep = {}
+    for j = first, last, 2 do keep[ARGV[j]] = ARGV[j + 1] end
+    local had = {}
+    for j = 1, #old, 2 do
+      if old[j] ~= '__v' then
+        had[old[j]] = old[j + 1]
+        if keep[old[j]] ~= old[j + 1] then redis.call('ZREM', old[j], old[j + 1]) end
+      end
+    end
+    redis.call('DEL', mem)
+    if n < 0 then
+      redis.call('DEL', snap)
+      redis.call('HSET', mem, '__v', version)
+      redis.call('EXPIRE', mem, 86400)
+    else
+      local fields = {'__v', version}
+      for j = first, last, 2 do
+        if had[ARGV[j]] ~= ARGV[j + 1] then redis.call('ZADD', ARGV[j], 0, ARGV[j + 1]) end
+        fields[#fields + 1] = ARGV[j]
+        fields[#fields + 1] = ARGV[j + 1]
+      end
+      redis.call('HSET', mem, unpack(fields))
+      redis.call('SET', snap, snapshot)
+    end
+    written = written + 1
   end
 end
-redis.call('DEL', KEYS[2])
-for i = 3, #ARGV, 2 do
-  redis.call('ZADD', ARGV[i], 0, ARGV[i + 1])
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
-end
-redis.call('HSET', KEYS[2], '__v', ARGV[1])
-redis.call('SET', KEYS[1], ARGV[2])
-return 1
-"""
-
-# Remove a contact everywhere (deletion, SPEC §3), unless Redis holds a newer version. The
-# membership hash keeps only the version, for a day, so a late older write cannot resurrect it.
-# KEYS: snapshot, membership hash. ARGV: version.
-DELETE_LUA = """
-local held = tonumber(redis.call('HGET', KEYS[2], '__v') or '-1')
-if held > tonumber(ARGV[1]) then return 0 end
-local old = redis.call('HGETALL', KEYS[2])
-for i = 1, #old, 2 do
-  if old[i] ~= '__v' then redis.call('ZREM', old[i], old[i + 1]) end
-end
-redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('HSET', KEYS[2], '__v', ARGV[1])
-redis.call('EXPIRE', KEYS[2], 86400)
-return 1
+return written
 """

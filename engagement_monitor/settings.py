@@ -27,13 +27,16 @@ DEFAULT_CHANNEL_METRICS: dict[str, tuple[str, ...]] = {
 }
 
 
-# Steps of the ingest and of a landing where EM_CRASH_AT can kill the worker (tests only).
+# Steps of the ingest and of a checkpoint where EM_CRASH_AT can kill the worker (tests only;
+# the checkpoint's steps are described in agents/checkpoint.py).
 CRASH_POINTS: tuple[str, ...] = (
     "ingest-after-send",
     "ingest-after-commit",
-    "landing-after-outputs",
-    "landing-after-states",
-    "landing-before-ack",
+    "checkpoint-after-outputs",
+    "checkpoint-after-changelog",
+    "checkpoint-after-store",
+    "checkpoint-after-redis",
+    "checkpoint-before-ack",
 )
 
 
@@ -84,9 +87,18 @@ class Settings(BaseSettings):
     future_tolerance_seconds: int = Field(300, ge=0)
     default_timezone: str = "UTC"
     org_timezones: dict[str, str] = Field(default_factory=dict)
+    # Processes running the ingest stage beside the worker (0: inside the worker's event loop).
+    ingest_processes: int = Field(1, ge=0, le=16)
     batch_max_records: int = Field(8000, ge=1)  # input records per ingest fetch
-    batch_max_seconds: float = Field(0.1, gt=0)
-    batch_max_envelopes: int = Field(256, ge=1, le=4096)  # envelopes per landing
+    # The longest the ingest and the agent wait to fill a batch when traffic is light.
+    batch_max_seconds: float = Field(0.02, gt=0)
+    batch_max_envelopes: int = Field(256, ge=1, le=4096)  # envelopes per applied batch
+    # A checkpoint lands once this many entries are pending, once the oldest has waited this
+    # long, or at once when the agent has caught up with its envelopes (agents/checkpoint.py).
+    checkpoint_max_events: int = Field(50_000, ge=1)
+    checkpoint_max_seconds: float = Field(1.0, gt=0, le=60.0)
+    # Decoded contacts kept in memory between checkpoints (agents/contact_cache.py).
+    state_cache_contacts: int = Field(100_000, ge=0)
     envelope_max_bytes: int = Field(900_000, ge=65536, le=16_777_216)
     # How long a silent worker keeps its partitions (both consumer groups): after a kill -9,
     # its partitions move only once this has passed. Kafka's floor is 6 s.

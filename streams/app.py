@@ -14,7 +14,7 @@ import faust
 
 from engagement_monitor.settings import Settings
 from streams.contact_table import ContactTable
-from streams.faust_seams import WorkerApp, broker_urls, check_app, check_faust
+from streams.faust_seams import WorkerApp, broker_urls, check_app, check_faust, store_url
 from streams.quiet_monitor import QuietMonitor
 from streams.topics import ENVELOPE_TOPIC, OUTPUT_TOPICS, TopicNames
 
@@ -41,7 +41,7 @@ def create_app(settings: Settings) -> Streams:
     app = WorkerApp(
         settings.app_id,
         broker=broker_urls(settings.kafka_bootstrap),
-        store="rocksdb://" if settings.store == "rocksdb" else "memory://",
+        store=store_url(settings.store),
         datadir=str((settings.data_dir / "worker").resolve()),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,

@@ -17,7 +17,8 @@ The guard closes all four. It is a mixin of the consumer class itself (`GuardedC
 is an override of a consumer method, not a patch:
 
 * only records the agent marked as handled are acked; any other record's offset stays
-  uncommitted (1);
+  uncommitted (1). The stream acks a batch when it asks for the next one, usually before the
+  batch's checkpoint has landed: that ack is held, and counts once the record is marked;
 * every fetched record is delivered, however it compares with what was read before (2, 3):
   the agent is idempotent, so a record read twice changes nothing;
 * the committable offset is the end of the run of acked offsets that starts exactly at the
@@ -107,7 +108,8 @@ class _NeverRead(defaultdict[Any, Any]):
 
 @dataclass
 class GuardStats:
-    refused: int = 0  # acks refused: records a stream skipped without handing them over
+    refused: int = 0  # acks refused: records not (yet) handled when the stream acked them
+    deferred: int = 0  # of those, acks that counted once their checkpoint landed
     rewound: int = 0  # partitions sought back to a record that was never handled
     holes: int = 0  # offsets with no record (transaction markers) counted as done
 
@@ -143,6 +145,7 @@ class DeliveryGuard:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._guard_handled: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._guard_refused: weakref.WeakSet[Any] = weakref.WeakSet()
         self._guard_stalls: dict[tuple[Any, int], float] = {}
         self._guard_fetched_upto: dict[Any, int] = {}  # per partition: 1 + last offset fetched
         self._guard_last_handled = time.monotonic()
@@ -187,8 +190,22 @@ class DeliveryGuard:
 
     # ---------------------------------------------------------------- the agent's side
     def mark_handled(self, messages: Iterable[Any]) -> None:
-        """The agent has applied these records (a batch): their acks may now count."""
-        self._guard_handled.update(messages)
+        """The agent has landed these records (a checkpoint): their acks may now count.
+
+        A stream acks a batch as soon as it asks for the next one, which with checkpoints is
+        usually before the batch landed: such an ack was refused then, and counts now.
+        """
+        handled, refused = self._guard_handled, self._guard_refused
+        late = []
+        for message in messages:
+            handled.add(message)
+            if message in refused:
+                refused.discard(message)
+                late.append(message)
+        for message in late:
+            message.acked = False  # set by the refusal; Faust's ack tests it
+            super().ack(message)  # type: ignore[misc]
+        self.guard_stats.deferred += len(late)
         self._guard_last_handled = time.monotonic()
 
     def _guarded(self, topic: str) -> bool:
@@ -196,10 +213,12 @@ class DeliveryGuard:
         return bool(self.app.topics.acks_enabled_for(topic))
 
     def _refuse(self, message: Any) -> bool:
-        """Let Faust forget the record (shutdown waits for it) without committing its offset."""
+        """Let Faust forget the record (shutdown waits for it) without committing its offset,
+        until it is marked handled."""
         if message.acked:
             return False
         message.acked = True
+        self._guard_refused.add(message)
         self._unacked_messages.discard(message)
         waiting = self._waiting_for_ack
         if waiting is not None and not waiting.done():

@@ -4,9 +4,12 @@
   (`streams.delivery_guard`) mixed in. Faust takes it from a transport class, and a transport is
   found by the broker URL's scheme through the `faust.transports` entry point (registered in
   `pyproject.toml`): brokers are `emkafka://host:port`.
-* **The shutdown order** is `WorkerApp`, an `App` subclass: Faust stops the consumer (tables
-  closed, group left) before the agents, so the app waits for a batch that is landing first
-  (see `agents.landing`).
+* **The table's store** is a `streams.checkpoint_store` class, found by the store URL's scheme
+  through the `faust.stores` entry point: `emrocksdb://` or `emmemory://`.
+* **The rebalance and shutdown order** is `WorkerApp`, an `App` subclass: before Faust revokes
+  partitions, and before it stops the consumer (tables closed, group left, which it does before
+  the agents), the app lets the worker land what it holds in one last checkpoint
+  (`agents.checkpoint`), while it still owns every partition of it.
 * **`check_faust`**, run before the app is built (and `check_app` after), verifies that the
   installed faust-streaming is the pinned version, that the entry point resolves to this
   module, and that every internal name the guard and the app override or read exists, and
@@ -18,12 +21,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, Protocol
 
 import faust
+from faust import stores as faust_stores
 from faust.transport import by_url
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from streams.checkpoint_store import (
+    MEMORY_SCHEME,
+    ROCKSDB_SCHEME,
+    MemoryCheckpointStore,
+    RocksDBCheckpointStore,
+    check_store,
+)
 from streams.delivery_guard import CONSUMER_METHODS, CONSUMER_STATE, DeliveryGuard
 
 log = logging.getLogger("engagement_monitor.faust")
@@ -52,26 +63,62 @@ def broker_urls(bootstrap: str) -> list[str]:
     return [f"{TRANSPORT_SCHEME}://{server.strip()}" for server in bootstrap.split(",")]
 
 
-class WorkerApp(faust.App):
-    """`faust.App` that lets a landing batch finish before the consumer stops.
+class Landing(Protocol):
+    """What the app asks of the worker around a rebalance and at shutdown."""
 
-    A batch caught between its outputs and its states when Faust closes the tables and leaves
-    the group would write states after the next owner recovered them. The agent starts no new
-    batch once stopping, and the one in flight either drops its states (`still_owner`) or
-    finishes writing them while this waits.
+    async def before_revoke(self, revoked: set[Any]) -> None:
+        """Land what is pending while every partition is still owned; forget the revoked."""
+        ...
+
+    async def before_stop(self) -> None:
+        """Land what is pending (a last checkpoint) before the consumer stops."""
+        ...
+
+
+class WorkerApp(faust.App):
+    """`faust.App` that lets the worker land its pending checkpoint before Faust revokes
+    partitions or stops the consumer.
+
+    Faust closes the tables and leaves the group before it stops the agents, and a revocation
+    hands partitions to another worker that recovers them from the changelog: a checkpoint
+    written after either would land behind the next owner's writes. So the worker lands what it
+    holds first (`Landing`), and a checkpoint that finds its partitions gone writes no state.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.landing_idle = asyncio.Event()
-        self.landing_idle.set()
+        self.landing: Landing | None = None  # set by the worker (agents.engagement)
+
+    async def _on_partitions_revoked(self, revoked: set[Any]) -> None:
+        if self.landing is not None and not self.should_stop:
+            try:
+                await asyncio.wait_for(
+                    self.landing.before_revoke(revoked), timeout=LANDING_GRACE_SECONDS
+                )
+            except TimeoutError:
+                log.warning(
+                    "rebalance: pending checkpoint not landed after %.0f s; its records will be "
+                    "read again",
+                    LANDING_GRACE_SECONDS,
+                )
+        await super()._on_partitions_revoked(revoked)
 
     async def _stop_consumer(self) -> None:
-        try:
-            await asyncio.wait_for(self.landing_idle.wait(), timeout=LANDING_GRACE_SECONDS)
-        except TimeoutError:
-            log.warning("stopping with a batch still landing after %.0f s", LANDING_GRACE_SECONDS)
+        if self.landing is not None:
+            try:
+                await asyncio.wait_for(self.landing.before_stop(), timeout=LANDING_GRACE_SECONDS)
+            except TimeoutError:
+                log.warning(
+                    "stopping with a checkpoint not landed after %.0f s; its records will be "
+                    "read again",
+                    LANDING_GRACE_SECONDS,
+                )
         await super()._stop_consumer()
+
+
+def store_url(store: str) -> str:
+    """The table store URL for `EM_STORE` (`rocksdb` or `memory`): a checkpoint store."""
+    return f"{ROCKSDB_SCHEME if store == 'rocksdb' else MEMORY_SCHEME}://"
 
 
 def check_faust() -> None:
@@ -100,13 +147,28 @@ def check_faust() -> None:
     for name in CONSUMER_METHODS:
         if not callable(getattr(base, name, None)):
             raise FaustSeamError(f"faust's aiokafka Consumer has no method {name}")
-    if not callable(getattr(faust.App, "_stop_consumer", None)):
-        raise FaustSeamError("faust.App has no _stop_consumer (WorkerApp's shutdown order)")
+    for method in ("_stop_consumer", "_on_partitions_revoked"):
+        if not callable(getattr(faust.App, method, None)):
+            raise FaustSeamError(f"faust.App has no {method} (WorkerApp's landing order)")
+    for scheme, expected in (
+        (ROCKSDB_SCHEME, RocksDBCheckpointStore),
+        (MEMORY_SCHEME, MemoryCheckpointStore),
+    ):
+        try:
+            found = faust_stores.by_url(f"{scheme}://")
+        except Exception as exc:
+            raise FaustSeamError(
+                f"no Faust store '{scheme}': the 'faust.stores' entry point of this package is "
+                "not installed (pip install -e .)"
+            ) from exc
+        if found is not expected:
+            raise FaustSeamError(f"Faust store '{scheme}' is {found!r}, not {expected!r}")
 
 
 def check_app(app: Any) -> None:
-    """The built app's consumer is guarded and has the state the guard reads (no connection is
-    made: Faust's consumer connects when it starts)."""
+    """The built app's consumer is guarded and has the state the guard reads, and its tables'
+    stores take checkpoints (no connection is made, no database opened: Faust does both when
+    it starts)."""
     consumer = app.consumer
     if not isinstance(consumer, GuardedConsumer):
         raise FaustSeamError(
@@ -116,3 +178,7 @@ def check_app(app: Any) -> None:
     for name in CONSUMER_STATE:
         if not hasattr(consumer, name):
             raise FaustSeamError(f"faust's Consumer has no attribute {name}")
+    for table in app.tables.values():
+        missing = check_store(table.data)
+        if missing:
+            raise FaustSeamError(f"table {table.name}: its store has no {', '.join(missing)}")

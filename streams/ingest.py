@@ -27,6 +27,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -35,6 +36,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 from mode import Service
 
+from streams.dead_letters import dead_letter_headers
 from streams.envelope import KIND_RECORD, EnvelopeWriter
 from streams.partitioning import contact_partition
 
@@ -142,9 +144,7 @@ class Ingest(Service):
         max_record_bytes: int,
         max_envelope_bytes: int,
         session_timeout_seconds: float = 60.0,
-        dead_letter: Callable[
-            [ConsumerRecord[bytes, bytes]], tuple[str, bytes | None, bytes, Headers]
-        ],
+        dead_letter_topic: str,
         crash: Callable[[str], None] = lambda _point: None,
         **kwargs: Any,
     ) -> None:
@@ -159,7 +159,7 @@ class Ingest(Service):
         self.max_record_bytes = max_record_bytes
         self.max_envelope_bytes = max_envelope_bytes
         self.session_timeout_ms = int(session_timeout_seconds * 1000)
-        self.dead_letter = dead_letter
+        self.dead_letter_topic = dead_letter_topic
         self.crash_point = crash
         self.stats = IngestStats()
         self.consumer: AIOKafkaConsumer | None = None
@@ -241,9 +241,23 @@ class Ingest(Service):
             sent.append(
                 await self.producer.send(self.envelope_topic, envelope, partition=partition)
             )
+        now = datetime.now(UTC)
         for record in routed.oversize:
-            topic, key, value, headers = self.dead_letter(record)
-            sent.append(await self.producer.send(topic, value, key=key, headers=headers))
+            value = record.value or b""
+            headers = dead_letter_headers(
+                record.topic,
+                record.partition,
+                record.offset,
+                list(record.headers or ()),
+                f"oversize: {len(value)} bytes > {self.max_record_bytes}",
+                "oversize",
+                now,
+            )
+            sent.append(
+                await self.producer.send(
+                    self.dead_letter_topic, value, key=record.key, headers=headers
+                )
+            )
         await asyncio.gather(*sent)
         self.crash_point("ingest-after-send")
         try:

@@ -1,14 +1,29 @@
-"""The batch path of the worker (`agents.processor`), with no Kafka, Faust or Redis.
+"""The worker's logic (`agents.processor`), with no Kafka, Faust or Redis.
 
-A dict stands in for the table, a fixed clock for time, and records are raw bytes exactly as a
-producer would write them, so routing, parsing, dead letters, re-keying, the per-contact write
-and the outputs are all checked together.
+The processor folds the entries of each envelope into decoded contacts it caches, then says at a
+checkpoint what changed: per dirty contact the table value, the Redis write and the next expiry,
+plus the records to publish. Here a dict stands in for the table (the processor reads it through
+its `load` callable, which counts the reads), a fixed clock for time, and records are raw bytes
+exactly as a producer would write them. The helpers play the other stages:
+
+- `feed` is the ingest: it routes each record to the partition that owns its contact
+  (`streams.ingest.route`), frames one envelope per partition and hands its decoded entries to
+  `apply`, as the agent does; `deliver` does the same for an envelope the processor published
+  itself (a forwarded entry, expiry ticks);
+- `Table.land` is a landed checkpoint: it applies the batch's changes to the dict (value None
+  deletes the entry). `run` = feed, checkpoint, land: what one batch used to be;
+- a worker restart, or a new owner of a partition, is a new processor over the same dict: its
+  cache is empty, so it reads what was landed.
+
+So routing, parsing, dead letters, forwarding, the per-contact write, the cache and the outputs
+are all checked together.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,25 +31,29 @@ import orjson
 import pytest
 
 from agents.processor import (
+    CheckpointBatch,
+    ContactChange,
+    EngagementProcessor,
+    Outbound,
+    SnapshotWrite,
+)
+from agents.redis_sink import segment_members
+from agents.stored import StoredContact, peek, unpack
+from counting import CountingConfig
+from engagement_monitor.keyspace import record_key as contact_key
+from engagement_monitor.keyspace import state_key
+from models.outputs import DispatchStatus, TierChange
+from streams import envelope
+from streams.dead_letters import (
     H_CODE,
     H_REASON,
     H_RECEIVED_AT,
     H_SOURCE_OFFSET,
     H_SOURCE_PARTITION,
     H_SOURCE_TOPIC,
-    BatchOutput,
-    EngagementProcessor,
-    Inbound,
-    Outbound,
-    RedisOp,
 )
-from agents.stored import StoredContact, unpack
-from counting import CountingConfig
-from engagement_monitor.keyspace import record_key as contact_key
-from engagement_monitor.keyspace import state_key
-from models.outputs import DispatchStatus, TierChange
-from streams import envelope
-from streams.envelope import KIND_FORWARDED, KIND_TICK
+from streams.envelope import KIND_FORWARDED, KIND_RECORD, KIND_TICK, Entry
+from streams.ingest import route
 from streams.partitioning import partition_for
 from streams.topics import ENVELOPE_TOPIC, TopicNames
 
@@ -47,30 +66,30 @@ ORG = "org-1"
 CFG = CountingConfig()
 DAY_S = 86_400
 
-Ref = tuple[str, int, int]  # (topic, partition, offset) of the record, as the "event"
-
 
 # --------------------------------------------------------------------------- fakes
-class FakeStore:
-    """The table as the processor sees it, recording every call."""
+class Table:
+    """The contact table: what the processor loads, and where a landed checkpoint writes."""
 
     def __init__(self) -> None:
         self.data: dict[bytes, bytes] = {}
-        self.gets: list[bytes] = []
-        self.puts: list[tuple[bytes, Any]] = []
-        self.deletes: list[tuple[bytes, Any]] = []
+        self.loads: list[tuple[int, bytes]] = []  # (partition, key) of every read
 
-    def get(self, key: bytes) -> bytes | None:
-        self.gets.append(key)
+    def load(self, partition: int, key: bytes) -> bytes | None:
+        self.loads.append((partition, key))
         return self.data.get(key)
 
-    def put(self, key: bytes, value: bytes, ref: Any) -> None:
-        self.puts.append((key, ref))
-        self.data[key] = value
+    def land(self, batch: CheckpointBatch) -> CheckpointBatch:
+        """Write the checkpoint's changes, as `agents.checkpoint` does (steps 3 and 4)."""
+        for change in batch.changes:
+            if change.value is None:
+                self.data.pop(change.key, None)
+            else:
+                self.data[change.key] = change.value
+        return batch
 
-    def delete(self, key: bytes, ref: Any) -> None:
-        self.deletes.append((key, ref))
-        self.data.pop(key, None)
+    def loaded(self) -> Counter[bytes]:
+        return Counter(key for _, key in self.loads)
 
     def stored(self, key: bytes) -> StoredContact:
         return unpack(self.data[key], CFG)
@@ -87,9 +106,14 @@ class Clock:
         self.now += timedelta(**delta)
 
 
+def make(table: Table, clock: Clock, **kw: Any) -> EngagementProcessor:
+    """A processor over `table`: a second one over the same table is a restart or a new owner."""
+    return EngagementProcessor(CFG, PARTITIONS, NAMES, table.load, clock=clock, **kw)
+
+
 @pytest.fixture
-def store() -> FakeStore:
-    return FakeStore()
+def table() -> Table:
+    return Table()
 
 
 @pytest.fixture
@@ -98,8 +122,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def proc(store: FakeStore, clock: Clock) -> EngagementProcessor:
-    return EngagementProcessor(CFG, PARTITIONS, store, NAMES, clock=clock)
+def proc(table: Table, clock: Clock) -> EngagementProcessor:
+    return make(table, clock)
 
 
 # ------------------------------------------------------------------------- records
@@ -153,12 +177,10 @@ def rec(
     partition: int | None = None,
     offset: int | None = None,
     headers: list[tuple[str, bytes]] | None = None,
-    home: int | None = None,
-) -> Inbound:
-    """An envelope entry of an input record (short topic name given, full name kept, as read).
+) -> Entry:
+    """The envelope entry of an input record (short topic name given, full name kept, as read).
 
-    By default keyed canonically, read from the contact's own partition, and in an envelope
-    of that partition (`home`), where the ingest routes it.
+    By default keyed canonically and read from the contact's own partition.
     """
     raw = value if isinstance(value, bytes) else orjson.dumps(value)
     if isinstance(value, dict):
@@ -169,22 +191,47 @@ def rec(
         key = None if key is _UNSET else key
     assert partition is not None
     offset = next(_offsets) if offset is None else offset
-    home = partition if home is None else home
     full = topic if topic.startswith(NAMES.prefix) else NAMES.full(topic)
-    return Inbound(
-        full, key, raw, partition, offset, list(headers or []), home, (full, partition, offset)
+    return Entry(KIND_RECORD, full, partition, offset, key, raw, list(headers or []))
+
+
+def feed(proc: EngagementProcessor, records: Iterable[Entry]) -> int:
+    """The ingest and the agent: one envelope per owning partition, framed and read back."""
+    by_home: dict[int, list[Entry]] = {}
+    for entry in records:
+        by_home.setdefault(route(entry.value, entry.partition, PARTITIONS), []).append(entry)
+    return sum(
+        proc.apply(envelope.decode(envelope.encode(entries)), partition)
+        for partition, entries in by_home.items()
     )
 
 
-def from_outbound(item: Outbound, offset: int | None = None) -> list[Inbound]:
-    """What the agent reads back when it consumes an envelope the processor published."""
+def deliver(proc: EngagementProcessor, item: Outbound) -> int:
+    """What the agent does with an envelope the processor published (on its own partition)."""
     assert item.partition is not None and item.topic == ENVELOPE_TOPIC
-    offset = next(_offsets) if offset is None else offset
-    ref = (item.topic, item.partition, offset)
-    return [Inbound.of(entry, item.partition, ref) for entry in envelope.decode(item.value)]
+    return proc.apply(envelope.decode(item.value), item.partition)
 
 
-def engaged_message(contact: str, mid: str, at: datetime) -> list[Inbound]:
+def land(proc: EngagementProcessor, table: Table, batch: CheckpointBatch) -> CheckpointBatch:
+    """Land a checkpoint as the worker does: the table written, then the processor told."""
+    table.land(batch)
+    proc.landed(batch)
+    return batch
+
+
+def run(proc: EngagementProcessor, table: Table, records: Iterable[Entry]) -> CheckpointBatch:
+    """Feed the records, then a checkpoint, landed."""
+    feed(proc, records)
+    return land(proc, table, proc.checkpoint())
+
+
+def tick(proc: EngagementProcessor, table: Table, key: bytes) -> CheckpointBatch:
+    """The expiry sweep's tick for `key`, applied by its owner, then a checkpoint, landed."""
+    deliver(proc, only(proc.ticks([key])))
+    return land(proc, table, proc.checkpoint())
+
+
+def engaged_message(contact: str, mid: str, at: datetime) -> list[Entry]:
     """A keyed e-mail dispatch, its delivery and an open."""
     return [
         rec("dispatch", dispatch(contact, mid, at)),
@@ -193,38 +240,76 @@ def engaged_message(contact: str, mid: str, at: datetime) -> list[Inbound]:
     ]
 
 
+def again(records: Sequence[Entry]) -> list[Entry]:
+    """The same records sent again by their producer (a retry): new offsets, same bytes."""
+    return [rec(r.topic, r.value, key=r.key, partition=r.partition) for r in records]
+
+
 def only(items: list[Outbound]) -> Outbound:
     assert len(items) == 1, items
     return items[0]
 
 
 # ------------------------------------------------------------------------- reading
-def only_op(out: BatchOutput) -> RedisOp:
-    assert len(out.redis) == 1, out.redis
-    return out.redis[0]
+def only_change(batch: CheckpointBatch) -> ContactChange:
+    assert len(batch.changes) == 1, batch.changes
+    return batch.changes[0]
 
 
-def snapshot(op: RedisOp) -> dict[str, Any]:
-    assert op.snapshot is not None
-    snap: dict[str, Any] = orjson.loads(op.snapshot)
+def only_write(batch: CheckpointBatch) -> SnapshotWrite:
+    return only_change(batch).redis
+
+
+def write_of(batch: CheckpointBatch, contact: str, org: str = ORG) -> SnapshotWrite:
+    (change,) = [c for c in batch.changes if c.key == key_of(contact, org)]
+    return change.redis
+
+
+def written(batch: CheckpointBatch) -> list[bytes]:
+    return [c.key for c in batch.changes if c.value is not None]
+
+
+def removed(batch: CheckpointBatch) -> list[bytes]:
+    return [c.key for c in batch.changes if c.value is None]
+
+
+def dues(batch: CheckpointBatch) -> dict[bytes, int | None]:
+    return {c.key: c.due for c in batch.changes}
+
+
+def snapshot(write: SnapshotWrite) -> dict[str, Any]:
+    assert write.snapshot is not None
+    snap: dict[str, Any] = orjson.loads(write.snapshot)
     return snap
 
 
-def published(out: BatchOutput, topic: str) -> list[Outbound]:
-    return [item for item in out.publish if item.topic == topic]
+def published(batch: CheckpointBatch, topic: str) -> list[Outbound]:
+    return [item for item in batch.outputs if item.topic == topic]
 
 
-def tier_records(out: BatchOutput) -> list[dict[str, Any]]:
-    records = [orjson.loads(item.value) for item in published(out, "tier-changes")]
+def tier_records(batch: CheckpointBatch) -> list[dict[str, Any]]:
+    records = [orjson.loads(item.value) for item in published(batch, "tier-changes")]
     for record in records:
         TierChange.model_validate(record)  # the published shape is the documented one
     return records
+
+
+def tier_moves(batch: CheckpointBatch) -> set[tuple[str | None, str | None, str | None, str]]:
+    return {(c["channel"], c["previous_tier"], c["tier"], c["cause"]) for c in tier_records(batch)}
 
 
 def figures(snap: dict[str, Any], channel: str) -> tuple[int, ...]:
     ch = snap["channels"][channel]
     names = ("dispatched", "sending_errors", "delivered", "opened", "clicked", "replied")
     return tuple(ch[name] for name in names)
+
+
+def table_figures(
+    proc: EngagementProcessor, table: Table, contact: str, channel: str = "email"
+) -> tuple[int, ...]:
+    """The figures of what the table holds for a contact (as a Redis rebuild would show)."""
+    key = key_of(contact)
+    return figures(snapshot(proc.snapshot_of(key, table.stored(key), proc.clock())), channel)
 
 
 def headers_dict(headers: list[tuple[str, bytes]]) -> dict[str, bytes]:
@@ -235,24 +320,27 @@ def headers_dict(headers: list[tuple[str, bytes]]) -> dict[str, bytes]:
 
 # ============================================================================ tests
 def test_keyed_messages_on_their_partition_give_one_write_one_snapshot_and_the_due_time(
-    proc: EngagementProcessor, store: FakeStore
+    proc: EngagementProcessor, table: Table
 ) -> None:
     sent = ago(days=2)
-    batch = engaged_message("c1", "m1", sent)
+    records = engaged_message("c1", "m1", sent)
     key = key_of("c1")
 
-    out = proc.process(batch)
+    out = run(proc, table, records)
 
-    assert [k for k, _ in store.puts] == [key]
-    assert store.puts[0][1][1] == home("c1")  # written in the context of a record it owns
-    assert store.deletes == []
-    stored = store.stored(key)
+    change = only_change(out)
+    assert change.key == key and change.value is not None
+    assert change.partition == home("c1")  # its changelog record goes to the owning partition
+    assert table.loads == [(home("c1"), key)]  # read once, from the partition that owns it
+    stored = table.stored(key)
     assert stored.version == NOW_MS  # the write's time in ms: versions outlive a dropped entry
     assert stored.published == {None: ("very_high", 100.0), "email": ("very_high", 100.0)}
+    due = int(sent.timestamp()) + 90 * DAY_S + 1
+    assert peek(change.value, CFG) == (NOW_MS, due)  # the header alone tells both
 
-    op = only_op(out)
-    assert (op.org_id, op.contact_id, op.version) == (ORG, "c1", NOW_MS)
-    snap = snapshot(op)
+    write = change.redis
+    assert (write.org_id, write.contact_id, write.version) == (ORG, "c1", NOW_MS)
+    snap = snapshot(write)
     assert snap["org_id"] == ORG and snap["contact_id"] == "c1"
     assert snap["as_of"] == NOW_ISO
     assert snap["window_days"] == 90
@@ -263,24 +351,26 @@ def test_keyed_messages_on_their_partition_give_one_write_one_snapshot_and_the_d
     assert email["engagement"] == {"rate": 100.0, "tier": "very_high"}
     assert snap["dispatched"] == {"total": 1, "by_channel": {"email": 1}}
     assert snap["engagement"] == {"rate": 100.0, "tier": "very_high"}
-    assert sorted(op.segments) == [
+    assert write.tiers == {None: ("very_high", 100.0), "email": ("very_high", 100.0)}
+    assert sorted(segment_members(write.org_id, write.contact_id, write.tiers)) == [
         ("em:v2:{org-1}:seg:all:very_high", "00000|c1"),
         ("em:v2:{org-1}:seg:email:very_high", "00000|c1"),
     ]
 
     # the dispatch leaves the window one microsecond after sent + 90 days
-    assert out.due == {key: int(sent.timestamp()) + 90 * DAY_S + 1}
+    assert dues(out) == {key: due}
+    assert out.entries == 3
     assert out.records_by_topic == Counter({"dispatch": 1, "delivery": 1, "open": 1})
     assert out.outcomes == Counter({"applied": 3})
     assert out.dead_by_code == Counter()
     assert out.forwarded == 0
-    assert {item.topic for item in out.publish} == {"tier-changes"}
+    assert {item.topic for item in out.outputs} == {"tier-changes"}
 
 
-def test_many_records_of_one_contact_are_written_once(
-    proc: EngagementProcessor, store: FakeStore
+def test_many_records_of_one_contact_in_many_envelopes_are_written_once_per_checkpoint(
+    proc: EngagementProcessor, table: Table
 ) -> None:
-    batch = [
+    records = [
         *engaged_message("c1", "m1", ago(days=3)),
         *engaged_message("c2", "m1", ago(days=3)),
         *engaged_message("c1", "m2", ago(days=2)),
@@ -288,21 +378,26 @@ def test_many_records_of_one_contact_are_written_once(
         rec("contact", body("c1", ago(days=1), type="upsert", name="Ana")),
     ]
 
-    out = proc.process(batch)
+    # Writes are per checkpoint, not per envelope: one envelope per record, one checkpoint.
+    for record in records:
+        feed(proc, [record])
+    out = land(proc, table, proc.checkpoint())
 
-    puts = Counter(k for k, _ in store.puts)
-    assert puts == Counter({key_of("c1"): 1, key_of("c2"): 1})
-    assert Counter(store.gets) == Counter({key_of("c1"): 1, key_of("c2"): 1})
-    assert sorted(op.contact_id for op in out.redis) == ["c1", "c2"]
-    c1 = snapshot(next(op for op in out.redis if op.contact_id == "c1"))
+    assert Counter(c.key for c in out.changes) == Counter({key_of("c1"): 1, key_of("c2"): 1})
+    assert table.loaded() == Counter({key_of("c1"): 1, key_of("c2"): 1})
+    assert sorted(c.redis.contact_id for c in out.changes) == ["c1", "c2"]
+    c1 = snapshot(write_of(out, "c1"))
     assert figures(c1, "email") == (3, 0, 2, 2, 0, 0)
     assert c1["registration"]["name"] == "Ana"
     assert c1["engagement"] == {"rate": 100.0, "tier": "very_high"}
     assert out.outcomes == Counter({"applied": 11})
+    assert out.entries == 11
+    # one tier change per scope and contact, however many envelopes moved it
+    assert out.tier_changes == Counter({"event": 4})
 
 
 def test_an_entry_in_another_partitions_envelope_is_forwarded_to_its_owner(
-    proc: EngagementProcessor, store: FakeStore
+    proc: EngagementProcessor, table: Table
 ) -> None:
     value = dispatch("c1", "m1", ago(days=1))
     record = rec(
@@ -312,16 +407,17 @@ def test_an_entry_in_another_partitions_envelope_is_forwarded_to_its_owner(
         partition=5,
         offset=17,
         headers=[("traceparent", b"00-abc")],
-        home=foreign("c1"),
     )
 
-    out = proc.process([record])
+    proc.apply([record], foreign("c1"))
+    out = land(proc, table, proc.checkpoint())
 
-    assert store.puts == [] and store.deletes == [] and store.gets == []
-    assert out.redis == [] and out.due == {}
+    assert out.changes == [] and table.loads == [] and table.data == {}
+    assert len(proc.cache) == 0  # nothing of the contact is held here
     assert out.forwarded == 1
+    assert out.entries == 1
     assert out.records_by_topic == Counter({"dispatch": 1})
-    (item,) = out.publish
+    (item,) = out.outputs
     assert item.topic == ENVELOPE_TOPIC == "internal.envelopes"
     assert item.partition == home("c1") and item.key is None
     (entry,) = envelope.decode(item.value)
@@ -339,43 +435,44 @@ def test_an_entry_in_another_partitions_envelope_is_forwarded_to_its_owner(
     )
 
     # The owner of the contact reads it from its own envelope partition and applies it.
-    back = proc.process(from_outbound(item))
+    deliver(proc, item)
+    back = land(proc, table, proc.checkpoint())
 
-    assert back.publish == []  # a dispatch alone gives no tier: nothing delivered yet
+    assert back.outputs == []  # a dispatch alone gives no tier: nothing delivered yet
     assert back.forwarded == 0
     assert back.records_by_topic == Counter({"dispatch": 1})
     assert back.outcomes == Counter({"applied": 1})
-    assert [k for k, _ in store.puts] == [key_of("c1")]
-    assert figures(snapshot(only_op(back)), "email") == (1, 0, 0, 0, 0, 0)
+    assert written(back) == [key_of("c1")]
+    assert figures(snapshot(only_write(back)), "email") == (1, 0, 0, 0, 0, 0)
 
 
 def test_keyless_and_foreign_keyed_records_need_no_hop_when_routed_by_their_ids(
-    proc: EngagementProcessor, store: FakeStore
+    proc: EngagementProcessor, table: Table
 ) -> None:
     # The ingest routes by the ids in the value, so whatever the producer's key or the
     # partition it wrote to, the entry arrives in its owner's envelope and is applied at once.
     keyless = rec("dispatch", dispatch("c1", "m1", ago(days=1)), key=None, partition=3)
     foreign_key = rec("dispatch", dispatch("c2", "m1", ago(days=1)), key=b"by-message", partition=6)
-    keyless.home, foreign_key.home = home("c1"), home("c2")
+    assert route(keyless.value, 3, PARTITIONS) == home("c1")
+    assert route(foreign_key.value, 6, PARTITIONS) == home("c2")
 
-    out = proc.process([keyless, foreign_key])
+    out = run(proc, table, [keyless, foreign_key])
 
     assert out.forwarded == 0 and published(out, ENVELOPE_TOPIC) == []
-    assert sorted(k for k, _ in store.puts) == sorted([key_of("c1"), key_of("c2")])
+    assert sorted(written(out)) == sorted([key_of("c1"), key_of("c2")])
 
 
 def test_a_forwarded_entry_on_a_foreign_partition_is_dead_lettered_not_forwarded_again(
-    proc: EngagementProcessor, store: FakeStore
+    proc: EngagementProcessor, table: Table
 ) -> None:
     value = orjson.dumps(dispatch("c1", "m1", ago(days=1)))
-    record = Inbound(
-        "engagement.dispatch", key_of("c1"), value, 3, 99, [], foreign("c1"), None, KIND_FORWARDED
-    )
+    entry = Entry(KIND_FORWARDED, "engagement.dispatch", 3, 99, key_of("c1"), value, [])
 
-    out = proc.process([record])
+    proc.apply([entry], foreign("c1"))
+    out = land(proc, table, proc.checkpoint())
 
-    assert store.puts == [] and out.redis == []
-    (dead,) = out.publish
+    assert out.changes == [] and table.data == {}
+    (dead,) = out.outputs
     assert dead.topic == "dead-letters" and dead.value == value
     h = headers_dict(dead.headers)
     assert (h[H_SOURCE_TOPIC], h[H_SOURCE_PARTITION], h[H_SOURCE_OFFSET]) == (
@@ -385,6 +482,7 @@ def test_a_forwarded_entry_on_a_foreign_partition_is_dead_lettered_not_forwarded
     )
     assert h[H_CODE] == b"internal" and b"EM_PARTITIONS" in h[H_REASON]
     assert out.dead_by_code == Counter({"internal": 1})
+    assert out.forwarded == 0
 
 
 def _valid_dispatch(contact: str, **overrides: Any) -> dict[str, Any]:
@@ -439,21 +537,21 @@ MALFORMED: list[tuple[str, bytes, str, str]] = [
     [pytest.param(raw, code, part, id=name) for name, raw, code, part in MALFORMED],
 )
 def test_malformed_record_is_dead_lettered_unchanged_and_good_ones_still_count(
-    proc: EngagementProcessor, store: FakeStore, raw: bytes, code: str, reason_part: str
+    proc: EngagementProcessor, table: Table, raw: bytes, code: str, reason_part: str
 ) -> None:
-    bad = Inbound(
+    bad = Entry(
+        KIND_RECORD,
         "engagement.dispatch",
-        b"org-1:bad",
-        raw,
         3,
         42,
+        b"org-1:bad",
+        raw,
         [("traceparent", b"00-xyz"), (H_REASON, b"stale reason from an earlier hop")],
-        3,
     )
     good_before = rec("dispatch", dispatch("c1", "m1", ago(days=1)))
     good_after = rec("open", interaction("c1", "m1", ago(hours=20)))
 
-    out = proc.process([good_before, bad, good_after])
+    out = run(proc, table, [good_before, bad, good_after])
 
     dead = published(out, "dead-letters")
     assert len(dead) == 1
@@ -471,90 +569,125 @@ def test_malformed_record_is_dead_lettered_unchanged_and_good_ones_still_count(
     assert out.dead_by_code == Counter({code: 1})
     assert out.records_by_topic == Counter({"dispatch": 2, "open": 1})
 
-    assert [k for k, _ in store.puts] == [key_of("c1")]
-    assert figures(snapshot(only_op(out)), "email") == (1, 0, 1, 1, 0, 0)
+    assert written(out) == [key_of("c1")]
+    assert table.loaded() == Counter({key_of("c1"): 1})  # nothing read for the bad record
+    assert figures(snapshot(only_write(out)), "email") == (1, 0, 1, 1, 0, 0)
     assert out.outcomes == Counter({"applied": 2})
 
 
-def test_unknown_topic_is_dead_lettered(proc: EngagementProcessor, store: FakeStore) -> None:
+def test_unknown_topic_is_dead_lettered(proc: EngagementProcessor, table: Table) -> None:
     record = rec("bounce", dispatch("c1", "m1", ago(days=1)), offset=7)
 
-    out = proc.process([record])
+    out = run(proc, table, [record])
 
-    (letter,) = out.publish
+    (letter,) = out.outputs
     assert letter.topic == "dead-letters"
     assert headers_dict(letter.headers)[H_CODE] == b"unknown_topic"
-    assert store.puts == [] and out.redis == []
+    assert out.changes == [] and table.data == {}
 
 
 def test_dead_letter_of_a_forwarded_entry_names_its_original_source(
-    proc: EngagementProcessor,
+    proc: EngagementProcessor, table: Table, clock: Clock
 ) -> None:
     # An entry forwarded to its owner is parsed again there; should that fail (the clock
     # moved), the dead letter points at where the producer wrote it.
     future = dispatch("c1", "m1", NOW + timedelta(minutes=4))
-    first = proc.process([rec("dispatch", future, partition=2, offset=8, home=foreign("c1"))])
-    (forwarded,) = first.publish
+    proc.apply([rec("dispatch", future, partition=2, offset=8)], foreign("c1"))
+    first = land(proc, table, proc.checkpoint())
+    (forwarded,) = first.outputs
 
-    proc.clock = lambda: NOW - timedelta(minutes=5)
-    out = proc.process(from_outbound(forwarded))
+    clock.now = NOW - timedelta(minutes=5)
+    deliver(proc, forwarded)
+    out = land(proc, table, proc.checkpoint())
 
-    (letter,) = out.publish
+    (letter,) = out.outputs
     h = headers_dict(letter.headers)
     assert letter.topic == "dead-letters" and letter.value == orjson.dumps(future)
     assert h[H_SOURCE_TOPIC] == b"engagement.dispatch"
     assert h[H_SOURCE_PARTITION] == b"2"
     assert h[H_SOURCE_OFFSET] == b"8"
     assert h[H_CODE] == b"future_timestamp"
+    assert out.changes == []
 
 
-def test_duplicate_event_id_within_a_batch_changes_nothing(
-    proc: EngagementProcessor, store: FakeStore
+def test_duplicate_event_id_within_a_checkpoint_changes_nothing(
+    proc: EngagementProcessor, table: Table
 ) -> None:
-    batch = engaged_message("c1", "m1", ago(days=2))
+    records = engaged_message("c1", "m1", ago(days=2))
     second = rec("dispatch", dispatch("c1", "m2", ago(days=1)))
-    original = batch[2]
+    original = records[2]
     # the same open sent again (a producer retry), at another offset
-    repeat = rec("open", original.value, key=original.key, partition=original.partition)
+    (repeat,) = again([original])
     # an open of the other message under an id already seen: a duplicate by contract
     reused_id = rec(
         "open",
         interaction("c1", "m2", ago(hours=5), eid=orjson.loads(original.value)["event_id"]),
     )
 
-    out = proc.process([*batch, second, repeat, reused_id])
+    out = run(proc, table, [*records, second, repeat, reused_id])
 
-    snap = snapshot(only_op(out))
+    snap = snapshot(only_write(out))
     assert figures(snap, "email") == (2, 0, 1, 1, 0, 0)
     assert out.outcomes == Counter({"applied": 4, "duplicate": 2})
-    assert [k for k, _ in store.puts] == [key_of("c1")]
+    assert written(out) == [key_of("c1")]
 
 
-def test_duplicates_across_batches_change_no_figure_and_publish_no_change(
-    proc: EngagementProcessor, store: FakeStore
+def test_duplicates_across_checkpoints_change_no_figure_and_write_nothing(
+    proc: EngagementProcessor, table: Table, clock: Clock
 ) -> None:
-    batch = engaged_message("c1", "m1", ago(days=2))
-    first = proc.process(batch)
-    redelivered = [rec(r.topic, r.value, key=r.key, partition=r.partition) for r in batch]
+    records = engaged_message("c1", "m1", ago(days=2))
+    first = run(proc, table, records)
+    landed = dict(table.data)
+    clock.advance(seconds=1)
 
-    second = proc.process(redelivered)
+    second = run(proc, table, again(records))
 
-    before, after = snapshot(only_op(first)), snapshot(only_op(second))
-    assert after["channels"] == before["channels"]
-    assert after["engagement"] == before["engagement"]
+    # Was: a second write of the same figures with a bumped version. A contact only touched by
+    # duplicates is not dirty: nothing to write, nothing for Redis, no tier change.
     assert second.outcomes == Counter({"duplicate": 3})
-    assert tier_records(second) == []
-    assert only_op(second).version == NOW_MS + 1  # same clock: bumped to stay increasing
-    assert store.stored(key_of("c1")).version == NOW_MS + 1
+    assert second.changes == []
+    assert second.outputs == [] and tier_records(second) == []
+    assert table.data == landed
+    assert table.stored(key_of("c1")).version == only_write(first).version == NOW_MS
+
+    # Nor on a restarted worker, which reads the contact back from the table.
+    restarted = make(table, clock)
+    third = run(restarted, table, again(records))
+    assert third.outcomes == Counter({"duplicate": 3})
+    assert third.changes == [] and third.outputs == []
+    assert table.data == landed
+
+
+@pytest.mark.parametrize("outcome", ["duplicate", "too_old", "dropped_deleted"])
+def test_events_that_change_nothing_leave_the_contact_clean(
+    proc: EngagementProcessor, table: Table, outcome: str
+) -> None:
+    records = engaged_message("c1", "m1", ago(days=2))
+    if outcome == "dropped_deleted":
+        records.append(rec("contact", body("c1", ago(hours=1), type="delete")))
+    run(proc, table, records)
+    landed = dict(table.data)
+    noop = {
+        "duplicate": again(records[:1]),
+        "too_old": [rec("dispatch", dispatch("c1", "m0", ago(days=91)))],
+        "dropped_deleted": [rec("open", interaction("c1", "m1", ago(hours=2)))],
+    }[outcome]
+
+    out = run(proc, table, noop)
+
+    assert out.outcomes == Counter({outcome: 1})
+    assert out.changes == [] and out.outputs == []
+    assert proc.cache.dirty == {}
+    assert table.data == landed
 
 
 def test_tier_changes_are_published_for_a_change_and_not_for_a_replay(
-    proc: EngagementProcessor,
+    proc: EngagementProcessor, table: Table, clock: Clock
 ) -> None:
-    batch = engaged_message("c1", "m1", ago(days=2))
+    records = engaged_message("c1", "m1", ago(days=2))
 
-    first = proc.process(batch)
-    replay = proc.process(batch)
+    first = run(proc, table, records)
+    replay = run(proc, table, records)
 
     changes = tier_records(first)
     assert all(o.key == key_of("c1") for o in published(first, "tier-changes"))
@@ -584,28 +717,34 @@ def test_tier_changes_are_published_for_a_change_and_not_for_a_replay(
     assert published(replay, "tier-changes") == []
     assert replay.tier_changes == Counter()
 
+    # The published tiers are in the table value: a new owner does not publish them again.
+    new_owner = make(table, clock)
+    assert published(run(new_owner, table, records), "tier-changes") == []
+
 
 def test_rate_move_within_a_tier_is_no_change_but_crossing_a_boundary_is(
-    proc: EngagementProcessor,
+    proc: EngagementProcessor, table: Table
 ) -> None:
-    proc.process(engaged_message("c1", "m1", ago(days=3)))
+    run(proc, table, engaged_message("c1", "m1", ago(days=3)))
     # 4 of 5 delivered engaged = 80 %: still very_high
     for i in range(2, 5):
-        proc.process(engaged_message("c1", f"m{i}", ago(days=2)))
+        run(proc, table, engaged_message("c1", f"m{i}", ago(days=2)))
     quiet = [
         rec("dispatch", dispatch("c1", "m5", ago(days=1))),
         rec("delivery", interaction("c1", "m5", ago(hours=23))),
     ]
-    within = proc.process(quiet)
-    assert snapshot(only_op(within))["engagement"] == {"rate": 80.0, "tier": "very_high"}
+    within = run(proc, table, quiet)
+    assert snapshot(only_write(within))["engagement"] == {"rate": 80.0, "tier": "very_high"}
     assert published(within, "tier-changes") == []
 
     # 4 of 6 = 66.67 %: high
-    crossing = proc.process(
+    crossing = run(
+        proc,
+        table,
         [
             rec("dispatch", dispatch("c1", "m6", ago(days=1))),
             rec("delivery", interaction("c1", "m6", ago(hours=23))),
-        ]
+        ],
     )
     changes = tier_records(crossing)
     assert {(c["channel"], c["previous_tier"], c["tier"], c["rate"]) for c in changes} == {
@@ -614,26 +753,61 @@ def test_rate_move_within_a_tier_is_no_change_but_crossing_a_boundary_is(
     }
 
 
+def test_tiers_are_compared_with_those_published_at_the_previous_checkpoint(
+    proc: EngagementProcessor, table: Table
+) -> None:
+    run(proc, table, engaged_message("c1", "m1", ago(days=3)))  # 1 of 1: very_high
+
+    # Between two checkpoints the contact goes to high (1 of 2) and back (2 of 2): the tier
+    # published last is the tier at the checkpoint, so there is nothing to tell.
+    feed(proc, [rec("dispatch", dispatch("c1", "m2", ago(days=2)))])
+    feed(proc, [rec("delivery", interaction("c1", "m2", ago(days=2) + timedelta(minutes=1)))])
+    feed(proc, [rec("open", interaction("c1", "m2", ago(days=2) + timedelta(hours=1)))])
+    back = land(proc, table, proc.checkpoint())
+    assert snapshot(only_write(back))["engagement"]["tier"] == "very_high"
+    assert published(back, "tier-changes") == []
+
+    # very_high -> high (2 of 3) -> high (2 of 4) -> low (2 of 5) in one checkpoint: one move
+    # per scope, from the tier published before to the tier now.
+    for i in range(3, 6):
+        sent = ago(days=1, hours=i)
+        feed(proc, [rec("dispatch", dispatch("c1", f"m{i}", sent))])
+        feed(proc, [rec("delivery", interaction("c1", f"m{i}", sent + timedelta(minutes=1)))])
+    down = land(proc, table, proc.checkpoint())
+    assert tier_moves(down) == {
+        (None, "very_high", "low", "event"),
+        ("email", "very_high", "low", "event"),
+    }
+    assert table.stored(key_of("c1")).published == {None: ("low", 40.0), "email": ("low", 40.0)}
+
+
 def test_expiry_tick_after_the_window_takes_the_tier_away_with_cause_expiry(
-    proc: EngagementProcessor, store: FakeStore, clock: Clock
+    proc: EngagementProcessor, table: Table, clock: Clock
 ) -> None:
     key = key_of("c1")
-    first = proc.process(engaged_message("c1", "m1", ago(days=89)))
-    due = first.due[key]
+    first = run(proc, table, engaged_message("c1", "m1", ago(days=89)))
+    due = only_change(first).due
     assert due == int(ago(days=89).timestamp()) + 90 * DAY_S + 1
 
-    tick = only(proc.ticks([key]))
-    assert (tick.topic, tick.key, tick.partition) == (ENVELOPE_TOPIC, None, home("c1"))
-    (entry,) = envelope.decode(tick.value)
+    tick_envelope = only(proc.ticks([key]))
+    assert (tick_envelope.topic, tick_envelope.key, tick_envelope.partition) == (
+        ENVELOPE_TOPIC,
+        None,
+        home("c1"),
+    )
+    (entry,) = envelope.decode(tick_envelope.value)
     assert (entry.kind, entry.key, entry.value) == (KIND_TICK, key, b"")
 
-    # Before the message leaves the window a tick changes nothing.
-    early = proc.process(from_outbound(tick))
+    # Before the message leaves the window a tick changes nothing (but is written again).
+    deliver(proc, tick_envelope)
+    early = land(proc, table, proc.checkpoint())
     assert published(early, "tier-changes") == []
-    assert snapshot(only_op(early))["engagement"]["tier"] == "very_high"
+    assert snapshot(only_write(early))["engagement"]["tier"] == "very_high"
 
+    assert due is not None
     clock.now = datetime.fromtimestamp(due, UTC) + timedelta(seconds=1)
-    out = proc.process(from_outbound(tick))
+    deliver(proc, tick_envelope)
+    out = land(proc, table, proc.checkpoint())
 
     assert out.records_by_topic == Counter({"expiry-tick": 1})
     assert out.outcomes == Counter()
@@ -662,51 +836,86 @@ def test_expiry_tick_after_the_window_takes_the_tier_away_with_cause_expiry(
         },
     ]
     assert out.tier_changes == Counter({"expiry": 2})
-    op = only_op(out)
-    assert (op.org_id, op.contact_id, op.snapshot, op.segments) == (ORG, "c1", None, [])
+    write = only_write(out)
+    assert (write.org_id, write.contact_id, write.snapshot, write.tiers) == (ORG, "c1", None, {})
+    assert segment_members(write.org_id, write.contact_id, write.tiers) == []
     # nothing left of the contact: the table entry goes, and nothing is due any more
-    assert [k for k, _ in store.deletes] == [key]
-    assert key not in store.data
-    assert out.due == {key: None}
+    assert removed(out) == [key]
+    assert key not in table.data
+    assert dues(out) == {key: None}
 
 
 def test_expiry_of_one_message_keeps_the_rest_and_recomputes_the_tier(
-    proc: EngagementProcessor, clock: Clock
+    proc: EngagementProcessor, table: Table, clock: Clock
 ) -> None:
     key = key_of("c1")
-    proc.process(
+    run(
+        proc,
+        table,
         [
             *engaged_message("c1", "old", ago(days=89)),
             rec("dispatch", dispatch("c1", "new", ago(days=10))),
             rec("delivery", interaction("c1", "new", ago(days=10) + timedelta(minutes=1))),
-        ]
+        ],
     )
     clock.advance(days=2)
 
-    out = proc.process(from_outbound(only(proc.ticks([key]))))
+    out = tick(proc, table, key)
 
-    snap = snapshot(only_op(out))
+    snap = snapshot(only_write(out))
     assert figures(snap, "email") == (1, 0, 1, 0, 0, 0)
     assert snap["engagement"] == {"rate": 0.0, "tier": "no_engagement"}
-    assert {
-        (c["channel"], c["previous_tier"], c["tier"], c["cause"]) for c in tier_records(out)
-    } == {
+    assert tier_moves(out) == {
         (None, "high", "no_engagement", "expiry"),
         ("email", "high", "no_engagement", "expiry"),
     }
-    assert out.due[key] == int(ago(days=10).timestamp()) + 90 * DAY_S + 1
+    assert dues(out)[key] == int(ago(days=10).timestamp()) + 90 * DAY_S + 1
+
+
+def test_the_cause_is_event_when_an_event_touched_the_contact_since_the_last_checkpoint(
+    proc: EngagementProcessor, table: Table, clock: Clock
+) -> None:
+    key = key_of("c1")
+    run(
+        proc,
+        table,
+        [
+            *engaged_message("c1", "old", ago(days=89)),
+            rec("dispatch", dispatch("c1", "new", ago(days=10))),
+            rec("delivery", interaction("c1", "new", ago(days=10) + timedelta(minutes=1))),
+        ],
+    )
+    clock.advance(days=2)
+
+    # The tick and an event in the same checkpoint: "event", whichever came first.
+    deliver(proc, only(proc.ticks([key])))
+    feed(proc, [rec("contact", body("c1", clock.now - timedelta(hours=1), type="upsert"))])
+    out = land(proc, table, proc.checkpoint())
+
+    assert tier_moves(out) == {
+        (None, "high", "no_engagement", "event"),
+        ("email", "high", "no_engagement", "event"),
+    }
+    assert out.tier_changes == Counter({"event": 2})
+
+    # The next checkpoint's contact was touched by ticks only: "expiry" again.
+    clock.advance(days=80)
+    assert tier_moves(tick(proc, table, key)) == {
+        (None, "no_engagement", None, "expiry"),
+        ("email", "no_engagement", None, "expiry"),
+    }
 
 
 def test_dispatch_to_an_unsubscribed_channel_publishes_a_sending_error(
-    proc: EngagementProcessor,
+    proc: EngagementProcessor, table: Table
 ) -> None:
-    batch = [
+    records = [
         rec("dispatch", dispatch("c1", "before", ago(days=5))),
         rec("unsubscribe", body("c1", ago(days=3), channel="email")),
         rec("dispatch", dispatch("c1", "after", ago(days=2))),
     ]
 
-    out = proc.process(batch)
+    out = run(proc, table, records)
 
     statuses = published(out, "dispatch-status")
     assert len(statuses) == 1
@@ -719,32 +928,34 @@ def test_dispatch_to_an_unsubscribed_channel_publishes_a_sending_error(
         "status": "sending_error",
     }
     DispatchStatus.model_validate_json(statuses[0].value)
-    snap = snapshot(only_op(out))
+    snap = snapshot(only_write(out))
     assert snap["channels"]["email"]["status"] == "unsubscribed"
     assert figures(snap, "email") == (2, 1, 0, 0, 0, 0)
 
-    # Told once per message: a redelivered batch does not tell it again.
-    again = proc.process(batch)
-    assert published(again, "dispatch-status") == []
+    # Told once per message: redelivered records do not tell it again.
+    replayed = run(proc, table, records)
+    assert published(replayed, "dispatch-status") == []
 
 
 def test_late_unsubscribe_dated_before_a_dispatch_turns_it_into_a_sending_error(
-    proc: EngagementProcessor,
+    proc: EngagementProcessor, table: Table
 ) -> None:
-    proc.process([rec("dispatch", dispatch("c1", "m1", ago(days=2), channel="sms"))])
+    run(proc, table, [rec("dispatch", dispatch("c1", "m1", ago(days=2), channel="sms"))])
 
-    out = proc.process([rec("unsubscribe", body("c1", ago(days=3), channel="sms"))])
+    out = run(proc, table, [rec("unsubscribe", body("c1", ago(days=3), channel="sms"))])
 
     (status,) = published(out, "dispatch-status")
     assert orjson.loads(status.value)["message_id"] == "m1"
-    assert figures(snapshot(only_op(out)), "sms") == (1, 1, 0, 0, 0, 0)
+    assert figures(snapshot(only_write(out)), "sms") == (1, 1, 0, 0, 0, 0)
 
 
 def test_delete_command_removes_the_contact_and_keeps_only_a_tombstone(
-    proc: EngagementProcessor, store: FakeStore, clock: Clock
+    proc: EngagementProcessor, table: Table
 ) -> None:
     key = key_of("c1")
-    proc.process(
+    run(
+        proc,
+        table,
         [
             rec(
                 "contact",
@@ -752,106 +963,365 @@ def test_delete_command_removes_the_contact_and_keeps_only_a_tombstone(
             ),
             rec("contact", body("c1", ago(days=30), type="list_added", list_id="vip")),
             *engaged_message("c1", "m1", ago(days=2)),
-        ]
+        ],
     )
     deleted_at = ago(hours=1)
 
-    out = proc.process([rec("contact", body("c1", deleted_at, type="delete"))])
+    out = run(proc, table, [rec("contact", body("c1", deleted_at, type="delete"))])
 
-    op = only_op(out)
-    assert (op.org_id, op.contact_id, op.snapshot, op.segments) == (ORG, "c1", None, [])
-    assert op.version == NOW_MS + 1  # newer than the snapshot it replaces, so Redis takes it
-    assert {
-        (c["channel"], c["previous_tier"], c["tier"], c["cause"]) for c in tier_records(out)
-    } == {
+    write = only_write(out)
+    assert (write.org_id, write.contact_id, write.snapshot, write.tiers) == (ORG, "c1", None, {})
+    assert write.version == NOW_MS + 1  # newer than the snapshot it replaces, so Redis takes it
+    assert tier_moves(out) == {
         (None, "very_high", None, "event"),
         ("email", "very_high", None, "event"),
     }
     # What is kept is only the tombstone that makes later-arriving older events harmless.
-    state = store.stored(key).state
+    assert written(out) == [key]
+    state = table.stored(key).state
     assert state.tombstone is not None
     assert not state.messages and not state.registration and not state.lists
-    assert store.stored(key).published == {}
+    assert table.stored(key).published == {}
 
-    late = proc.process([rec("open", interaction("c1", "m1", ago(hours=2)))])
+    # Was: written again, still without a snapshot. Now: dropped, so nothing to write.
+    landed = dict(table.data)
+    late = run(proc, table, [rec("open", interaction("c1", "m1", ago(hours=2)))])
     assert late.outcomes == Counter({"dropped_deleted": 1})
-    assert only_op(late).snapshot is None
+    assert late.changes == [] and table.data == landed
 
-    fresh = proc.process([rec("dispatch", dispatch("c1", "m9", ago(minutes=30)))])
-    snap = snapshot(only_op(fresh))
+    fresh = run(proc, table, [rec("dispatch", dispatch("c1", "m9", ago(minutes=30)))])
+    snap = snapshot(only_write(fresh))
     assert figures(snap, "email") == (1, 0, 0, 0, 0, 0)
     assert snap["registration"]["name"] is None and snap["lists"] == []
 
 
 def test_tombstone_alone_leaves_the_table_once_it_leaves_the_window(
-    proc: EngagementProcessor, store: FakeStore, clock: Clock
+    proc: EngagementProcessor, table: Table, clock: Clock
 ) -> None:
     key = key_of("c1")
-    proc.process(engaged_message("c1", "m1", ago(days=2)))
-    out = proc.process([rec("contact", body("c1", ago(hours=1), type="delete"))])
-    assert store.deletes == []  # the tombstone is still needed
-    assert out.due[key] == int(ago(hours=1).timestamp()) + 90 * DAY_S + 1
+    run(proc, table, engaged_message("c1", "m1", ago(days=2)))
+    out = run(proc, table, [rec("contact", body("c1", ago(hours=1), type="delete"))])
+    assert removed(out) == []  # the tombstone is still needed
+    assert dues(out)[key] == int(ago(hours=1).timestamp()) + 90 * DAY_S + 1
 
     clock.advance(days=91)
-    swept = proc.process(from_outbound(only(proc.ticks([key]))))
+    swept = tick(proc, table, key)
 
-    assert [k for k, _ in store.deletes] == [key]
-    assert key not in store.data
-    assert only_op(swept).snapshot is None
-    assert swept.due == {key: None}
+    assert removed(swept) == [key]
+    assert key not in table.data
+    assert only_write(swept).snapshot is None
+    assert dues(swept) == {key: None}
+
+
+# --------------------------------------------------------------- the contact cache
+def test_a_cached_contact_is_loaded_from_the_table_once_across_checkpoints(
+    proc: EngagementProcessor, table: Table, clock: Clock
+) -> None:
+    key = key_of("c1")
+    for i in range(1, 4):
+        run(proc, table, engaged_message("c1", f"m{i}", ago(days=4 - i)))
+        clock.advance(seconds=1)
+    deliver(proc, only(proc.ticks([key])))
+    land(proc, table, proc.checkpoint())
+
+    assert table.loads == [(home("c1"), key)]
+    assert proc.cache.loads == 1
+    assert len(proc.cache) == 1 and proc.cache.dirty == {}
+
+    # A restarted worker has an empty cache: it reads what was landed, once.
+    restarted = make(table, clock)
+    out = run(restarted, table, engaged_message("c1", "m4", ago(days=1)))
+    assert table.loaded() == Counter({key: 2})
+    assert figures(snapshot(only_write(out)), "email") == (4, 0, 4, 4, 0, 0)
+    run(restarted, table, [rec("dispatch", dispatch("c1", "m5", ago(hours=1)))])
+    assert table.loaded() == Counter({key: 2})
+
+
+def test_cache_capacity_evicts_least_recently_used_clean_contacts_after_a_checkpoint(
+    table: Table, clock: Clock
+) -> None:
+    proc = make(table, clock, cache_capacity=2)
+    feed(proc, [rec("dispatch", dispatch(c, "m1", ago(days=2))) for c in ("c1", "c2", "c3")])
+    feed(proc, [rec("delivery", interaction("c1", "m1", ago(days=2) + timedelta(minutes=1)))])
+    assert len(proc.cache) == 3  # beyond capacity until the checkpoint: all three are dirty
+
+    out = land(proc, table, proc.checkpoint())
+
+    # every dirty contact is written, then the least recently used (c2) leaves the cache
+    assert sorted(c.key for c in out.changes) == [key_of("c1"), key_of("c2"), key_of("c3")]
+    assert sorted(proc.cache.hot) == [key_of("c1"), key_of("c3")]
+    assert table.loaded() == Counter({key_of(c): 1 for c in ("c1", "c2", "c3")})
+
+    out = run(
+        proc,
+        table,
+        [rec("open", interaction(c, "m1", ago(days=1))) for c in ("c1", "c2", "c3")],
+    )
+
+    # c2 is read again, from its landed value; c1 and c3 were still cached
+    assert table.loaded() == Counter({key_of("c1"): 1, key_of("c2"): 2, key_of("c3"): 1})
+    assert figures(snapshot(write_of(out, "c2")), "email") == (1, 0, 1, 1, 0, 0)  # landed dispatch
+    assert figures(snapshot(write_of(out, "c1")), "email") == (1, 0, 1, 1, 0, 0)
+    assert len(proc.cache) == 2
+
+
+def test_abandon_forgets_pending_changes_and_cached_contacts(
+    proc: EngagementProcessor, table: Table
+) -> None:
+    key = key_of("c1")
+    run(proc, table, engaged_message("c1", "m1", ago(days=2)))
+    landed = dict(table.data)
+
+    # Applied but never landed: a tier move, a dead letter, a forwarded entry, a new contact.
+    feed(
+        proc,
+        [
+            rec("dispatch", dispatch("c1", "m2", ago(days=1))),
+            rec("delivery", interaction("c1", "m2", ago(days=1) + timedelta(minutes=1))),
+            rec("dispatch", dispatch("c2", "m1", ago(days=1))),
+            rec("bounce", dispatch("c1", "m3", ago(days=1))),
+        ],
+    )
+    proc.apply([rec("dispatch", dispatch("c3", "m1", ago(days=1)))], foreign("c3"))
+    assert proc.has_pending and len(proc.cache.dirty) == 2
+
+    proc.abandon()
+
+    assert not proc.has_pending and len(proc.cache) == 0 and proc.cache.dirty == {}
+    assert proc.checkpoint() == CheckpointBatch()  # nothing of the abandoned entries
+    assert table.data == landed
+
+    # Read again from the last commit: the contact comes from the table, and counts once.
+    out = run(
+        proc,
+        table,
+        [
+            rec("dispatch", dispatch("c1", "m2", ago(days=1))),
+            rec("delivery", interaction("c1", "m2", ago(days=1) + timedelta(minutes=1))),
+        ],
+    )
+    assert table.loaded()[key] == 2
+    assert figures(snapshot(only_write(out)), "email") == (2, 0, 2, 1, 0, 0)
+    assert out.entries == 2 and out.outcomes == Counter({"applied": 2})
+    assert out.records_by_topic == Counter({"dispatch": 1, "delivery": 1})
+    assert out.dead_by_code == Counter() and out.forwarded == 0
+    assert tier_moves(out) == {
+        (None, "very_high", "high", "event"),
+        ("email", "very_high", "high", "event"),
+    }
+
+
+def test_abandon_of_partitions_forgets_only_their_cached_contacts_when_nothing_is_pending(
+    proc: EngagementProcessor, table: Table
+) -> None:
+    a, b = "c1", next(c for c in (f"c{i}" for i in range(2, 100)) if home(c) != home("c1"))
+    run(proc, table, [rec("dispatch", dispatch(c, "m1", ago(days=2))) for c in (a, b)])
+
+    proc.abandon(frozenset({home(a)}))  # a revoked partition, after its last checkpoint
+
+    assert list(proc.cache.hot) == [key_of(b)]
+    run(proc, table, [rec("open", interaction(c, "m1", ago(days=1))) for c in (a, b)])
+    assert table.loaded() == Counter({key_of(a): 2, key_of(b): 1})
+
+    # With changes pending, whatever the partitions, everything is forgotten.
+    feed(proc, [rec("dispatch", dispatch(b, "m2", ago(days=1)))])
+    proc.abandon(frozenset({home(a)}))
+    assert len(proc.cache) == 0 and proc.checkpoint().changes == []
+
+
+def test_a_checkpoint_built_in_chunks_gives_the_same_batch_as_one_built_at_once(
+    clock: Clock,
+) -> None:
+    records = [
+        *engaged_message("c1", "m1", ago(days=3)),
+        *[rec("dispatch", dispatch(f"c{i}", "m1", ago(days=2))) for i in range(2, 6)],
+        rec("bounce", dispatch("c1", "m2", ago(days=1))),
+    ]
+    whole_table, stepped_table = Table(), Table()
+    whole, stepped = make(whole_table, clock), make(stepped_table, clock)
+    feed(whole, records)
+    feed(stepped, records)
+
+    expected = whole.checkpoint()
+    build = stepped.start_checkpoint(chunk=2)
+    progress = []
+    while True:
+        more = build.step()
+        progress.append((more, len(build.batch.changes)))
+        if not more:
+            break
+
+    assert progress == [(True, 2), (True, 4), (False, 5)]
+    assert len(expected.changes) == 5
+    assert build.batch.changes == expected.changes
+    assert build.batch == expected
+    assert not stepped.has_pending and stepped.cache.dirty == {}
+
+
+def test_the_version_grows_at_each_checkpoint_that_writes_the_contact(
+    proc: EngagementProcessor, table: Table, clock: Clock
+) -> None:
+    key = key_of("c1")
+    records = engaged_message("c1", "m1", ago(days=2))
+    versions = [only_write(run(proc, table, [record])).version for record in records]
+    # the write's time in ms, bumped by one to stay increasing under the same clock
+    assert versions == [NOW_MS, NOW_MS + 1, NOW_MS + 2]
+
+    assert run(proc, table, again(records)).changes == []  # no write, no new version
+    assert only_write(tick(proc, table, key)).version == NOW_MS + 3
+
+    clock.advance(seconds=5)
+    later = only_write(run(proc, table, [rec("dispatch", dispatch("c1", "m2", ago(days=1)))]))
+    assert later.version == NOW_MS + 5000
+
+    clock.now = NOW  # a clock that went back: still increasing
+    back = only_write(run(proc, table, [rec("dispatch", dispatch("c1", "m3", ago(days=1)))]))
+    assert back.version == NOW_MS + 5001
+
+    restarted = make(table, clock)  # the version is read back from the table
+    after = only_write(run(restarted, table, [rec("dispatch", dispatch("c1", "m4", ago(days=1)))]))
+    assert after.version == NOW_MS + 5002
+    assert peek(table.data[key], CFG)[0] == table.stored(key).version == NOW_MS + 5002
+
+
+def test_snapshot_of_a_stored_contact_is_what_its_checkpoint_wrote_to_redis(
+    proc: EngagementProcessor, table: Table
+) -> None:
+    out = run(
+        proc,
+        table,
+        [
+            *engaged_message("c1", "m1", ago(days=3)),
+            rec("dispatch", dispatch("c1", "m2", ago(days=2), channel="sms")),
+        ],
+    )
+    key = key_of("c1")
+
+    # what a Redis rebuild writes from the table is what the checkpoint wrote
+    assert proc.snapshot_of(key, table.stored(key), NOW) == only_write(out)
+
+
+def test_ticks_are_one_envelope_per_owning_partition(proc: EngagementProcessor) -> None:
+    # twelve contacts of one org, and one of an org whose table key is escaped
+    contacts = [(ORG, f"c{i}") for i in range(1, 13)] + [("acme:eu", "c1")]
+    keys = [key_of(contact, org) for org, contact in contacts]
+    owners = [home(contact, org) for org, contact in contacts]
+    assert len(set(owners)) > 1
+
+    envelopes = proc.ticks(keys)
+
+    assert sorted(e.partition for e in envelopes if e.partition is not None) == sorted(set(owners))
+    for item in envelopes:
+        assert (item.topic, item.key, item.headers) == (ENVELOPE_TOPIC, None, [])
+        entries = envelope.decode(item.value)
+        assert all(e.kind == KIND_TICK and e.value == b"" for e in entries)
+        assert [e.key for e in entries] == [
+            k for k, o in zip(keys, owners, strict=True) if o == item.partition
+        ]
 
 
 # ------------------------------------------------------- bugs found while writing these
 def test_redis_version_keeps_growing_after_the_table_entry_was_dropped(
-    proc: EngagementProcessor, store: FakeStore, clock: Clock
+    proc: EngagementProcessor, table: Table, clock: Clock
 ) -> None:
     """Redis refuses a snapshot older than the version it holds (DELETE_LUA keeps that version
     for a day after a removal), so the versions of one contact must never go backwards."""
     key = key_of("c1")
-    first = proc.process([rec("dispatch", dispatch("c1", "m1", ago(days=89)))])
+    first = run(proc, table, [rec("dispatch", dispatch("c1", "m1", ago(days=89)))])
     clock.advance(days=2)
-    expired = proc.process(from_outbound(only(proc.ticks([key]))))
-    assert key not in store.data  # everything expired: the entry (and its version) is gone
-    removal = only_op(expired)
+    expired = tick(proc, table, key)
+    assert key not in table.data  # everything expired: the entry (and its version) is gone
+    removal = only_write(expired)
     assert removal.snapshot is None
-    assert removal.version > only_op(first).version
+    assert removal.version > only_write(first).version
 
-    clock.advance(seconds=1)  # a later batch (versions are the write's time in ms)
-    new = proc.process([rec("dispatch", dispatch("c1", "m2", clock.now - timedelta(hours=1)))])
+    clock.advance(seconds=1)  # a later checkpoint (versions are the write's time in ms)
+    new = run(proc, table, [rec("dispatch", dispatch("c1", "m2", clock.now - timedelta(hours=1)))])
 
-    assert only_op(new).version > removal.version, (
-        f"new snapshot has version {only_op(new).version}, Redis holds {removal.version} "
+    assert only_write(new).version > removal.version, (
+        f"new snapshot has version {only_write(new).version}, Redis holds {removal.version} "
         "from the removal and will refuse it"
     )
 
 
 def test_expiry_tick_of_an_org_id_with_a_colon_updates_that_contact(
-    proc: EngagementProcessor, store: FakeStore, clock: Clock
+    proc: EngagementProcessor, table: Table, clock: Clock
 ) -> None:
     """SPEC §2 allows any org_id of 1-64 characters; the tick must name the same contact."""
     org = "acme:eu"
     key = key_of("c1", org)
-    applied = proc.process([rec("dispatch", dispatch("c1", "m1", ago(days=89), org=org))])
-    assert (only_op(applied).org_id, only_op(applied).contact_id) == (org, "c1")
+    applied = run(proc, table, [rec("dispatch", dispatch("c1", "m1", ago(days=89), org=org))])
+    assert (only_write(applied).org_id, only_write(applied).contact_id) == (org, "c1")
+    assert only_change(applied).key == key
     clock.advance(days=2)
 
-    out = proc.process(from_outbound(only(proc.ticks([key]))))
+    out = tick(proc, table, key)
 
-    op = only_op(out)
-    assert (op.org_id, op.contact_id) == (org, "c1")
+    write = only_write(out)
+    assert (write.org_id, write.contact_id) == (org, "c1")
+    assert removed(out) == [key] and table.data == {}
+    assert table.loaded() == Counter({key: 1})  # the same cached contact, not a new one
 
 
 def test_contacts_of_different_orgs_never_share_state(
-    proc: EngagementProcessor,
+    proc: EngagementProcessor, table: Table
 ) -> None:
     """Tenants are isolated (SPEC §1, §5): ("a:b", "c") and ("a", "b:c") are two contacts."""
-    out = proc.process(
+    out = run(
+        proc,
+        table,
         [
             rec("dispatch", dispatch("c", "m1", ago(days=1), org="a:b")),
             rec("dispatch", dispatch("b:c", "m2", ago(days=1), org="a")),
-        ]
+        ],
     )
 
-    assert sorted((op.org_id, op.contact_id) for op in out.redis) == [("a", "b:c"), ("a:b", "c")]
-    for op in out.redis:
-        assert snapshot(op)["dispatched"]["total"] == 1
+    writes = [c.redis for c in out.changes]
+    assert sorted((w.org_id, w.contact_id) for w in writes) == [("a", "b:c"), ("a:b", "c")]
+    assert len({c.key for c in out.changes}) == 2
+    for write in writes:
+        assert snapshot(write)["dispatched"]["total"] == 1
+
+
+def test_a_contact_evicted_by_a_checkpoint_still_landing_is_not_read_back_stale(
+    table: Table, clock: Clock
+) -> None:
+    """The agent applies envelopes while the previous checkpoint lands; a contact that
+    checkpoint dropped from the cache is read back from its unlanded value, not the store."""
+    proc = make(table, clock, cache_capacity=1)
+    sent = ago(days=2)
+    feed(proc, [rec("dispatch", dispatch("c1", "m1", sent))])
+    feed(proc, [rec("dispatch", dispatch("c2", "m1", sent))])
+    first = proc.checkpoint()  # c1 is evicted (least recently used); the batch is landing
+    assert key_of("c1") not in proc.cache.hot
+
+    feed(proc, [rec("delivery", interaction("c1", "m1", sent + timedelta(minutes=1)))])
+    second = proc.checkpoint()
+    land(proc, table, first)
+    land(proc, table, second)  # landed in order, as agents.engagement does
+
+    # The dispatch of the first checkpoint must survive the second.
+    assert table_figures(proc, table, "c1") == (1, 0, 1, 0, 0, 0)
+
+
+def test_a_contact_removed_by_a_checkpoint_still_landing_is_not_read_back_stale(
+    proc: EngagementProcessor, table: Table, clock: Clock
+) -> None:
+    """Same for a contact whose checkpoint deletes its table entry."""
+    key = key_of("c1")
+    run(proc, table, engaged_message("c1", "m1", ago(days=89)))
+    clock.advance(days=2)
+    deliver(proc, only(proc.ticks([key])))
+    first = proc.checkpoint()  # everything expired: removed; the batch is landing
+    assert tier_moves(first) == {
+        (None, "very_high", None, "expiry"),
+        ("email", "very_high", None, "expiry"),
+    }
+
+    feed(proc, [rec("dispatch", dispatch("c1", "m2", clock.now - timedelta(hours=1)))])
+    second = proc.checkpoint()
+    land(proc, table, first)
+    land(proc, table, second)
+
+    # Those tiers were taken away by the first checkpoint: nothing to take away again.
+    assert tier_records(second) == []

@@ -8,7 +8,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from agents import metrics as m
-from agents.processor import RedisOp
+from agents.processor import SnapshotWrite
 from agents.redis_outage import (
     FIRST_PROBE_SECONDS,
     MAX_PROBE_SECONDS,
@@ -25,17 +25,17 @@ class Clock:
         return self.now
 
 
-def _op(contact: str, version: int, *, deleted: bool = False) -> RedisOp:
-    return RedisOp("o", contact, version, None if deleted else b"{}", [])
+def _op(contact: str, version: int, *, deleted: bool = False) -> SnapshotWrite:
+    return SnapshotWrite("o", contact, version, None if deleted else b"{}", {})
 
 
 class FlakyRedis:
     def __init__(self) -> None:
         self.down = False
-        self.written: list[RedisOp] = []
+        self.written: list[SnapshotWrite] = []
         self.calls = 0
 
-    async def write(self, ops: Sequence[RedisOp]) -> None:
+    async def write(self, ops: Sequence[SnapshotWrite]) -> None:
         self.calls += 1
         if self.down:
             raise RedisConnectionError("Connection closed by server.")
@@ -72,7 +72,7 @@ async def test_a_failed_write_starts_the_outage_and_later_batches_do_not_wait_fo
     assert [op.contact_id for op in redis.written] == ["a"]
 
     redis.down = True
-    await snapshots.apply([_op("b", 1)])  # raises inside, never to the landing
+    await snapshots.apply([_op("b", 1)])  # raises inside, never to the checkpoint
     assert not health.up
     calls = redis.calls
     await snapshots.apply([_op("c", 1), _op("d", 2, deleted=True)])
@@ -101,7 +101,7 @@ async def test_held_deletes_are_bounded() -> None:
 
 
 @pytest.mark.parametrize("ops", [[], [_op("a", 1)]])
-async def test_an_empty_batch_never_calls_redis(ops: list[RedisOp]) -> None:
+async def test_an_empty_batch_never_calls_redis(ops: list[SnapshotWrite]) -> None:
     redis = FlakyRedis()
     snapshots = OutageAwareSnapshots(redis.write, RedisHealth(Clock()))
     await snapshots.apply(ops)

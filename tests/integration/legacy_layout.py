@@ -8,9 +8,29 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from engagement_monitor import redis_layout as rl
-
 RATE_SCALE = 10000
+
+# That release's per-contact script (engagement_monitor/redis_layout.py at 9ae3408).
+UPSERT_LUA = """
+local held = tonumber(redis.call('HGET', KEYS[2], '__v') or '-1')
+if held > tonumber(ARGV[1]) then return 0 end
+local keep = {}
+for i = 3, #ARGV, 2 do keep[ARGV[i]] = ARGV[i + 1] end
+local old = redis.call('HGETALL', KEYS[2])
+for i = 1, #old, 2 do
+  if old[i] ~= '__v' and keep[old[i]] ~= old[i + 1] then
+    redis.call('ZREM', old[i], old[i + 1])
+  end
+end
+redis.call('DEL', KEYS[2])
+for i = 3, #ARGV, 2 do
+  redis.call('ZADD', ARGV[i], 0, ARGV[i + 1])
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+redis.call('HSET', KEYS[2], '__v', ARGV[1])
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""
 
 
 def snapshot_key(org_id: str, contact_id: str) -> str:
@@ -46,7 +66,7 @@ async def write_contact(
     args: list[bytes | str | int] = [version, snapshot]
     for scope, (tier, rate) in tiers.items():
         args += [segment_key(org_id, scope, tier), segment_member(contact_id, rate)]
-    upsert = client.register_script(rl.UPSERT_LUA)
+    upsert = client.register_script(UPSERT_LUA)
     await upsert(
         keys=[snapshot_key(org_id, contact_id), membership_key(org_id, contact_id)], args=args
     )

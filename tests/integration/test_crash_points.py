@@ -1,9 +1,9 @@
-"""kill -9 at each step of the ingest and of a landing, then restart: every contact exact.
+"""kill -9 at each step of the ingest and of a checkpoint, then restart: every contact exact.
 
 `EM_CRASH_AT=<step>` makes the worker SIGKILL itself the first time it reaches that step. The
 restarted worker (same data directory, no crash point) must bring every snapshot to the
 reference, and the test checks that the path which makes that possible really ran: records
-framed twice after an ingest crash, envelopes re-read after a landing crash. A checker reads the
+framed twice after an ingest crash, envelopes re-read after a checkpoint crash. A checker reads the
 envelope topic and proves that every input record reached at least one envelope.
 """
 
@@ -92,8 +92,8 @@ async def test_kill9_at_a_step_then_restart_gives_exact_counts(
     if point == "ingest-after-send":
         # Its envelopes were acknowledged, its input offsets not committed: framed again.
         assert len(seen) > len(set(seen))
-    if point.startswith("landing-"):
-        # The first landing never acked its envelopes: the restarted agent read every envelope
+    if point.startswith("checkpoint-"):
+        # The first checkpoint never acked its envelopes: the restarted agent read every envelope
         # again, including those whose outputs (and states) the first worker had written.
         async def replayed_all() -> bool:
             return _records_in(await second.metrics()) >= len(seen)

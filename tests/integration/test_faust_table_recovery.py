@@ -1,8 +1,9 @@
 """A Faust table survives a worker restart by replaying its changelog from the real broker.
 
-Both stores the worker can use are checked: RocksDB (through rocksdict) and memory. The local
-store directory is wiped between runs, so the second worker can only know the counts from the
-changelog topic.
+Both stores the worker can use are checked, written the way a checkpoint writes them (bulk
+changelog records, then one store write holding the changelog offset): RocksDB (through
+rocksdict) and memory. The local store directory is wiped between runs, so the second worker can
+only know the counts from the changelog topic.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-@pytest.mark.parametrize("store", ["rocksdb://", "memory://"])
+@pytest.mark.parametrize("store", ["emrocksdb://", "emmemory://"])
 async def test_table_is_recovered_from_changelog_after_restart(
     store: str,
     kafka_bootstrap: str,
@@ -113,5 +114,5 @@ async def test_table_is_recovered_from_changelog_after_restart(
         assert await _wait_counts(redis_client, topic, 20, proc, log) == dict.fromkeys(KEYS, 20)
     finally:
         _stop(proc)
-    if store.startswith("rocksdb"):
+    if store.startswith("emrocksdb"):
         assert any(datadir.rglob("*")), "the RocksDB store wrote nothing to its data directory"

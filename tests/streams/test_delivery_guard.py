@@ -124,6 +124,29 @@ def test_only_handled_records_are_acked_toward_a_commit() -> None:
     assert guard.guard_stats.refused == 1
 
 
+def test_an_ack_before_its_checkpoint_landed_counts_once_the_record_is_handled() -> None:
+    """The stream acks a batch when it takes the next one, before the batch's checkpoint has
+    landed: that ack is held back, and counts (once) when the checkpoint marks the record."""
+    guard, consumer = _guard()
+    tp = TP("t", 0)
+    first, second, never = Message(10), Message(11), Message(12)
+    consumer._unacked_messages |= {first, second, never}
+    consumer._committed_offset[tp] = 10
+
+    for message in (first, second, never):
+        assert consumer.ack(message) is False  # not landed yet
+    assert consumer._acked[tp] == []
+    assert consumer._unacked_messages == set()  # shutdown and rebalances do not wait for it
+    assert consumer._new_offset(tp) is None
+
+    guard.mark_handled([first, second])  # their checkpoint landed; `never`'s was abandoned
+    assert consumer._acked[tp] == [10, 11]
+    assert consumer._new_offset(tp) == 12  # 12 was never handled: the commit stops before it
+    guard.mark_handled([first])  # marking again acks nothing twice
+    assert consumer._acked[tp] == []
+    assert (guard.guard_stats.refused, guard.guard_stats.deferred) == (3, 2)
+
+
 def test_the_drain_loop_never_sees_a_read_offset() -> None:
     """So it neither drops re-fetched records nor invents gaps after a seek."""
     _, consumer = _guard()

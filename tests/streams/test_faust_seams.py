@@ -12,6 +12,7 @@ from faust.transport import by_url
 from engagement_monitor.settings import Settings
 from streams import faust_seams
 from streams.app import create_app
+from streams.checkpoint_store import MemoryCheckpointStore, RocksDBCheckpointStore
 from streams.delivery_guard import CONSUMER_STATE
 from streams.faust_seams import (
     FaustSeamError,
@@ -59,18 +60,61 @@ def test_a_missing_internal_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
         check_faust()
 
 
-async def test_the_consumer_stops_only_once_the_landing_batch_is_done(tmp_path: Any) -> None:
+class Landing:
+    """Records when the app asks the worker to land what it holds."""
+
+    def __init__(self, order: list[str]) -> None:
+        self.order = order
+
+    async def before_revoke(self, revoked: set[Any]) -> None:
+        await asyncio.sleep(0.05)  # a checkpoint landing takes a while
+        self.order.append(f"landed before revoking {sorted(revoked)}")
+
+    async def before_stop(self) -> None:
+        await asyncio.sleep(0.05)
+        self.order.append("landed before stopping")
+
+
+async def test_the_consumer_stops_only_once_the_pending_checkpoint_landed() -> None:
     app = WorkerApp("em-test-order", broker="emkafka://localhost:9092", web_enabled=False)
     order: list[str] = []
-    app.landing_idle.clear()  # a batch is landing
-
-    async def finish_landing() -> None:
-        await asyncio.sleep(0.05)
-        order.append("landed")
-        app.landing_idle.set()
-
-    task = asyncio.create_task(finish_landing())
+    app.landing = Landing(order)
     await app._stop_consumer()  # no consumer was built: Faust's part has nothing to do
     order.append("consumer stopped")
-    await task
-    assert order == ["landed", "consumer stopped"]
+    assert order == ["landed before stopping", "consumer stopped"]
+
+
+async def test_partitions_are_revoked_only_once_the_pending_checkpoint_landed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = WorkerApp("em-test-revoke", broker="emkafka://localhost:9092", web_enabled=False)
+    order: list[str] = []
+    app.landing = Landing(order)
+
+    async def faust_revokes(self: Any, revoked: set[Any]) -> None:
+        order.append("faust revoked")
+
+    # Stand in for Faust's own revocation (it needs a running consumer) on the base class:
+    # the test checks the order in which WorkerApp calls the two.
+    monkeypatch.setattr(faust.App, "_on_partitions_revoked", faust_revokes)
+    await app._on_partitions_revoked({"p1"})
+    assert order == ["landed before revoking ['p1']", "faust revoked"]
+
+
+def test_the_tables_take_checkpoints_on_either_store(tmp_path: Any) -> None:
+    for store, kind in (("rocksdb", RocksDBCheckpointStore), ("memory", MemoryCheckpointStore)):
+        streams = create_app(Settings(data_dir=tmp_path / store, store=store))
+        assert isinstance(streams.contacts.data, kind)
+
+
+def test_a_table_on_a_plain_faust_store_is_refused_naming_it(tmp_path: Any) -> None:
+    app = WorkerApp(
+        "em-test-plain-store",
+        broker="emkafka://localhost:9092",
+        store="rocksdb://",
+        datadir=str(tmp_path),
+        web_enabled=False,
+    )
+    app.Table("t", default=None, partitions=1)  # added to the app's tables
+    with pytest.raises(FaustSeamError, match="checkpoint store"):
+        check_app(app)

@@ -3,25 +3,25 @@
 Run as `python -m tests.integration.apps.counter_app worker`; configured by environment so the
 test can point it at a fresh topic, app id, store and data directory.
 
-Stock Faust is not exact across a restart: it can commit an offset whose changelog record is
-still in its producer buffer (its flush gives up after 0.1 s) and it can ack records it skipped
-during a rebalance (`streams/delivery_guard.py`). This app therefore takes the same two
-safeguards as the worker: each record waits for its changelog record to be acknowledged before
-it is acked, and the delivery guard counts only acks of records the agent handled. Without them
-this test lost one count now and then.
+It writes its table the way the worker's checkpoints do (`agents.checkpoint`): the changelog
+record through the worker's own producer (`streams.record_writer`), acknowledged, then the store
+through `write_checkpoint` with that changelog offset, and only then is the record marked handled
+for the delivery guard. Faust's own recovery must then rebuild the table from that changelog,
+on both stores the worker can use.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-from typing import Any
+from typing import Any, cast
 
 import faust
+import orjson
 import redis
 
-from streams.contact_table import ConfirmedTable
+from streams.checkpoint_store import CheckpointStore
 from streams.faust_seams import GuardedConsumer, broker_urls, check_app, check_faust
+from streams.record_writer import Record, RecordWriter
 
 check_faust()
 app = faust.App(
@@ -41,24 +41,38 @@ source = app.topic(
 )
 # The value is the set of record ids seen, not a counter: Kafka redelivers after a restart (the
 # last records before a stop may be processed again), and a set makes that harmless.
-seen: ConfirmedTable[str, list[str]] = ConfirmedTable(
-    app, name="seen", default=list, partitions=4, beacon=app.tables.beacon
+seen: faust.Table[bytes, bytes] = faust.Table(
+    app,
+    name="seen",
+    default=None,
+    partitions=4,
+    beacon=app.tables.beacon,
+    key_type=bytes,
+    value_type=bytes,
+    schema=faust.Schema(
+        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    ),
 )
 app.tables.add(seen)
 mirror = redis.Redis.from_url(os.environ["SMOKE_REDIS_URL"])
 check_app(app)
 guard: GuardedConsumer = app.consumer
+writer = RecordWriter(os.environ["SMOKE_BOOTSTRAP"])
+changelog = seen.changelog_topic.get_topic_name()
 
 
 @app.agent(source)
 async def count(stream: Any) -> None:
+    store = cast(CheckpointStore, seen.data)
     async for event in stream.events():
-        name = event.key.decode()
-        ids = set(seen[name])
+        partition = event.message.partition
+        raw = store.get_in_partition(partition, event.key)
+        ids = set(orjson.loads(raw)) if raw is not None else set()
         ids.add(event.value.decode())
-        seen[name] = sorted(ids)
-        await asyncio.gather(*seen.take_unconfirmed())
-        mirror.set(f"{os.environ['SMOKE_TOPIC']}:{name}", len(ids))
+        value = orjson.dumps(sorted(ids))
+        offsets = await writer.write([Record(changelog, event.key, value, partition)])
+        store.write_checkpoint(partition, [(event.key, value)], offsets[(changelog, partition)])
+        mirror.set(f"{os.environ['SMOKE_TOPIC']}:{event.key.decode()}", len(ids))
         guard.mark_handled([event.message])
 
 
