@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from aiokafka import TopicPartition
 from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -38,6 +39,7 @@ from engagement_monitor.settings import Settings
 from streams import envelope
 from streams.app import Streams
 from streams.checkpoint_store import CheckpointStore, MemoryCheckpointStore
+from streams.envelope_purge import EnvelopePurger
 from streams.faust_seams import GuardedConsumer
 from streams.ingest import Ingest
 from streams.ingest_process import IngestProcesses, IngestReport, build_ingest, report_of
@@ -116,6 +118,8 @@ class EngagementWorker:
         self.lock = asyncio.Lock()
         self.pending: list[Any] = []  # envelope messages applied since the last checkpoint
         self.read_upto: dict[Any, int] = {}  # envelope partition -> last offset applied
+        self.purger = EnvelopePurger(settings.kafka_bootstrap)
+        self._purged_at = time.monotonic()
         self.stopping = False
         self.landing: asyncio.Future[bool] | None = None  # the checkpoint in flight
         self._committed_at = 0.0
@@ -404,6 +408,7 @@ class EngagementWorker:
             self.stopping = True
             if await self._land():
                 await self._landed()
+        await self.purger.close()
 
     def _count(self, batch: CheckpointBatch) -> None:
         for topic, n in batch.records_by_topic.items():
@@ -477,6 +482,7 @@ class EngagementWorker:
         )
         self._guard_metrics()
         self._ingest_metrics()
+        await self._purge_envelopes()
         if assigned != self.indexed:
             await self._reindex(assigned)
         if not self.redis.up:
@@ -531,6 +537,20 @@ class EngagementWorker:
         if purged:
             m.LEGACY_KEYS_PURGED.inc(purged)
             log.info("deleted %d Redis key(s) of the layout before em:v2", purged)
+
+    async def _purge_envelopes(self) -> None:
+        every = self.settings.envelope_purge_seconds
+        if not every or time.monotonic() - self._purged_at < every:
+            return
+        self._purged_at = time.monotonic()
+        before = self.purger.deleted
+        await self.purger.purge(
+            {
+                TopicPartition(tp.topic, tp.partition): o
+                for tp, o in self.guard.committed_offsets().items()
+            }
+        )
+        m.ENVELOPES_PURGED.inc(self.purger.deleted - before)
 
     def ingest_report(self) -> IngestReport:
         if self.ingest_processes is not None:

@@ -45,6 +45,11 @@ INGEST_COMMIT_FAILURES = Counter(
     "Ingest offset commits refused after a rebalance (those records are read again)",
     registry=REGISTRY,
 )
+ENVELOPES_PURGED = Counter(
+    "em_envelopes_purged_total",
+    "Envelopes deleted from the envelope topic once committed (Kafka DeleteRecords)",
+    registry=REGISTRY,
+)
 INGEST_RESTARTS = Counter(
     "em_ingest_restarts_total",
     "Ingest processes that exited and were started again (EM_INGEST_PROCESSES)",

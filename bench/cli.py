@@ -66,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--check-sample", type=int, help="snapshots checked against the reference (200; 0 = all)"
     )
     s.add_argument("--latency-rate", type=float, help="offered events/s (2000)")
+    s.add_argument(
+        "--latency-high-rate", type=float, help="offered events/s, high-rate run (10000)"
+    )
     s.add_argument("--latency-seconds", type=float, help="(20)")
     s.add_argument("--api-rate", type=float, help="offered requests/s (1000)")
     s.add_argument("--api-seconds", type=float, help="(15)")
@@ -116,6 +119,7 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         "naive_budget": "naive_budget",
         "check_sample": "check_sample",
         "latency_rate": "latency_rate",
+        "latency_high_rate": "latency_high_rate",
         "latency_seconds": "latency_seconds",
         "api_rate": "api_rate",
         "api_seconds": "api_seconds",

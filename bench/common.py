@@ -267,6 +267,10 @@ class Drain:
     first_commit_at: float  # seconds after the process start
     events_per_second: float  # (committed - first commit) / (last commit time - first commit time)
     samples: list[tuple[float, int]]
+    # With `follow` (the pipeline's two stages): when `group` had committed every input, and
+    # the largest backlog of followed records (envelopes) not yet committed by `follow_group`.
+    inputs_done_at: float | None = None
+    max_follow_lag: int | None = None
 
 
 async def watch_drain(
@@ -282,9 +286,9 @@ async def watch_drain(
 ) -> Drain:
     """Poll the group's committed offsets until they reach `ends` (and `follow` topics' ends).
 
-    The clock runs from the group's first commit to the poll that sees the last one, so start-up
-    (imports, topic creation, the first rebalance) is excluded and both ends of the interval are
-    quantized the same way (by the consumer's commit interval). `follow` lists topics whose end
+    The clock runs from the last poll before the group's first commit to the poll that sees the
+    last one, so start-up (imports, topic creation, the first rebalance) is excluded and both
+    ends of the interval are quantized the same way (by the poll and commit intervals). `follow` lists topics whose end
     moves while draining (the pipeline's envelopes): they must be committed to their end too, by
     `follow_group` (default: `group`).
     """
@@ -293,6 +297,8 @@ async def watch_drain(
     first: tuple[float, int] | None = None
     deadline = proc.started_at + budget
     done_at: float | None = None
+    inputs_done_at: float | None = None
+    max_follow_lag: int | None = None
     count = 0
     while time.monotonic() < deadline:
         if not proc.alive():
@@ -300,31 +306,32 @@ async def watch_drain(
         committed = await kafka.committed(group)
         now = time.monotonic() - proc.started_at
         count = sum(min(committed.get(tp, 0), end) for tp, end in ends.items())
-        samples.append((now, count))
         if first is None and count > 0:
-            first = (now, count)
+            # The drain began after the last poll that saw nothing committed: timing from
+            # there keeps a backlog committed within one poll measurable (and errs low).
+            first = samples[-1] if samples else (now, count)
+        samples.append((now, count))
+        follow_lag = 0
+        if follow:
+            follow_ends = await kafka.end_offsets(follow)
+            followed = (
+                committed if follow_group in (None, group) else await kafka.committed(follow_group)
+            )
+            follow_lag = sum(max(0, end - followed.get(tp, 0)) for tp, end in follow_ends.items())
+            max_follow_lag = max(max_follow_lag or 0, follow_lag)
         if count >= total:
-            if follow:
-                follow_ends = await kafka.end_offsets(follow)
-                followed = (
-                    committed
-                    if follow_group in (None, group)
-                    else await kafka.committed(follow_group)
-                )
-                if any(followed.get(tp, 0) < end for tp, end in follow_ends.items()):
-                    await asyncio.sleep(interval)
-                    continue
+            if inputs_done_at is None:
+                inputs_done_at = now
+            if follow_lag:
+                await asyncio.sleep(interval)
+                continue
             done_at = now
             break
         await asyncio.sleep(interval)
     last_at = done_at if done_at is not None else samples[-1][0]
     rate = 0.0
     if first is not None and last_at > first[0]:
-        # A small backlog may be committed by the first commit already (the pipeline's ingest
-        # frames it in one fetch); the drain then ends when its envelopes are landed, and the
-        # whole backlog is what was drained between the two.
-        drained = count - first[1] if count > first[1] else count
-        rate = drained / (last_at - first[0])
+        rate = (count - first[1]) / (last_at - first[0])
     return Drain(
         total=total,
         completed=done_at is not None,
@@ -333,6 +340,8 @@ async def watch_drain(
         first_commit_at=first[0] if first else float("nan"),
         events_per_second=rate,
         samples=samples[:: max(1, len(samples) // 200)],
+        inputs_done_at=inputs_done_at,
+        max_follow_lag=max_follow_lag,
     )
 
 

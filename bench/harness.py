@@ -82,6 +82,7 @@ class BenchConfig:
     naive_budget: float = 60.0  # the naive app is measured over this long at most
     check_sample: int = 200  # snapshots compared with the reference (0 = every contact)
     latency_rate: float = 2000.0
+    latency_high_rate: float = 10000.0
     latency_seconds: float = 20.0
     latency_probe_every: int = 20
     api_rate: float = 1000.0
@@ -187,6 +188,11 @@ def _drain_figures(drain: Drain, consumed: int | None = None) -> dict[str, Any]:
     }
     if consumed is not None:
         out["records_seen_by_app"] = consumed
+    if drain.inputs_done_at is not None:
+        # The pipeline's two stages, each on its own: the ingest's group had committed every
+        # input here, and the agent's group was at most this many envelopes behind.
+        out["seconds_to_inputs_framed"] = round(drain.inputs_done_at, 2)
+        out["max_envelope_lag"] = drain.max_follow_lag
     return out
 
 
@@ -491,6 +497,14 @@ def table_footprint(ctx: Context, data_dir: Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- latency
 async def scenario_latency(ctx: Context) -> dict[str, Any]:
+    return await _latency(ctx, "latency", ctx.cfg.latency_rate)
+
+
+async def scenario_latency_high(ctx: Context) -> dict[str, Any]:
+    return await _latency(ctx, "latency_high", ctx.cfg.latency_high_rate)
+
+
+async def _latency(ctx: Context, name: str, rate: float) -> dict[str, Any]:
     """Offer a fixed rate to a fresh worker; probes are dispatches to never-seen contacts.
 
     Every `latency_probe_every`-th record is a dispatch for a new probe contact; the time from
@@ -499,12 +513,12 @@ async def scenario_latency(ctx: Context) -> dict[str, Any]:
     polling every 5 ms). The other records are background traffic of the backlog's shape.
     """
     cfg = ctx.cfg
-    prefix = ctx.prefix("lat")
+    prefix = ctx.prefix(name)
     names = TopicNames(prefix)
-    app_id = ctx.app_id("latency")
+    app_id = ctx.app_id(name)
     port = free_port()
-    env = ctx.services.worker_env(prefix, app_id, ctx.workdir / "latency", port)
-    total = int(cfg.latency_rate * cfg.latency_seconds)
+    env = ctx.services.worker_env(prefix, app_id, ctx.workdir / name, port)
+    total = int(rate * cfg.latency_seconds)
     every = max(1, cfg.latency_probe_every)
     background = bl.generate(
         bl.BacklogSpec(
@@ -512,12 +526,12 @@ async def scenario_latency(ctx: Context) -> dict[str, Any]:
             contacts=max(100, min(cfg.contacts, total // 5)),
             orgs=max(1, cfg.orgs // 4),
             seed=cfg.seed + 1,
-            org_prefix=ctx.org_prefix("lat"),
+            org_prefix=ctx.org_prefix(name),
         )
     ).records
-    probe_org = ctx.org_prefix("probe")
+    probe_org = ctx.org_prefix(f"probe-{name}")
     ctx.topics_created += list(names.all)
-    proc = ctx.services.start_worker("latency", env)
+    proc = ctx.services.start_worker(name, env)
     producer = AIOKafkaProducer(bootstrap_servers=ctx.services.bootstrap, linger_ms=5)
     try:
         healthy = await wait_healthy(proc, port)
@@ -545,7 +559,7 @@ async def scenario_latency(ctx: Context) -> dict[str, Any]:
         probes = 0
         bg = iter(background)
         while sent < total:
-            due = min(total, int((time.perf_counter() - start) * cfg.latency_rate))
+            due = min(total, int((time.perf_counter() - start) * rate))
             while sent < due:
                 if sent % every == 0:
                     contact = f"p{probes:06d}"
@@ -580,7 +594,7 @@ async def scenario_latency(ctx: Context) -> dict[str, Any]:
         latencies = sorted((seen_at[c] - sent_at[c]) * 1000 for c in seen_at)
         return {
             "status": "ok" if len(seen_at) == len(sent_at) else "lost probes",
-            "offered_events_per_second": cfg.latency_rate,
+            "offered_events_per_second": rate,
             "achieved_events_per_second": round(sent / elapsed),
             "seconds": round(elapsed, 1),
             "probes": len(sent_at),
@@ -781,6 +795,7 @@ RUNNERS: dict[str, Callable[[Context], Coroutine[Any, Any, dict[str, Any]]]] = {
     "pipeline": scenario_pipeline,
     "naive": scenario_naive,
     "latency": scenario_latency,
+    "latency_high": scenario_latency_high,
     "api": scenario_api,
     "recovery": scenario_recovery,
 }

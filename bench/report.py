@@ -62,6 +62,17 @@ def rows(doc: dict[str, Any]) -> list[Row]:
         if item.get("status") != "ok":
             note = (note + "  " + str(item.get("note", item.get("status")))).strip()
         out.append((TITLES[name], "events/s", _num(item.get("events_per_second")), note))
+        if name == "pipeline" and item.get("seconds_to_inputs_framed") is not None:
+            out.append(
+                (
+                    TITLES[name],
+                    "stages",
+                    f"{_num(item.get('seconds_to_inputs_framed'))} s / "
+                    f"{_num(item.get('seconds_to_drained'))} s",
+                    "ingest lag gone / envelope lag gone (since start); max envelope lag "
+                    f"{_num(item.get('max_envelope_lag'))} envelopes",
+                )
+            )
         if name == "pipeline" and "exact" in item:
             exact = item["exact"]
             verdict = "PASSED" if exact.get("passed") else "FAILED"
@@ -74,11 +85,13 @@ def rows(doc: dict[str, Any]) -> list[Row]:
                     f"{exact.get('mismatches')} mismatches",
                 )
             )
-    if not status_row("latency"):
-        item = s["latency"]
+    for name in ("latency", "latency_high"):
+        if name not in s or status_row(name):
+            continue
+        item = s[name]
         rate = f"at {_num(item.get('offered_events_per_second'))} ev/s offered"
         for p in ("p50", "p95", "p99"):
-            out.append((TITLES["latency"], p, _num(item.get(f"{p}_ms"), "ms"), rate))
+            out.append((TITLES[name], p, _num(item.get(f"{p}_ms"), "ms"), rate))
             rate = ""
         out[-1] = (
             *out[-1][:3],

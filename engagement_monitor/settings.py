@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     # long, or at once when the agent has caught up with its envelopes (agents/checkpoint.py).
     checkpoint_max_events: int = Field(50_000, ge=1)
     checkpoint_max_seconds: float = Field(1.0, gt=0, le=60.0)
+    # How often committed envelopes are deleted (streams/envelope_purge.py); 0: never.
+    envelope_purge_seconds: float = Field(30.0, ge=0)
     # Decoded contacts kept in memory between checkpoints (agents/contact_cache.py).
     state_cache_contacts: int = Field(100_000, ge=0)
     envelope_max_bytes: int = Field(900_000, ge=65536, le=16_777_216)

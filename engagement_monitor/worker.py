@@ -8,6 +8,7 @@ import logging
 
 from engagement_monitor.settings import Settings
 from streams.admin import TopicLayoutError, ensure_topics
+from streams.envelope_purge import ENVELOPE_RETENTION_MS
 
 log = logging.getLogger("engagement_monitor.worker")
 
@@ -54,6 +55,12 @@ def run_worker(settings: Settings) -> int:
                     settings.partitions,
                     settings.replication_factor,
                     must_match=streams.names.consumed,
+                    configs={
+                        streams.names.envelopes: {
+                            "cleanup.policy": "delete",
+                            "retention.ms": str(ENVELOPE_RETENTION_MS),
+                        }
+                    },
                 )
                 break
             except KafkaConnectionError:

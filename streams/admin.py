@@ -27,11 +27,13 @@ async def ensure_topics(
     replication_factor: int,
     *,
     must_match: tuple[str, ...] = (),
+    configs: dict[str, dict[str, str]] | None = None,
 ) -> list[str]:
     """Create the missing topics; return the names created.
 
     `must_match` lists topics whose partition count has to equal `partitions` (the co-partitioned
-    inputs); for the others (outputs) any count is accepted.
+    inputs); for the others (outputs) any count is accepted. `configs`: topic configs to create
+    a topic with, by name (an existing topic keeps its own).
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
     await admin.start()
@@ -40,7 +42,12 @@ async def ensure_topics(
         missing = [t for t in topics if t not in existing]
         if missing:
             new = [
-                NewTopic(t, num_partitions=partitions, replication_factor=replication_factor)
+                NewTopic(
+                    t,
+                    num_partitions=partitions,
+                    replication_factor=replication_factor,
+                    topic_configs=(configs or {}).get(t, {}),
+                )
                 for t in missing
             ]
             with suppress(TopicAlreadyExistsError):  # another worker won the race: fine

@@ -208,6 +208,15 @@ class DeliveryGuard:
         self.guard_stats.deferred += len(late)
         self._guard_last_handled = time.monotonic()
 
+    def committed_offsets(self) -> dict[Any, int]:
+        """The committed offset of each assigned partition the app commits (as last known)."""
+        assigned = self.assignment()
+        return {
+            tp: offset
+            for tp, offset in self._committed_offset.items()
+            if offset is not None and tp in assigned and self._guarded(tp.topic)
+        }
+
     def _guarded(self, topic: str) -> bool:
         """Topics whose offsets the app commits (changelogs are positioned by recovery)."""
         return bool(self.app.topics.acks_enabled_for(topic))

@@ -71,6 +71,7 @@ async def test_kill9_at_a_step_then_restart_gives_exact_counts(
 ) -> None:
     pipeline.store = "rocksdb"
     pipeline.extra_env["EM_SESSION_TIMEOUT_SECONDS"] = "6"
+    pipeline.extra_env["EM_ENVELOPE_PURGE_SECONDS"] = "0"  # the checker reads every envelope
     org = f"crash-{pipeline.unique}"
     records = engagement_stream(org, contacts=60, messages=4, seed=11)
     expected = reference(records, CountingConfig())
