@@ -49,7 +49,9 @@ from streams.record_writer import RecordWriter
 log = logging.getLogger("engagement_monitor.worker")
 
 REBUILD_CHUNK = 500
-COMMIT_SECONDS = 0.25  # at most this often a commit right after a checkpoint
+COMMIT_SECONDS = 0.25
+# A stream this close to caught up lands after the linger, whatever the agent's rate.
+LINGER_FLOOR_ENTRIES = 2_000  # at most this often a commit right after a checkpoint
 
 
 class WriterService(Service):
@@ -169,7 +171,7 @@ class EngagementWorker:
         async def maintenance() -> None:
             await self.maintain()
 
-        interval = min(0.25, settings.checkpoint_max_seconds / 2)
+        interval = min(0.05, settings.checkpoint_linger_seconds)
 
         @app.timer(interval, name="checkpoint", on_leader=False)  # type: ignore[untyped-decorator]
         async def checkpoint_timer() -> None:
@@ -182,7 +184,7 @@ class EngagementWorker:
 
         @app.timer(0.2, name="start_ingest", on_leader=False)  # type: ignore[untyped-decorator]
         async def start_ingest() -> None:
-            if not self.ingest_started and self.health()[0]:
+            if not self.ingest_started and self.ready()[0]:
                 self.ingest_started = True
                 service: Any = self.ingest or self.ingest_processes
                 await self.app.add_runtime_dependency(service)
@@ -284,35 +286,54 @@ class EngagementWorker:
         return 0.0 if since is None else time.monotonic() - since
 
     def _checkpoint_due(self) -> bool:
+        """Land now? Soon when the agent keeps up (latency), late under a backlog (throughput).
+
+        * At once when no envelope is known beyond what was applied;
+        * after `EM_CHECKPOINT_LINGER_SECONDS` when what is left to read is about what the agent
+          applies in that time (a steady stream it keeps up with: the newest envelopes are
+          always just behind);
+        * otherwise (a backlog) once `EM_CHECKPOINT_MAX_EVENTS` entries are pending or the
+          oldest has waited `EM_CHECKPOINT_MAX_SECONDS`: a large checkpoint writes each
+          contact once for many of its events, which is how a backlog drains fast.
+        """
         if not self.pending:
             return False
         settings = self.settings
-        return (
+        age = self._pending_age()
+        if (
             self.processor.pending.entries >= settings.checkpoint_max_events
             or len(self.processor.cache.dirty) >= max(1, settings.state_cache_contacts)
-            or self._pending_age() >= settings.checkpoint_max_seconds
-            or self._caught_up()
-        )
+            or age >= settings.checkpoint_max_seconds
+        ):
+            return True
+        behind = self._envelopes_behind()
+        if behind == 0:
+            return True
+        if age < settings.checkpoint_linger_seconds:
+            return False
+        # Entries behind, estimated from the size of the envelopes pending, against what the
+        # agent applies in a linger (at its rate since the pending entries began).
+        entries = self.processor.pending.entries
+        per_envelope = entries / len(self.pending)
+        per_linger = entries / age * settings.checkpoint_linger_seconds
+        return behind * per_envelope <= max(per_linger, LINGER_FLOOR_ENTRIES)
 
     def _checkpoint_overdue(self) -> bool:
-        return (
-            bool(self.pending)
-            and not self.app.rebalancing
-            and not self.stopping
-            and self._pending_age() >= self.settings.checkpoint_max_seconds
-        )
+        """For the timer: a checkpoint due while no envelope arrives to trigger it."""
+        return not self.app.rebalancing and not self.stopping and self._checkpoint_due()
 
-    def _caught_up(self) -> bool:
-        """No envelope is known beyond what was applied, on the partitions being read."""
+    def _envelopes_behind(self) -> int:
+        """Envelopes known to the consumer beyond those applied, on the partitions being read."""
         consumer = self.app.consumer
+        behind = 0
         for tp in {message.tp for message in self.pending}:
             try:
                 high = consumer.highwater(tp)
             except Exception:
                 continue
-            if high is not None and self.read_upto.get(tp, -1) + 1 < high:
-                return False
-        return True
+            if high is not None:
+                behind += max(0, high - self.read_upto.get(tp, -1) - 1)
+        return behind
 
     async def _land(self) -> bool:
         """Build a checkpoint of everything pending and start landing it (the lock is held).
@@ -352,6 +373,7 @@ class EngagementWorker:
             # so the partitions are ours for as long as the consumer says so.
             return tps <= consumer.assignment()
 
+        started = time.perf_counter()
         try:
             landed = await self.checkpoint.land(batch, still_owner)
         except BaseException:
@@ -374,6 +396,12 @@ class EngagementWorker:
         for change in batch.changes:
             self.due.set(change.key, change.due)
         self._count(batch)
+        log.debug(
+            "checkpoint landed: %d entries, %d contacts, %.1f ms",
+            batch.entries,
+            len(batch.changes),
+            1000 * (time.perf_counter() - started),
+        )
         now = time.monotonic()
         if now - self._committed_at >= COMMIT_SECONDS and not self.stopping:
             # Commit what just landed now rather than at Faust's next commit tick: under a
@@ -456,7 +484,8 @@ class EngagementWorker:
         recovery = self.app.tables.recovery  # type: ignore[attr-defined]
         return bool(recovery.completed.is_set()) and not recovery.in_recovery
 
-    def health(self) -> tuple[bool, str]:
+    def ready(self) -> tuple[bool, str]:
+        """Topics created, partitions assigned, tables recovered: the agent can work."""
         if not self.topics_ready:
             return False, "creating topics"
         if self.app.rebalancing:
@@ -466,6 +495,20 @@ class EngagementWorker:
         if not self.recovered():
             return False, "recovering tables"
         return True, f"partitions {sorted(self.assigned_partitions())}"
+
+    def health(self) -> tuple[bool, str]:
+        """Ready, and the ingest has started reading the input topics."""
+        ok, reason = self.ready()
+        if ok and not self.ingest_running():
+            return False, "starting the ingest"
+        return ok, reason
+
+    def ingest_running(self) -> bool:
+        if not self.ingest_started:
+            return False
+        if self.ingest_processes is not None:
+            return self.ingest_processes.reported
+        return self.ingest is not None and self.ingest.consumer is not None
 
     async def maintain(self) -> None:
         """Rebuild the due index after an assignment; keep Redis equal to the tables.

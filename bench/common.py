@@ -111,7 +111,7 @@ class Services:
             "EM_STORE": "rocksdb",
             "EM_DATA_DIR": str(data_dir),
             "EM_WORKER_WEB_PORT": str(port),
-            "EM_LOG_LEVEL": "WARNING",
+            "EM_LOG_LEVEL": os.environ.get("EM_BENCH_LOG_LEVEL", "WARNING"),
             **extra,
         }
 
@@ -288,9 +288,9 @@ async def watch_drain(
 
     The clock runs from the last poll before the group's first commit to the poll that sees the
     last one, so start-up (imports, topic creation, the first rebalance) is excluded and both
-    ends of the interval are quantized the same way (by the poll and commit intervals). `follow` lists topics whose end
-    moves while draining (the pipeline's envelopes): they must be committed to their end too, by
-    `follow_group` (default: `group`).
+    ends of the interval are quantized the same way (by the poll and commit intervals). `follow`
+    lists topics whose end moves while draining (the pipeline's envelopes): they must be
+    committed to their end too, by `follow_group` (default: `group`).
     """
     total = sum(ends.values())
     samples: list[tuple[float, int]] = []

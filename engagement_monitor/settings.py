@@ -93,10 +93,12 @@ class Settings(BaseSettings):
     # The longest the ingest and the agent wait to fill a batch when traffic is light.
     batch_max_seconds: float = Field(0.02, gt=0)
     batch_max_envelopes: int = Field(256, ge=1, le=4096)  # envelopes per applied batch
-    # A checkpoint lands once this many entries are pending, once the oldest has waited this
-    # long, or at once when the agent has caught up with its envelopes (agents/checkpoint.py).
-    checkpoint_max_events: int = Field(50_000, ge=1)
-    checkpoint_max_seconds: float = Field(1.0, gt=0, le=60.0)
+    # When a checkpoint lands (agents/engagement.py, `_checkpoint_due`): at once when the agent
+    # has caught up, after the linger when it keeps up with a steady stream, and under a backlog
+    # once this many entries are pending or the oldest has waited the max.
+    checkpoint_linger_seconds: float = Field(0.02, gt=0, le=10.0)
+    checkpoint_max_events: int = Field(100_000, ge=1)
+    checkpoint_max_seconds: float = Field(2.0, gt=0, le=60.0)
     # How often committed envelopes are deleted (streams/envelope_purge.py); 0: never.
     envelope_purge_seconds: float = Field(30.0, ge=0)
     # Decoded contacts kept in memory between checkpoints (agents/contact_cache.py).
@@ -164,6 +166,15 @@ class Settings(BaseSettings):
         if value is not None and value not in CRASH_POINTS:
             raise ValueError(f"unknown crash point; known: {', '.join(CRASH_POINTS)}")
         return value
+
+    @model_validator(mode="after")
+    def _linger_within_max(self) -> Settings:
+        if self.checkpoint_linger_seconds > self.checkpoint_max_seconds:
+            raise ValueError(
+                "EM_CHECKPOINT_LINGER_SECONDS must not exceed EM_CHECKPOINT_MAX_SECONDS: "
+                f"{self.checkpoint_linger_seconds} > {self.checkpoint_max_seconds}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _envelope_holds_a_record(self) -> Settings:

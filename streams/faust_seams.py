@@ -19,12 +19,16 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Protocol
 
 import faust
+from aiokafka import AIOKafkaConsumer
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from faust import stores as faust_stores
+from faust.exceptions import ImproperlyConfigured
 from faust.transport import by_url
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
@@ -36,6 +40,7 @@ from streams.checkpoint_store import (
     check_store,
 )
 from streams.delivery_guard import CONSUMER_METHODS, CONSUMER_STATE, DeliveryGuard
+from streams.fetching import FETCH_MAX_WAIT_MS
 
 log = logging.getLogger("engagement_monitor.faust")
 
@@ -48,8 +53,71 @@ class FaustSeamError(RuntimeError):
     """The installed Faust is not the one the worker was built against."""
 
 
+_TAKES_API_VERSION = "api_version" in inspect.signature(AIOKafkaConsumer.__init__).parameters
+
+
+class ResponsiveConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, with a short fetch wait (`streams.fetching`).
+
+    Faust builds its aiokafka consumer in `_create_worker_consumer` with the wait hard-coded,
+    so this override is that method of faust-streaming 0.15.3 (pinned, checked at start-up)
+    with the one value changed; everything else comes from the app's settings, as there.
+    """
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        conf = self.app.conf
+        isolation_level = "read_committed" if self.consumer.in_transaction else "read_uncommitted"
+        has_changelog_tables = bool(self.app.tables.changelog_topics)
+        self._assignor = (
+            self.app.assignor
+            if conf.table_standby_replicas > 0 or has_changelog_tables
+            else RoundRobinPartitionAssignor
+        )
+        auth_settings = faust_aiokafka.credentials_to_aiokafka_auth(
+            conf.broker_credentials, conf.ssl_context
+        )
+        max_poll_interval = conf.broker_max_poll_interval or 0
+        request_timeout = conf.broker_request_timeout
+        session_timeout = conf.broker_session_timeout
+        if session_timeout > request_timeout:
+            raise ImproperlyConfigured(
+                f"Setting broker_session_timeout={session_timeout} cannot be greater than "
+                f"broker_request_timeout={request_timeout}"
+            )
+        versioned: dict[str, Any] = (
+            {"api_version": conf.consumer_api_version} if _TAKES_API_VERSION else {}
+        )
+        return AIOKafkaConsumer(
+            **versioned,
+            client_id=conf.broker_client_id,
+            group_id=conf.id,
+            group_instance_id=conf.consumer_group_instance_id,
+            bootstrap_servers=faust_aiokafka.server_list(transport.url, transport.default_port),
+            partition_assignment_strategy=[self._assignor],
+            enable_auto_commit=False,
+            auto_offset_reset=conf.consumer_auto_offset_reset,
+            max_poll_records=conf.broker_max_poll_records,
+            max_poll_interval_ms=int(max_poll_interval * 1000.0),
+            max_partition_fetch_bytes=conf.consumer_max_fetch_size,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            request_timeout_ms=int(request_timeout * 1000.0),
+            check_crcs=conf.broker_check_crcs,
+            session_timeout_ms=int(session_timeout * 1000.0),
+            rebalance_timeout_ms=int(conf.broker_rebalance_timeout * 1000.0),
+            heartbeat_interval_ms=int(conf.broker_heartbeat_interval * 1000.0),
+            isolation_level=isolation_level,
+            metadata_max_age_ms=conf.consumer_metadata_max_age_ms,
+            connections_max_idle_ms=conf.consumer_connections_max_idle_ms,
+            **auth_settings,
+        )
+
+
 class GuardedConsumer(DeliveryGuard, faust_aiokafka.Consumer):
-    """Faust's aiokafka consumer that commits only what the agent handled."""
+    """Faust's aiokafka consumer that commits only what the agent handled, read through a
+    `ResponsiveConsumerThread`."""
+
+    def _new_consumer_thread(self) -> ResponsiveConsumerThread:
+        return ResponsiveConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
 class GuardedTransport(faust_aiokafka.Transport):
@@ -144,9 +212,13 @@ def check_faust() -> None:
             f"Faust transport '{TRANSPORT_SCHEME}' is {transport!r}, not {GuardedTransport!r}"
         )
     base = faust_aiokafka.Consumer
-    for name in CONSUMER_METHODS:
+    for name in (*CONSUMER_METHODS, "_new_consumer_thread"):
         if not callable(getattr(base, name, None)):
             raise FaustSeamError(f"faust's aiokafka Consumer has no method {name}")
+    if not callable(
+        getattr(faust_aiokafka.AIOKafkaConsumerThread, "_create_worker_consumer", None)
+    ):
+        raise FaustSeamError("faust's AIOKafkaConsumerThread has no _create_worker_consumer")
     for method in ("_stop_consumer", "_on_partitions_revoked"):
         if not callable(getattr(faust.App, method, None)):
             raise FaustSeamError(f"faust.App has no {method} (WorkerApp's landing order)")

@@ -23,6 +23,7 @@ worker now reads that input partition.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -41,6 +42,8 @@ from streams.envelope import KIND_RECORD, EnvelopeWriter
 from streams.partitioning import contact_partition
 
 log = logging.getLogger("engagement_monitor.ingest")
+
+RETRY_SECONDS = 1.0
 
 Headers = list[tuple[str, bytes]]
 
@@ -165,6 +168,7 @@ class Ingest(Service):
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.assigned: frozenset[TopicPartition] = frozenset()
+        self._committing: asyncio.Future[None] | None = None
 
     async def on_start(self) -> None:
         self.producer = AIOKafkaProducer(
@@ -194,6 +198,8 @@ class Ingest(Service):
         self.add_future(self._run())
 
     async def on_stop(self) -> None:
+        with contextlib.suppress(KafkaError):
+            await self.committed()
         if self.consumer is not None:
             await self.consumer.stop()
         if self.producer is not None:
@@ -229,7 +235,38 @@ class Ingest(Service):
             self.assigned = frozenset(consumer.assignment())
             if not fetched:
                 continue
-            await self._forward(fetched)
+            try:
+                await self._forward(fetched)
+            except KafkaError as exc:
+                # Envelopes not acknowledged (the broker is away, say): nothing was committed
+                # for this fetch, so read it again from the last commit once Kafka answers.
+                # Envelopes that did reach Kafka become duplicates, which change nothing.
+                log.warning("ingest could not write envelopes (%s); reading again", exc)
+                self._committing = None
+                await asyncio.sleep(RETRY_SECONDS)
+                with contextlib.suppress(KafkaError):
+                    await consumer.seek_to_committed()
+
+    async def committed(self) -> None:
+        """Wait for the commit in flight, if any."""
+        committing, self._committing = self._committing, None
+        if committing is not None:
+            await committing
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        assert self.consumer is not None
+        try:
+            await self.consumer.commit(
+                {tp: OffsetAndMetadata(offset, "") for tp, offset in offsets.items()}
+            )
+        except CommitFailedError as exc:
+            # The group rebalanced since this fetch: the new owner reads these records again.
+            self.stats.commit_failures += 1
+            log.info(
+                "ingest commit refused after a rebalance (%s); the records will be re-read", exc
+            )
+        self.crash_point("ingest-after-commit")
+        self.stats.next_offsets.update(offsets)
 
     async def _forward(
         self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
@@ -260,18 +297,10 @@ class Ingest(Service):
             )
         await asyncio.gather(*sent)
         self.crash_point("ingest-after-send")
-        try:
-            await self.consumer.commit(
-                {tp: OffsetAndMetadata(offset, "") for tp, offset in routed.offsets.items()}
-            )
-        except CommitFailedError as exc:
-            # The group rebalanced since this fetch: the new owner reads these records again.
-            self.stats.commit_failures += 1
-            log.info(
-                "ingest commit refused after a rebalance (%s); the records will be re-read", exc
-            )
-        self.crash_point("ingest-after-commit")
-        self.stats.next_offsets.update(routed.offsets)
+        # The commit runs while the next fetch is framed: one commit in flight at a time, so
+        # they stay in order, and each only after its envelopes were acknowledged.
+        await self.committed()
+        self._committing = asyncio.ensure_future(self._commit(routed.offsets))
         self.stats.records += routed.records
         self.stats.envelopes += len(routed.envelopes)
         self.stats.oversize += len(routed.oversize)

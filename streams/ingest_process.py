@@ -93,6 +93,7 @@ class _Child:
     latest: IngestReport = field(default_factory=IngestReport)
     carried: IngestReport = field(default_factory=IngestReport)
     reader: asyncio.Task[None] | None = None
+    reported: bool = False
 
 
 class IngestProcesses(Service):
@@ -104,6 +105,7 @@ class IngestProcesses(Service):
         self.argv = argv or [sys.executable, "-m", "streams.ingest_process"]
         self.children: list[_Child] = []
         self.restarts = 0
+        self.reported = False  # every child has reported once: the ingest is reading
 
     async def on_start(self) -> None:
         for index in range(self.count):
@@ -138,6 +140,9 @@ class IngestProcesses(Service):
                     data["commit_failures"],
                     {TopicPartition(t, p): lag for t, p, lag in data["lag"]},
                 )
+                child.reported = True
+                if not self.reported and all(c.reported for c in self.children):
+                    self.reported = True
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 log.warning("ingest process %d wrote an unreadable report: %r", child.index, line)
 
