@@ -24,7 +24,15 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from models.identifiers import CampaignId, ContactId, EventId, ListId, MessageId, OrgId
+from models.identifiers import (
+    CampaignId,
+    ContactId,
+    EventId,
+    ListId,
+    MessageId,
+    OrgId,
+    forbidden_in_id,
+)
 from models.origin import ORIGIN_TYPES, Origin
 
 DEFAULT_CHANNELS: tuple[str, ...] = ("sms", "email", "whatsapp")
@@ -268,8 +276,12 @@ def _rejection(error: ValidationError, contact: bool) -> RecordRejected:
         return RecordRejected(f"missing field {field}{more}", "missing_field")
     if kind == "unknown_channel":
         return RecordRejected(f"{path}: {first['msg']}{more}", "unknown_channel")
-    if kind == "bad_id":  # the message names the character; the value itself may not print
-        return RecordRejected(f"{path}: {first['msg']}{more}", "invalid_field")
+    if kind == "string_pattern_mismatch" and isinstance(first.get("input"), str):
+        problem = forbidden_in_id(first["input"])  # an id: name the character, not the value
+        if problem is not None:
+            return RecordRejected(f"{path}: {problem}{more}", "invalid_field")
+    if kind == "string_unicode":
+        return RecordRejected(f"{path}: contains a lone surrogate{more}", "invalid_field")
     if kind in _TIMESTAMP_ERRORS:
         detail = "has no UTC offset" if kind == "timezone_aware" else "not an RFC 3339 timestamp"
         shown = _shown(first.get("input"))

@@ -18,8 +18,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
-from pydantic_core import PydanticCustomError
+from pydantic import Field
 
 ORG_ID_MAX = 64
 CONTACT_ID_MAX = 128
@@ -29,6 +28,10 @@ LIST_ID_MAX = 128
 CAMPAIGN_ID_MAX = 128
 
 _FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# The same rule as a pattern pydantic checks natively (a Python validator per id cost ~0.4 µs,
+# four ids an event). A lone surrogate cannot pass it either: pydantic refuses such a string
+# before any pattern (`string_unicode`), and orjson refuses it in JSON already.
+ID_PATTERN = "^[^\x00-\x1f\x7f-\x9f\u2028\u2029]+$"
 # The same rule for JSON Schema readers (ECMA-262 regex syntax).
 ID_JSON_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]+$"
 
@@ -44,20 +47,13 @@ def forbidden_in_id(value: str) -> str | None:
     )
 
 
-def _check_id(value: str) -> str:
-    problem = forbidden_in_id(value)
-    if problem is not None:
-        raise PydanticCustomError("bad_id", problem)
-    return value
-
-
-def _length(max_length: int) -> Any:
+def _id_field(max_length: int) -> Any:
     return Field(
-        min_length=1, max_length=max_length, json_schema_extra={"pattern": ID_JSON_PATTERN}
+        min_length=1,
+        max_length=max_length,
+        pattern=ID_PATTERN,
+        json_schema_extra={"pattern": ID_JSON_PATTERN},
     )
-
-
-_ALLOWED = AfterValidator(_check_id)
 
 
 def check_id(value: str, what: str, max_length: int) -> None:
@@ -69,9 +65,9 @@ def check_id(value: str, what: str, max_length: int) -> None:
         raise ValueError(f"{what} {problem}")
 
 
-OrgId = Annotated[str, _length(ORG_ID_MAX), _ALLOWED]
-ContactId = Annotated[str, _length(CONTACT_ID_MAX), _ALLOWED]
-EventId = Annotated[str, _length(EVENT_ID_MAX), _ALLOWED]
-MessageId = Annotated[str, _length(MESSAGE_ID_MAX), _ALLOWED]
-ListId = Annotated[str, _length(LIST_ID_MAX), _ALLOWED]
-CampaignId = Annotated[str, _length(CAMPAIGN_ID_MAX), _ALLOWED]
+OrgId = Annotated[str, _id_field(ORG_ID_MAX)]
+ContactId = Annotated[str, _id_field(CONTACT_ID_MAX)]
+EventId = Annotated[str, _id_field(EVENT_ID_MAX)]
+MessageId = Annotated[str, _id_field(MESSAGE_ID_MAX)]
+ListId = Annotated[str, _id_field(LIST_ID_MAX)]
+CampaignId = Annotated[str, _id_field(CAMPAIGN_ID_MAX)]
