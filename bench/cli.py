@@ -63,7 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--drain-budget", type=float, help="max seconds for one drain (240)")
     s.add_argument("--naive-budget", type=float, help="max seconds for the naive app (60)")
     s.add_argument(
-        "--check-sample", type=int, help="snapshots checked against the reference (200; 0 = all)"
+        "--check-sample",
+        type=int,
+        help="snapshots checked against the reference (0 = all, the default)",
     )
     s.add_argument("--latency-rate", type=float, help="offered events/s (2000)")
     s.add_argument(
