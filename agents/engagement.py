@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -133,7 +134,6 @@ class EngagementWorker:
         self.indexed: frozenset[int] = frozenset()  # partitions whose due index is built
         self.topics_ready = False
         self.legacy_purged = False  # Redis keys of the pre-v2 layout deleted (once a process)
-        self.last_offsets: dict[tuple[str, int], int] = {}
         self._install()
 
     @property
@@ -261,7 +261,6 @@ class EngagementWorker:
             if tp not in assigned:
                 skipped += 1
                 continue
-            self.last_offsets[(message.topic, message.partition)] = message.offset
             read_upto[tp] = message.offset
             pending.append(message)
             try:
@@ -352,7 +351,13 @@ class EngagementWorker:
         while more:
             await asyncio.sleep(0)  # let the fetchers and heartbeats run meanwhile
             more = build.step()
-        if not await self._landed():
+        try:
+            landed = await self._landed()
+        except BaseException:
+            self._abandon()  # this one was built on the changes of the one that failed
+            raise
+        if not landed or build.void:
+            self._abandon()
             return False
         self.landing = asyncio.ensure_future(self._land_batch(build.batch, messages))
         return True
@@ -464,10 +469,18 @@ class EngagementWorker:
     # ------------------------------------------------------------ expiry
     async def sweep(self) -> None:
         """Send an expiry tick to every contact of this worker whose oldest message is due."""
-        keys = self.due.pop_due(int(time.time()))
+        now = int(time.time())
+        keys = self.due.pop_due(now)
         ticks = self.processor.ticks(keys)
         if ticks:
-            await self.writer.write(output_records(ticks, self.names))
+            try:
+                await self.writer.write(output_records(ticks, self.names))
+            except KafkaError as exc:
+                await self.writer.reset()
+                for key in keys:  # due still: the next sweep sends them
+                    self.due.set(key, now)
+                log.warning("expiry sweep: Kafka did not take the ticks (%s); next sweep", exc)
+                return
         m.EXPIRY_TICKS.inc(len(keys))
         m.DUE_CONTACTS.set(len(self.due))
         if keys:
@@ -520,9 +533,12 @@ class EngagementWorker:
         assigned = self.assigned_partitions()
         self._lag(assigned)
         # Envelopes applied and not yet landed hold their acks back: not a stall.
-        await self.guard.resolve_stalls(
-            busy=self.lock.locked() or bool(self.pending) or self.landing is not None
-        )
+        try:
+            await self.guard.resolve_stalls(
+                busy=self.lock.locked() or bool(self.pending) or self.landing is not None
+            )
+        except KafkaError as exc:  # the broker is away: asked again at the next tick
+            log.warning("could not look for stalled partitions (%s)", exc)
         self._guard_metrics()
         self._ingest_metrics()
         await self._purge_envelopes()
@@ -636,7 +652,7 @@ class EngagementWorker:
                 continue
             if high is None:
                 continue
-            read = self.last_offsets.get((tp.topic, tp.partition), -1)
+            read = self.read_upto.get(tp, -1)
             m.CONSUMER_LAG.labels(tp.topic, tp.partition).set(max(0, high - read - 1))
 
     def _stored(self, partitions: frozenset[int]) -> Iterable[tuple[bytes, bytes]]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Literal
@@ -147,6 +147,7 @@ class EngagementProcessor:
         # dropped meanwhile (evicted, or removed) must be read back from here, not from the
         # store, which is written only when its checkpoint lands (read-your-writes).
         self.unlanded: dict[bytes, bytes | None] = {}
+        self.abandoned = 0  # times everything was forgotten (see CheckpointBuild.step)
         self.pending = CheckpointBatch()
         self.pending_since: float | None = None  # monotonic time of the oldest pending entry
         self._short: dict[str, str] = {}
@@ -313,6 +314,7 @@ class EngagementProcessor:
             self.pending_since = None
             self.cache.forget(None)
             self.unlanded.clear()
+            self.abandoned += 1  # a checkpoint being built now is void: it writes nothing more
         else:
             self.cache.forget(partitions)
 
@@ -362,9 +364,18 @@ class CheckpointBuild:
         self.done = 0
         self.now = processor.clock()
         self.now_ms = int(self.now.timestamp() * 1000)
+        self.epoch = processor.abandoned
+
+    @property
+    def void(self) -> bool:
+        """The processor forgot everything since this build began (its previous checkpoint
+        was abandoned): what it would build rests on changes that will never land."""
+        return self.epoch != self.processor.abandoned
 
     def step(self) -> bool:
-        """Build the next chunk; True while contacts remain."""
+        """Build the next chunk; True while contacts remain (False at once once void)."""
+        if self.void:
+            return False
         processor, batch, cache = self.processor, self.batch, self.processor.cache
         end = min(self.done + self.chunk, len(self.dirty))
         unlanded = processor.unlanded
@@ -382,13 +393,5 @@ class CheckpointBuild:
 
 def _forward(entry: Entry, owner: int) -> Outbound:
     writer = EnvelopeWriter()
-    writer.add(
-        KIND_FORWARDED,
-        entry.topic,
-        entry.partition,
-        entry.offset,
-        entry.key,
-        entry.value,
-        entry.headers,
-    )
+    writer.add_entry(replace(entry, kind=KIND_FORWARDED))
     return Outbound(ENVELOPE_TOPIC, None, writer.finish(), [], owner)

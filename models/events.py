@@ -31,7 +31,7 @@ from models.identifiers import (
     ListId,
     MessageId,
     OrgId,
-    forbidden_in_id,
+    id_problem,
 )
 from models.origin import ORIGIN_TYPES, Origin
 
@@ -276,10 +276,9 @@ def _rejection(error: ValidationError, contact: bool) -> RecordRejected:
         return RecordRejected(f"missing field {field}{more}", "missing_field")
     if kind == "unknown_channel":
         return RecordRejected(f"{path}: {first['msg']}{more}", "unknown_channel")
-    if kind == "string_pattern_mismatch" and isinstance(first.get("input"), str):
-        problem = forbidden_in_id(first["input"])  # an id: name the character, not the value
-        if problem is not None:
-            return RecordRejected(f"{path}: {problem}{more}", "invalid_field")
+    problem = id_problem(first)  # an id: name the character, not the value
+    if problem is not None:
+        return RecordRejected(f"{path}: {problem}{more}", "invalid_field")
     if kind == "string_unicode":
         return RecordRejected(f"{path}: contains a lone surrogate{more}", "invalid_field")
     if kind in _TIMESTAMP_ERRORS:

@@ -16,6 +16,7 @@ key encoding (``engagement_monitor.keyspace``) keeps every allowed id apart in e
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -45,6 +46,18 @@ def forbidden_in_id(value: str) -> str | None:
         f"contains U+{ord(bad.group()):04X} at position {bad.start()}; ids may not contain "
         "control characters, line separators or lone surrogates"
     )
+
+
+def id_problem(error: Mapping[str, Any]) -> str | None:
+    """For a pydantic error on an id field whose pattern failed: which character, and where.
+
+    The pattern's own message would print the regex; people need the character (the value
+    itself may not print).
+    """
+    value = error.get("input")
+    if error.get("type") == "string_pattern_mismatch" and isinstance(value, str):
+        return forbidden_in_id(value)
+    return None
 
 
 def _id_field(max_length: int) -> Any:

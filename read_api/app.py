@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engagement_monitor.redis_client import connect
 from engagement_monitor.settings import Settings
+from models.identifiers import id_problem
 from models.origin import ORIGIN_TYPES
 from read_api.commands import KafkaPublisher, Publisher
 from read_api.id_paths import RawPathRouting
@@ -94,7 +95,7 @@ def _message(error: dict[str, Any], field: str) -> str:
     if kind == "string_unicode":  # a path segment whose %-escapes are not UTF-8 (%FF)
         return "not valid UTF-8: percent-encode the UTF-8 bytes of the text"
     if kind == "string_pattern_mismatch":
-        return _PATTERN_HINTS.get(field.rsplit(".", 1)[-1], msg)
+        return id_problem(error) or _PATTERN_HINTS.get(field.rsplit(".", 1)[-1], msg)
     if kind == "model_attributes_type" or kind == "dict_type":
         return "must be a JSON object"
     msg = msg.removeprefix("Value error, ")

@@ -50,6 +50,15 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+_COMMAND_IDS = uuid.UUID("5b0c7c1e-9f4a-4d2b-8c3e-6a1f0e2d4b71")
+
+
+def command_id(org_id: str, topic: str, idempotency_key: str) -> str:
+    """The id of a command sent with an `Idempotency-Key`: the same for every retry of it, and
+    never the same as another org's or another kind of command's with the same key."""
+    return str(uuid.uuid5(_COMMAND_IDS, f"{org_id}\x1f{topic}\x1f{idempotency_key}"))
+
+
 def contact_key(org_id: str, contact_id: str) -> str:
     """The canonical record key (SPEC §2), so the command lands on the contact's own partition.
 
@@ -132,7 +141,8 @@ class KafkaPublisher:
     """aiokafka producer, started lazily so the read side works while Kafka is unreachable.
 
     ``acks="all"`` and awaiting the delivery mean a 202 is only given once Kafka holds the
-    command; idempotence stops a producer retry from writing it twice.
+    command; idempotence stops a producer retry from writing it twice. See `publish` for what a
+    503 means.
     """
 
     def __init__(self, bootstrap: str, *, timeout_s: float = 10.0) -> None:
@@ -174,6 +184,14 @@ class KafkaPublisher:
             return producer
 
     async def publish(self, topic: str, key: str, value: dict[str, Any]) -> None:
+        """Return once Kafka holds the command; raise `PublishUnavailable` when it has not
+        confirmed it within `timeout_s`.
+
+        A command not confirmed may still arrive: while the broker is away the producer keeps
+        it and retries (aiokafka gives a batch up only when the partition has no leader), so
+        Kafka takes it once it is back. That is why the API answers 503 "try again with the
+        same Idempotency-Key": a retry then carries the same id, and is counted once.
+        """
         producer = await self._ensure()
         try:
             await asyncio.wait_for(

@@ -6,7 +6,17 @@ annotations refer to local values (the configured channel enum), which FastAPI m
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Response, status
+from fastapi import (
+    APIRouter,
+    Body,
+    Depends,
+    Header,
+    HTTPException,
+    Path,
+    Query,
+    Response,
+    status,
+)
 from fastapi.exceptions import RequestValidationError
 from pydantic import WithJsonSchema
 
@@ -35,6 +45,21 @@ from read_api.state import AppState, app_state
 ContactId = Annotated[ids.ContactId, Path(description="The contact's id.")]
 ListId = Annotated[ids.ListId, Path(description="The list's id.")]
 State = Annotated[AppState, Depends(app_state)]
+Idempotency = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=128,
+        pattern=ids.ID_PATTERN,
+        description=(
+            "Makes a retry safe: the same key gives the command the same id, so whoever "
+            "reads it counts it once. Send one with every write, and the same one when "
+            "retrying after a 503 or a lost answer (a 503 means Kafka did not confirm the "
+            "command, not that it will never arrive)."
+        ),
+    ),
+]
 
 _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "No token, or a token that is not known."},
@@ -71,15 +96,26 @@ async def require_contact(state: AppState, org_id: str, contact_id: str) -> None
 
 
 async def publish(
-    state: AppState, short_topic: str, org_id: str, contact_id: str, record: dict[str, Any]
+    state: AppState,
+    short_topic: str,
+    org_id: str,
+    contact_id: str,
+    record: dict[str, Any],
+    idempotency_key: str | None,
 ) -> str:
+    if idempotency_key is not None:
+        field = "request_id" if "request_id" in record else "event_id"
+        record[field] = commands.command_id(org_id, short_topic, idempotency_key)
     topic = state.settings.topic(short_topic)
     try:
         await state.publisher.publish(topic, commands.contact_key(org_id, contact_id), record)
     except PublishUnavailable as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail=f"the command was not accepted: {exc}; nothing changed, try again",
+            detail=(
+                f"the command was not accepted: {exc}; try again with the same "
+                "Idempotency-Key (Kafka may still take this one once it answers)"
+            ),
         ) from None
     state.metrics.commands.labels(short_topic, str(record.get("type", short_topic))).inc()
     return topic
@@ -170,7 +206,12 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
         tags=["write"],
     )
     async def edit_contact(
-        org_id: str, contact_id: ContactId, patch: ContactPatch, _p: Writer, state: State
+        org_id: str,
+        contact_id: ContactId,
+        patch: ContactPatch,
+        _p: Writer,
+        state: State,
+        key: Idempotency = None,
     ) -> Accepted:
         await require_contact(state, org_id, contact_id)
         changes: dict[str, Any] = {}
@@ -182,7 +223,7 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
             else:
                 changes[name] = value
         record = commands.upsert_record(org_id, contact_id, changes)
-        topic = await publish(state, "contact", org_id, contact_id, record)
+        topic = await publish(state, "contact", org_id, contact_id, record, key)
         return Accepted(event_id=record["event_id"], topic=topic)
 
     @router.delete(
@@ -194,11 +235,11 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
         tags=["write"],
     )
     async def delete_contact(
-        org_id: str, contact_id: ContactId, _p: Writer, state: State
+        org_id: str, contact_id: ContactId, _p: Writer, state: State, key: Idempotency = None
     ) -> Accepted:
         await require_contact(state, org_id, contact_id)
         record = commands.delete_record(org_id, contact_id)
-        topic = await publish(state, "contact", org_id, contact_id, record)
+        topic = await publish(state, "contact", org_id, contact_id, record, key)
         return Accepted(event_id=record["event_id"], topic=topic)
 
     @router.put(
@@ -216,11 +257,12 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
         _p: Writer,
         state: State,
         body: Annotated[ListPut | None, Body()] = None,
+        key: Idempotency = None,
     ) -> Accepted:
         await require_contact(state, org_id, contact_id)
         name = body.name if body is not None else None
         record = commands.list_added_record(org_id, contact_id, list_id, name)
-        topic = await publish(state, "contact", org_id, contact_id, record)
+        topic = await publish(state, "contact", org_id, contact_id, record, key)
         return Accepted(event_id=record["event_id"], topic=topic)
 
     @router.delete(
@@ -232,11 +274,16 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
         tags=["write"],
     )
     async def remove_from_list(
-        org_id: str, contact_id: ContactId, list_id: ListId, _p: Writer, state: State
+        org_id: str,
+        contact_id: ContactId,
+        list_id: ListId,
+        _p: Writer,
+        state: State,
+        key: Idempotency = None,
     ) -> Accepted:
         await require_contact(state, org_id, contact_id)
         record = commands.list_removed_record(org_id, contact_id, list_id)
-        topic = await publish(state, "contact", org_id, contact_id, record)
+        topic = await publish(state, "contact", org_id, contact_id, record, key)
         return Accepted(event_id=record["event_id"], topic=topic)
 
     @router.post(
@@ -253,11 +300,12 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
         channel: Annotated[channel_type, Path(description="The channel to unsubscribe from.")],
         _p: Writer,
         state: State,
+        key: Idempotency = None,
     ) -> Accepted:
         check_channel(state, "path.channel", channel)
         await require_contact(state, org_id, contact_id)
         record = commands.unsubscribe_record(org_id, contact_id, channel)
-        topic = await publish(state, "unsubscribe", org_id, contact_id, record)
+        topic = await publish(state, "unsubscribe", org_id, contact_id, record, key)
         return Accepted(event_id=record["event_id"], topic=topic)
 
     @router.post(
@@ -274,6 +322,7 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
         message: MessageRequest,
         principal: Writer,
         state: State,
+        key: Idempotency = None,
     ) -> MessageAccepted:
         check_channel(state, "body.channel", message.channel)
         await require_contact(state, org_id, contact_id)
@@ -286,7 +335,7 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
             variables=message.variables,
             requested_by=principal.name or principal.role,
         )
-        topic = await publish(state, "send-requests", org_id, contact_id, record)
+        topic = await publish(state, "send-requests", org_id, contact_id, record, key)
         return MessageAccepted(request_id=record["request_id"], topic=topic)
 
     return router

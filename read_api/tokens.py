@@ -25,7 +25,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from engagement_monitor.settings import Settings
-from models.identifiers import ORG_ID_MAX, OrgId, check_id
+from models.identifiers import ORG_ID_MAX, OrgId, check_id, id_problem
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,8 @@ def read_token_file(path: Path) -> list[TokenRecord]:
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"])
-        problem = f"{where}: {first['msg']}" if where else first["msg"]
+        message = id_problem(first) or first["msg"]
+        problem = f"{where}: {message}" if where else message
         raise TokenFileError(
             f"EM_API_TOKENS_FILE: {path} is not a list of "
             f'{{"org_id", "role", "sha256", "name"}} ({problem})'

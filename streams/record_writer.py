@@ -61,13 +61,19 @@ class RecordWriter:
         self._partitions: dict[str, int] = {}
         self._spread = itertools.count()
         self._started = False
+        self._starting = asyncio.Lock()
         self._closing: set[asyncio.Future[None]] = set()
 
     async def start(self) -> None:
-        if self.producer is None:
-            self.producer = self._new_producer()
-        await self.producer.start()
-        self._started = True
+        """Start the producer once, however many callers ask at the same time (the app's
+        start-up and a first write, say: aiokafka refuses a second concurrent start)."""
+        async with self._starting:
+            if self._started:
+                return
+            if self.producer is None:
+                self.producer = self._new_producer()
+            await self.producer.start()
+            self._started = True
 
     def _new_producer(self) -> Any:
         if self.producer_factory is not None:

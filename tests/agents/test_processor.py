@@ -1111,6 +1111,32 @@ def test_abandon_forgets_pending_changes_and_cached_contacts(
     }
 
 
+def test_a_checkpoint_built_while_everything_is_abandoned_leaves_nothing_behind(
+    clock: Clock,
+) -> None:
+    """The worker builds checkpoint N+1 while N lands; should N be abandoned meanwhile (its
+    partitions moved, Kafka failed), N+1 rests on changes that will never land: it must build
+    nothing more, and none of its values may be read back as if they had landed."""
+    table = Table()
+    proc = make(table, clock)
+    run(proc, table, [rec("dispatch", dispatch(c, "m1", ago(days=2))) for c in ("c1", "c2")])
+    landed = dict(table.data)
+    feed(proc, [rec("open", interaction(c, "m1", ago(days=1))) for c in ("c1", "c2")])
+
+    build = proc.start_checkpoint(chunk=1)
+    assert build.step()  # c1 built; the landing of the previous checkpoint fails meanwhile
+    proc.abandon()
+    assert build.void and not build.step()
+    assert proc.unlanded == {} and len(proc.cache) == 0
+
+    # The opens are read again: they count, on the landed state, and nothing was lost.
+    out = run(proc, table, [rec("open", interaction(c, "m1", ago(days=1))) for c in ("c1", "c2")])
+    assert sorted(c.key for c in out.changes) == [key_of("c1"), key_of("c2")]
+    for contact in ("c1", "c2"):
+        assert figures(snapshot(write_of(out, contact)), "email") == (1, 0, 1, 1, 0, 0)
+    assert landed.keys() == table.data.keys()
+
+
 def test_abandon_of_partitions_forgets_only_their_cached_contacts_when_nothing_is_pending(
     proc: EngagementProcessor, table: Table
 ) -> None:

@@ -270,6 +270,38 @@ async def test_patch_publishes_only_the_fields_given(world: World) -> None:
     assert "name" not in record
 
 
+@pytest.mark.parametrize("route", [r for r in ROUTES if r[4]], ids=[r[0] for r in ROUTES if r[4]])
+async def test_a_retry_with_the_same_idempotency_key_is_the_same_command(
+    world: World, route: tuple[Any, ...]
+) -> None:
+    w = world
+    _name, method, template, body, _write, _topic = route
+    path = template.format(org=w.org, contact="c1")
+    ids = []
+    for key in ("k-1", "k-1", "k-2"):
+        headers = {**w.tokens.header("operator"), "Idempotency-Key": key}
+        response = await w.client.request(method, path, json=body, headers=headers)
+        assert response.status_code == 202, response.text
+        answer = response.json()
+        ids.append(answer.get("event_id") or answer.get("request_id"))
+    assert ids[0] == ids[1] != ids[2]  # a retry keeps the id; another key is another command
+    published = [r.get("event_id") or r.get("request_id") for _, _, r in w.publisher.sent]
+    assert published == ids
+    # Another org with the same key gets another id: keys are the caller's, ids are global.
+    other = template.format(org=w.other, contact="c1")
+    headers = {**w.other_tokens.header("operator"), "Idempotency-Key": "k-1"}
+    answer = (await w.client.request(method, other, json=body, headers=headers)).json()
+    assert (answer.get("event_id") or answer.get("request_id")) != ids[0]
+
+
+async def test_an_idempotency_key_with_a_control_character_is_422(world: World) -> None:
+    w = world
+    headers = {**w.tokens.header("operator"), "Idempotency-Key": "a\tb"}
+    response = await w.client.delete(f"/v1/orgs/{w.org}/contacts/c1", headers=headers)
+    assert response.status_code == 422, response.text
+    assert "U+0009" in response.text
+
+
 async def test_kafka_down_is_503_and_nothing_is_accepted(world: World) -> None:
     w = world
     w.publisher.fail = True
@@ -277,7 +309,7 @@ async def test_kafka_down_is_503_and_nothing_is_accepted(world: World) -> None:
         f"/v1/orgs/{w.org}/contacts/c1", headers=w.tokens.header("admin")
     )
     assert response.status_code == 503
-    assert "try again" in response.json()["detail"]
+    assert "try again with the same Idempotency-Key" in response.json()["detail"]
 
 
 async def test_health_and_metrics(world: World) -> None:

@@ -129,3 +129,20 @@ async def test_nothing_to_write_sends_nothing() -> None:
     producer = FakeProducer()
     assert await _writer(producer).write([]) == {}
     assert producer.batches == []
+
+
+async def test_concurrent_starts_start_the_producer_once() -> None:
+    """The app's start-up and a first write may both start the writer: aiokafka refuses a
+    second start of a producer that is still starting (InvalidStateError)."""
+
+    class SlowStart(FakeProducer):
+        starts = 0
+
+        async def start(self) -> None:
+            SlowStart.starts += 1
+            await asyncio.sleep(0.01)
+            await super().start()
+
+    writer = _writer(SlowStart())
+    await asyncio.gather(writer.start(), writer.write([Record("t", b"k", b"v", 0)]))
+    assert SlowStart.starts == 1
