@@ -27,6 +27,26 @@ class TierChange(BaseModel):
     cause: Literal["event", "expiry"]
 
 
+class Actor(BaseModel):
+    """Who asked: the token's name and role (never the token itself)."""
+
+    name: str
+    role: Literal["agent", "operator", "admin"]
+
+
+class AuditRecord(BaseModel):
+    """Published by the API for every write it accepted, after the command itself."""
+
+    at: datetime
+    org_id: str
+    contact_id: str
+    actor: Actor
+    action: Literal["edit", "delete", "list_added", "list_removed", "unsubscribe", "send_message"]
+    command_topic: str
+    command_id: str
+    idempotency_key: str | None
+
+
 class DispatchStatus(BaseModel):
     """Told to the messaging pipeline so its dispatch report shows the Sending Error status."""
 

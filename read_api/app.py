@@ -22,6 +22,7 @@ from engagement_monitor.redis_client import connect
 from engagement_monitor.settings import Settings
 from models.identifiers import id_problem
 from models.origin import ORIGIN_TYPES
+from read_api.body_limit import BodyLimit
 from read_api.commands import KafkaPublisher, Publisher
 from read_api.id_paths import RawPathRouting
 from read_api.metrics import ApiMetrics, MetricsMiddleware
@@ -199,6 +200,7 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(RedisError, _on_redis_error)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(BodyLimit)
     app.add_middleware(RawPathRouting)  # outermost: routing sees ids exactly as encoded
     app.include_router(build_router(settings.channels))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -22,6 +23,9 @@ from aiokafka import AIOKafkaProducer
 from engagement_monitor.keyspace import record_key
 
 log = logging.getLogger(__name__)
+
+
+Headers = Sequence[tuple[str, bytes]]
 
 
 class PublishUnavailable(RuntimeError):
@@ -35,7 +39,9 @@ class Publisher(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def publish(self, topic: str, key: str, value: dict[str, Any]) -> None: ...
+    async def publish(
+        self, topic: str, key: str, value: dict[str, Any], headers: Headers = ()
+    ) -> None: ...
 
     @property
     def state(self) -> str: ...
@@ -51,6 +57,35 @@ def new_id() -> str:
 
 
 _COMMAND_IDS = uuid.UUID("5b0c7c1e-9f4a-4d2b-8c3e-6a1f0e2d4b71")
+
+
+def actor_headers(name: str, role: str) -> list[tuple[str, bytes]]:
+    """Who asked, on every command record the API publishes (UTF-8 text)."""
+    return [("em-actor-name", name.encode()), ("em-actor-role", role.encode())]
+
+
+def audit_record(
+    org_id: str,
+    contact_id: str,
+    *,
+    actor_name: str,
+    actor_role: str,
+    action: str,
+    command_topic: str,
+    command_id: str,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    """The `audit` record of one accepted write (`models.outputs.AuditRecord`)."""
+    return {
+        "at": now_iso(),
+        "org_id": org_id,
+        "contact_id": contact_id,
+        "actor": {"name": actor_name, "role": actor_role},
+        "action": action,
+        "command_topic": command_topic,
+        "command_id": command_id,
+        "idempotency_key": idempotency_key,
+    }
 
 
 def command_id(org_id: str, topic: str, idempotency_key: str) -> str:
@@ -183,7 +218,9 @@ class KafkaPublisher:
             self._producer = producer
             return producer
 
-    async def publish(self, topic: str, key: str, value: dict[str, Any]) -> None:
+    async def publish(
+        self, topic: str, key: str, value: dict[str, Any], headers: Headers = ()
+    ) -> None:
         """Return once Kafka holds the command; raise `PublishUnavailable` when it has not
         confirmed it within `timeout_s`.
 
@@ -195,7 +232,9 @@ class KafkaPublisher:
         producer = await self._ensure()
         try:
             await asyncio.wait_for(
-                producer.send_and_wait(topic, orjson.dumps(value), key=key.encode()),
+                producer.send_and_wait(
+                    topic, orjson.dumps(value), key=key.encode(), headers=list(headers)
+                ),
                 self._timeout_s,
             )
         except Exception as exc:
@@ -222,6 +261,7 @@ class MemoryPublisher:
     """Keeps published commands in a list: for tests and for trying the API without Kafka."""
 
     sent: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    headers: list[Headers] = field(default_factory=list)  # of each sent record, in order
     fail: bool = False
 
     @property
@@ -234,7 +274,10 @@ class MemoryPublisher:
     async def stop(self) -> None:
         return None
 
-    async def publish(self, topic: str, key: str, value: dict[str, Any]) -> None:
+    async def publish(
+        self, topic: str, key: str, value: dict[str, Any], headers: Headers = ()
+    ) -> None:
         if self.fail:
             raise PublishUnavailable("memory publisher set to fail")
         self.sent.append((topic, key, value))
+        self.headers.append(list(headers))

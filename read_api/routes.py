@@ -39,6 +39,7 @@ from read_api.schemas import (
     WhoAmI,
 )
 from read_api.state import AppState, app_state
+from read_api.tokens import Principal
 
 # Ids as models.identifiers defines them (422 when refused); the `id` convertor of
 # read_api.id_paths decodes each path segment on its own, so an id may contain `/`.
@@ -102,13 +103,33 @@ async def publish(
     contact_id: str,
     record: dict[str, Any],
     idempotency_key: str | None,
+    principal: Principal,
+    action: str,
 ) -> str:
+    """Publish the command, then its `audit` record; 503 unless Kafka confirmed both.
+
+    Both carry who asked. With an Idempotency-Key, the command's id is derived from it, so a
+    retry is the same command (see `Idempotency`).
+    """
+    id_field = "request_id" if "request_id" in record else "event_id"
     if idempotency_key is not None:
-        field = "request_id" if "request_id" in record else "event_id"
-        record[field] = commands.command_id(org_id, short_topic, idempotency_key)
+        record[id_field] = commands.command_id(org_id, short_topic, idempotency_key)
     topic = state.settings.topic(short_topic)
+    key = commands.contact_key(org_id, contact_id)
+    headers = commands.actor_headers(principal.name, principal.role)
+    audit = commands.audit_record(
+        org_id,
+        contact_id,
+        actor_name=principal.name,
+        actor_role=principal.role,
+        action=action,
+        command_topic=topic,
+        command_id=str(record[id_field]),
+        idempotency_key=idempotency_key,
+    )
     try:
-        await state.publisher.publish(topic, commands.contact_key(org_id, contact_id), record)
+        await state.publisher.publish(topic, key, record, headers)
+        await state.publisher.publish(state.settings.topic("audit"), key, audit, headers)
     except PublishUnavailable as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -209,7 +230,7 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
         org_id: str,
         contact_id: ContactId,
         patch: ContactPatch,
-        _p: Writer,
+        principal: Writer,
         state: State,
         key: Idempotency = None,
     ) -> Accepted:
@@ -223,7 +244,7 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
             else:
                 changes[name] = value
         record = commands.upsert_record(org_id, contact_id, changes)
-        topic = await publish(state, "contact", org_id, contact_id, record, key)
+        topic = await publish(state, "contact", org_id, contact_id, record, key, principal, "edit")
         return Accepted(event_id=record["event_id"], topic=topic)
 
     @router.delete(
@@ -235,11 +256,13 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
         tags=["write"],
     )
     async def delete_contact(
-        org_id: str, contact_id: ContactId, _p: Writer, state: State, key: Idempotency = None
+        org_id: str, contact_id: ContactId, principal: Writer, state: State, key: Idempotency = None
     ) -> Accepted:
         await require_contact(state, org_id, contact_id)
         record = commands.delete_record(org_id, contact_id)
-        topic = await publish(state, "contact", org_id, contact_id, record, key)
+        topic = await publish(
+            state, "contact", org_id, contact_id, record, key, principal, "delete"
+        )
         return Accepted(event_id=record["event_id"], topic=topic)
 
     @router.put(
@@ -254,7 +277,7 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
         org_id: str,
         contact_id: ContactId,
         list_id: ListId,
-        _p: Writer,
+        principal: Writer,
         state: State,
         body: Annotated[ListPut | None, Body()] = None,
         key: Idempotency = None,
@@ -262,7 +285,9 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
         await require_contact(state, org_id, contact_id)
         name = body.name if body is not None else None
         record = commands.list_added_record(org_id, contact_id, list_id, name)
-        topic = await publish(state, "contact", org_id, contact_id, record, key)
+        topic = await publish(
+            state, "contact", org_id, contact_id, record, key, principal, "list_added"
+        )
         return Accepted(event_id=record["event_id"], topic=topic)
 
     @router.delete(
@@ -277,13 +302,15 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
         org_id: str,
         contact_id: ContactId,
         list_id: ListId,
-        _p: Writer,
+        principal: Writer,
         state: State,
         key: Idempotency = None,
     ) -> Accepted:
         await require_contact(state, org_id, contact_id)
         record = commands.list_removed_record(org_id, contact_id, list_id)
-        topic = await publish(state, "contact", org_id, contact_id, record, key)
+        topic = await publish(
+            state, "contact", org_id, contact_id, record, key, principal, "list_removed"
+        )
         return Accepted(event_id=record["event_id"], topic=topic)
 
     @router.post(
@@ -298,14 +325,16 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
         org_id: str,
         contact_id: ContactId,
         channel: Annotated[channel_type, Path(description="The channel to unsubscribe from.")],
-        _p: Writer,
+        principal: Writer,
         state: State,
         key: Idempotency = None,
     ) -> Accepted:
         check_channel(state, "path.channel", channel)
         await require_contact(state, org_id, contact_id)
         record = commands.unsubscribe_record(org_id, contact_id, channel)
-        topic = await publish(state, "unsubscribe", org_id, contact_id, record, key)
+        topic = await publish(
+            state, "unsubscribe", org_id, contact_id, record, key, principal, "unsubscribe"
+        )
         return Accepted(event_id=record["event_id"], topic=topic)
 
     @router.post(
@@ -335,7 +364,9 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
             variables=message.variables,
             requested_by=principal.name or principal.role,
         )
-        topic = await publish(state, "send-requests", org_id, contact_id, record, key)
+        topic = await publish(
+            state, "send-requests", org_id, contact_id, record, key, principal, "send_message"
+        )
         return MessageAccepted(request_id=record["request_id"], topic=topic)
 
     return router

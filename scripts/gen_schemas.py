@@ -23,7 +23,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter  # noqa: E402
 
 from models.events import ENGAGEMENT_MODELS, REJECTION_CODES, ContactEvent  # noqa: E402
-from models.outputs import DispatchStatus, TierChange  # noqa: E402
+from models.outputs import AuditRecord, DispatchStatus, TierChange  # noqa: E402
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_DIR = ROOT / "schemas"
@@ -40,7 +40,10 @@ class DeadLetterHeaders(BaseModel):
 
     source_topic: str = Field(
         alias="em-source-topic",
-        description="Short name of the topic the record was read from (open, contact, ...).",
+        description=(
+            "The topic the record was read from, in full, as read (prefix included: "
+            "engagement.open), so a fixed record can be replayed to it as is."
+        ),
     )
     source_partition: str = Field(
         alias="em-source-partition",
@@ -83,6 +86,12 @@ TOPIC_DOCS: dict[str, str] = {
         "Published by the worker: a record that could not be used, with its original key and "
         "value bytes unchanged. This schema describes the HEADERS the worker adds (header name "
         "-> UTF-8 text); the value is whatever was received."
+    ),
+    "audit": (
+        "Published by the API: one record per write it accepted (edit, delete, lists, "
+        "unsubscribe, send message), after the command itself: who asked (the token's name "
+        "and role), when, and which command (its topic and id). The command records carry "
+        "the same `em-actor-name` / `em-actor-role` headers."
     ),
 }
 
@@ -151,7 +160,13 @@ def _finish(topic: str, schema: dict[str, Any], key: str, output: bool) -> dict[
     own = schema.get("description")
     if own:
         doc = f"{doc}\n\n{own}"
-    direction = "written by the worker" if output else "read by the worker"
+    direction = (
+        "written by the API"
+        if topic == "audit"
+        else "written by the worker"
+        if output
+        else "read by the worker"
+    )
     doc += (
         f"\n\nTopic: {{EM_TOPIC_PREFIX}}{topic} (default engagement.{topic}), {direction}. "
         f"Key: {key}."
@@ -180,6 +195,12 @@ def build_schemas() -> dict[str, dict[str, Any]]:
     out["dispatch-status"] = _finish(
         "dispatch-status",
         DispatchStatus.model_json_schema(mode="serialization"),
+        CANONICAL_KEY,
+        True,
+    )
+    out["audit"] = _finish(
+        "audit",
+        AuditRecord.model_json_schema(mode="serialization"),
         CANONICAL_KEY,
         True,
     )

@@ -22,6 +22,7 @@ OUTPUT_TOPICS: tuple[str, ...] = (
     "dead-letters",
     "dispatch-status",
     "send-requests",
+    "audit",  # written by the API: who asked for each write (read_api.routes.publish)
 )
 # Envelopes (streams.envelope): the ingest stage writes every input record, framed with many
 # others, to the partition of this topic that owns its contact; the Faust agent reads only this

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 
 from engagement_monitor import keyspace as ks
 from models.events import parse_record
+from models.outputs import AuditRecord
 from models.snapshot import Snapshot
 from read_api.app import create_app
 from read_api.commands import MemoryPublisher
@@ -126,10 +127,18 @@ async def test_own_org(world: World, route: tuple[Any, ...], role: str) -> None:
     assert response.status_code == expected, response.text
     if not write:
         return
-    ((sent_topic, key, record),) = w.publisher.sent
+    ((sent_topic, key, record), (audit_topic, audit_key, audit)) = w.publisher.sent
     assert sent_topic == f"{w.prefix}{topic}"
     assert key == f"{w.org}:c1"
     assert record["org_id"] == w.org and record["contact_id"] == "c1"
+    # Who asked: on the command (headers) and in its audit record, after it.
+    who = [("em-actor-name", f"{role}@{w.org}".encode()), ("em-actor-role", role.encode())]
+    assert w.publisher.headers == [who, who]
+    assert (audit_topic, audit_key) == (f"{w.prefix}audit", key)
+    AuditRecord.model_validate(audit)
+    assert audit["actor"] == {"name": f"{role}@{w.org}", "role": role}
+    assert audit["command_topic"] == sent_topic and audit["idempotency_key"] is None
+    assert audit["command_id"] == record.get("event_id", record.get("request_id"))
     answer = response.json()
     assert answer["accepted"] is True and answer["topic"] == sent_topic
     if topic == "send-requests":
@@ -263,7 +272,7 @@ async def test_patch_publishes_only_the_fields_given(world: World) -> None:
         headers=w.tokens.header("operator"),
     )
     assert response.status_code == 202
-    ((_topic, _key, record),) = w.publisher.sent
+    ((_topic, _key, record), _audit) = w.publisher.sent
     assert record["type"] == "upsert"
     assert record["phone"] == "+5511988887777" and record["email"] is None
     assert record["origin"] == {"type": "app", "app": "Omie"}
@@ -285,8 +294,16 @@ async def test_a_retry_with_the_same_idempotency_key_is_the_same_command(
         answer = response.json()
         ids.append(answer.get("event_id") or answer.get("request_id"))
     assert ids[0] == ids[1] != ids[2]  # a retry keeps the id; another key is another command
-    published = [r.get("event_id") or r.get("request_id") for _, _, r in w.publisher.sent]
+    published = [
+        r.get("event_id") or r.get("request_id")
+        for topic, _, r in w.publisher.sent
+        if not topic.endswith("audit")
+    ]
     assert published == ids
+    audited = [r for topic, _, r in w.publisher.sent if topic.endswith("audit")]
+    assert [(a["command_id"], a["idempotency_key"]) for a in audited] == list(
+        zip(ids, ("k-1", "k-1", "k-2"), strict=True)
+    )
     # Another org with the same key gets another id: keys are the caller's, ids are global.
     other = template.format(org=w.other, contact="c1")
     headers = {**w.other_tokens.header("operator"), "Idempotency-Key": "k-1"}

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from read_api.app import create_app
+from read_api.body_limit import MAX_BODY_BYTES
 from read_api.commands import MemoryPublisher
 from tests.read_api.support import Tokens, make_settings, make_tokens
 
@@ -232,3 +233,27 @@ async def test_openapi_documents_every_route_with_models(
         "$ref": "#/components/schemas/Snapshot"
     }
     assert "bearer" in doc["components"]["securitySchemes"]
+
+
+async def test_an_oversize_body_is_413_before_it_is_read(
+    setup: tuple[httpx.AsyncClient, Tokens, MemoryPublisher],
+) -> None:
+    client, tokens, publisher = setup
+    huge = {"channel": "sms", "text": "x" * (MAX_BODY_BYTES + 1)}
+    response = await client.post(
+        f"/v1/orgs/{ORG}/contacts/c1/messages", json=huge, headers=tokens.header("operator")
+    )
+    assert response.status_code == 413
+    assert "limit" in response.json()["detail"]
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it arrives
+        for _ in range(MAX_BODY_BYTES // 1024 + 2):
+            yield b"x" * 1024
+
+    response = await client.post(
+        f"/v1/orgs/{ORG}/contacts/c1/messages",
+        content=chunks(),
+        headers={**tokens.header("operator"), "content-type": "application/json"},
+    )
+    assert 400 <= response.status_code < 500
+    assert publisher.sent == []

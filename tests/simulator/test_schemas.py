@@ -72,7 +72,7 @@ def test_committed_schemas_equal_the_models() -> None:
 
 
 def test_there_is_a_schema_for_every_topic() -> None:
-    expected = {*TOPICS, "tier-changes", "dispatch-status", "dead-letters"}
+    expected = {*TOPICS, "tier-changes", "dispatch-status", "dead-letters", "audit"}
     assert {p.name.removesuffix(".schema.json") for p in SCHEMAS.glob("*.schema.json")} == expected
     for topic in expected:
         schema = _validator(topic).schema
