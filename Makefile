@@ -5,15 +5,18 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help install services down status test test-unit lint format demo bench bench-core worker api schemas clean
+.PHONY: help install services down status test test-cluster test-unit lint format demo bench soak bench-core worker api schemas clean
 
 help:
 	@echo "make demo      install, start Kafka + Redis + worker + API, replay a simulated stream"
 	@echo "make test      install, start the services if needed, run the whole suite, stop what it started"
-	@echo "make services  start local Kafka (KRaft) and Redis (no-op when already up)"
+	@echo "make services  start local Kafka (KRaft) and Redis (no-op when already up);"
+	@echo "               EM_LOCAL_KAFKA_BROKERS=3 make services starts a three-broker cluster"
+	@echo "make test-cluster  a broker of a three-broker cluster killed mid-stream (a few minutes)"
 	@echo "make down      stop what 'make services' started"
 	@echo "make lint      ruff (lint + format check) and mypy --strict"
 	@echo "make bench     benchmarks"
+	@echo "make soak      20 minutes of steady traffic; RSS, lag, latency over time (RELIABILITY.md)"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -39,6 +42,13 @@ test: install
 	scripts/services.sh up --started-file "$$started" && \
 	scripts/install_browser.sh && \
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# A three-broker KRaft cluster of the test's own (a broker killed mid-stream); a few minutes.
+test-cluster: install
+	@started=$$(mktemp); \
+	trap 'scripts/services.sh down --from "$$started"; rm -f "$$started"' EXIT; \
+	scripts/services.sh up --started-file "$$started" && \
+	$(PY) -m pytest -m cluster tests/integration/test_broker_cluster.py $(PYTEST_ARGS)
 
 test-unit: install
 	$(PY) -m pytest tests --ignore=tests/integration $(PYTEST_ARGS)
@@ -66,6 +76,14 @@ bench: install
 	trap 'scripts/services.sh down --from "$$started"; rm -f "$$started"' EXIT; \
 	scripts/services.sh up --started-file "$$started" && \
 	$(VENV)/bin/engagement-monitor bench $(BENCH_ARGS)
+
+# 20 minutes of steady traffic: RSS, lag and latency over time, judged (see bench/soak.py).
+SOAK_ARGS ?=
+soak: install
+	@started=$$(mktemp); \
+	trap 'scripts/services.sh down --from "$$started"; rm -f "$$started"' EXIT; \
+	scripts/services.sh up --started-file "$$started" && \
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 bench-core: install
 	$(PY) bench/core_bench.py

@@ -5,6 +5,10 @@
 #   scripts/services.sh down [--from F]          stop what `up` started (all, or only those listed in F)
 #   scripts/services.sh status
 #
+# EM_LOCAL_KAFKA_BROKERS=3 starts a three-node KRaft cluster instead of one broker (each node broker
+# and controller; replication factor 3, min.insync.replicas 2 for every topic); point the worker at
+# it with the EM_KAFKA_BOOTSTRAP and EM_REPLICATION_FACTOR that `up` prints.
+#
 # EM_KAFKA_BOOTSTRAP / EM_REDIS_URL pointing at running servers: nothing is started for them, they are
 # only checked. Everything lives under var/services (ignored by git); pid files make `down` stop
 # exactly what `up` started and nothing else.
@@ -17,6 +21,7 @@ KAFKA_PORT="${EM_LOCAL_KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${EM_LOCAL_KAFKA_CONTROLLER_PORT:-9093}"
 REDIS_PORT="${EM_LOCAL_REDIS_PORT:-6379}"
 KAFKA_HEAP="${EM_LOCAL_KAFKA_HEAP:-768m}"
+KAFKA_BROKERS="${EM_LOCAL_KAFKA_BROKERS:-1}"
 LIBS="$ROOT/.cache/kafka-$KAFKA_VERSION/libs"
 PY="$ROOT/.venv/bin/python"
 [ -x "$PY" ] || PY=python3
@@ -40,31 +45,82 @@ kafka_resolve() {
   rm -rf "$LIBS" && mv "$LIBS.tmp" "$LIBS"
 }
 
-kafka_up() {
-  local dir="$VAR/kafka" pid="$VAR/kafka/kafka.pid"
-  if alive "$pid"; then log "kafka already running (pid $(cat "$pid"))"; return 1; fi
-  if port_open "$KAFKA_PORT"; then
-    die "port $KAFKA_PORT is taken by a process this script did not start; stop it or set EM_KAFKA_BOOTSTRAP to use it"
+# Node i (1-based) of the local Kafka: its directory and ports. One node lives in var/services/kafka on
+# KAFKA_PORT/CONTROLLER_PORT; a cluster (EM_LOCAL_KAFKA_BROKERS=3) in var/services/kafka-cluster/node-i,
+# on KAFKA_PORT+2(i-1) and CONTROLLER_PORT+2(i-1) (9092/9093, 9094/9095, 9096/9097 by default).
+kafka_dir() { if [ "$KAFKA_BROKERS" = 1 ]; then echo "$VAR/kafka"; else echo "$VAR/kafka-cluster/node-$1"; fi; }
+kafka_port() { echo $((KAFKA_PORT + 2 * ($1 - 1))); }
+controller_port() { echo $((CONTROLLER_PORT + 2 * ($1 - 1))); }
+kafka_bootstrap() {
+  local i out=""
+  for i in $(seq "$KAFKA_BROKERS"); do out="$out${out:+,}127.0.0.1:$(kafka_port "$i")"; done
+  echo "$out"
+}
+kafka_pidfiles() { ls "$VAR"/kafka/kafka.pid "$VAR"/kafka-cluster/node-*/kafka.pid 2>/dev/null || true; }
+
+JAVA=()
+kafka_java() { # $1: node directory. Sets JAVA to the command line that runs a Kafka class there.
+  JAVA=(java "-Xms256m" "-Xmx$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+        -Djava.awt.headless=true "-Dkafka.logs.dir=$1/logs"
+        "-Dlog4j2.configurationFile=$ROOT/scripts/kafka/log4j2.xml" -cp "$LIBS/*")
+}
+
+kafka_launch() { # $1: node index, $2: cluster id. Renders, formats (first time) and starts the node.
+  local i="$1" dir; dir="$(kafka_dir "$1")"
+  local pid="$dir/kafka.pid" port; port="$(kafka_port "$i")"
+  if alive "$pid"; then log "kafka node $i already running (pid $(cat "$pid"))"; return 1; fi
+  if port_open "$port"; then
+    die "port $port is taken by a process this script did not start; stop it or set EM_KAFKA_BOOTSTRAP to use it"
   fi
-  kafka_resolve
+  local voters="" n replication=1 min_isr=1
+  for n in $(seq "$KAFKA_BROKERS"); do voters="$voters${voters:+,}$n@127.0.0.1:$(controller_port "$n")"; done
+  if [ "$KAFKA_BROKERS" != 1 ]; then replication="$KAFKA_BROKERS"; min_isr=2; fi
   mkdir -p "$dir/data" "$dir/logs"
-  sed -e "s#@KAFKA_PORT@#$KAFKA_PORT#g" -e "s#@CONTROLLER_PORT@#$CONTROLLER_PORT#g" \
-      -e "s#@DATA_DIR@#$dir/data#g" "$ROOT/scripts/kafka/server.properties.in" > "$dir/server.properties"
-  local java=(java "-Xms256m" "-Xmx$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20
-              -Djava.awt.headless=true "-Dkafka.logs.dir=$dir/logs"
-              "-Dlog4j2.configurationFile=$ROOT/scripts/kafka/log4j2.xml" -cp "$LIBS/*")
+  sed -e "s#@KAFKA_PORT@#$port#g" -e "s#@CONTROLLER_PORT@#$(controller_port "$i")#g" \
+      -e "s#@DATA_DIR@#$dir/data#g" -e "s#@NODE_ID@#$i#g" -e "s#@VOTERS@#$voters#g" \
+      -e "s#@REPLICATION@#$replication#g" -e "s#@MIN_ISR@#$min_isr#g" \
+      "$ROOT/scripts/kafka/server.properties.in" > "$dir/server.properties"
+  kafka_java "$dir"
   if [ ! -f "$dir/data/meta.properties" ]; then
-    local cluster_id
-    cluster_id="$("${java[@]}" kafka.tools.StorageTool random-uuid)"
-    "${java[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" >"$dir/logs/format.log" 2>&1 \
-      || die "formatting the Kafka storage failed: $(tail -n 5 "$dir/logs/format.log")"
+    "${JAVA[@]}" kafka.tools.StorageTool format -t "$2" -c "$dir/server.properties" >"$dir/logs/format.log" 2>&1 \
+      || die "formatting the Kafka storage of node $i failed: $(tail -n 5 "$dir/logs/format.log")"
   fi
-  log "starting Apache Kafka $KAFKA_VERSION (KRaft, single node) on 127.0.0.1:$KAFKA_PORT"
-  nohup "${java[@]}" kafka.Kafka "$dir/server.properties" >"$dir/logs/stdout.log" 2>&1 &
+  log "starting Apache Kafka $KAFKA_VERSION (KRaft, node $i of $KAFKA_BROKERS) on 127.0.0.1:$port"
+  nohup "${JAVA[@]}" kafka.Kafka "$dir/server.properties" >"$dir/logs/stdout.log" 2>&1 &
   echo $! > "$pid"
-  if ! "$PY" "$ROOT/scripts/wait_ready.py" kafka "127.0.0.1:$KAFKA_PORT" --timeout 120 --pid "$(cat "$pid")"; then
-    tail -n 20 "$dir/logs/stdout.log" "$dir/logs/server.log" >&2 || true
-    die "Kafka did not become ready; logs in ${dir#"$ROOT"/}/logs"
+  return 0
+}
+
+kafka_up() {
+  case "$KAFKA_BROKERS" in 1|3|5) ;; *) die "EM_LOCAL_KAFKA_BROKERS must be 1, 3 or 5 (a KRaft quorum), not '$KAFKA_BROKERS'" ;; esac
+  local other mine="" n
+  for n in $(seq "$KAFKA_BROKERS"); do mine="$mine $(kafka_dir "$n")/kafka.pid"; done
+  for other in $(kafka_pidfiles); do
+    if alive "$other" && [[ " $mine " != *" $other "* ]]; then
+      die "a Kafka of another shape is running ($other); run scripts/services.sh down first"
+    fi
+  done
+  kafka_resolve
+  local cluster_id="" i started=1 meta
+  meta="$(kafka_dir 1)/data/meta.properties"
+  [ -f "$meta" ] && cluster_id="$(sed -n 's/^cluster.id=//p' "$meta")"
+  if [ -z "$cluster_id" ]; then
+    kafka_java "$(kafka_dir 1)"
+    cluster_id="$("${JAVA[@]}" kafka.tools.StorageTool random-uuid)"
+  fi
+  # A node of a cluster answers only once a quorum is up: start every node, then wait for each.
+  for i in $(seq "$KAFKA_BROKERS"); do kafka_launch "$i" "$cluster_id" && started=0; done
+  [ "$started" = 0 ] || return 1
+  for i in $(seq "$KAFKA_BROKERS"); do
+    local dir; dir="$(kafka_dir "$i")"
+    if ! "$PY" "$ROOT/scripts/wait_ready.py" kafka "127.0.0.1:$(kafka_port "$i")" --timeout 120 --pid "$(cat "$dir/kafka.pid")"; then
+      tail -n 20 "$dir/logs/stdout.log" "$dir/logs/server.log" >&2 || true
+      die "Kafka node $i did not become ready; logs in ${dir#"$ROOT"/}/logs"
+    fi
+  done
+  if [ "$KAFKA_BROKERS" != 1 ]; then
+    log "a $KAFKA_BROKERS-broker cluster (replication $KAFKA_BROKERS, min.insync.replicas 2): use"
+    log "  export EM_KAFKA_BOOTSTRAP=$(kafka_bootstrap) EM_REPLICATION_FACTOR=$KAFKA_BROKERS"
   fi
   return 0
 }
@@ -137,11 +193,20 @@ cmd_down() {
     only="$(cat "$2")"
   fi
   if [ -z "${1:-}" ] || grep -qx redis <<<"$only"; then stop_pid redis "$VAR/redis/redis.pid"; fi
-  if [ -z "${1:-}" ] || grep -qx kafka <<<"$only"; then stop_pid kafka "$VAR/kafka/kafka.pid"; fi
+  if [ -z "${1:-}" ] || grep -qx kafka <<<"$only"; then
+    # Every node at once: the last node of a cluster stopped alone waits for a quorum that is gone.
+    local pid
+    for pid in $(kafka_pidfiles); do stop_pid "kafka ($(basename "$(dirname "$pid")"))" "$pid" & done
+    wait
+  fi
 }
 
 cmd_status() {
-  alive "$VAR/kafka/kafka.pid" && echo "kafka: running (pid $(cat "$VAR/kafka/kafka.pid"))" || echo "kafka: stopped"
+  local pid any=""
+  for pid in $(kafka_pidfiles); do
+    if alive "$pid"; then any=1; echo "kafka ($(basename "$(dirname "$pid")")): running (pid $(cat "$pid"))"; fi
+  done
+  [ -n "$any" ] || echo "kafka: stopped"
   alive "$VAR/redis/redis.pid" && echo "redis: running (pid $(cat "$VAR/redis/redis.pid"))" || echo "redis: stopped"
 }
 

@@ -93,14 +93,21 @@ class Pipeline:
     async def produce(
         self, records: Iterable[tuple[str, bytes | None, Any]], *, linger_ms: int = 5
     ) -> int:
-        """Send (short topic, key, value) records; dict values are JSON-encoded."""
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=linger_ms)
+        """Send (short topic, key, value) records; dict values are JSON-encoded, None is sent as
+        a null value (a tombstone)."""
+        # acks=all: on a cluster, a record the test sent is one a killed leader cannot lose.
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            linger_ms=linger_ms,
+            acks="all",
+            enable_idempotence=True,
+        )
         await producer.start()
         n = 0
         try:
             futures = []
             for short, key, value in records:
-                raw = value if isinstance(value, bytes) else orjson.dumps(value)
+                raw = value if isinstance(value, bytes) or value is None else orjson.dumps(value)
                 futures.append(await producer.send(self.topic(short), raw, key=key))
                 n += 1
             await producer.flush()

@@ -37,6 +37,11 @@ class KafkaServer:
         self.workdir = workdir
         self.heap = heap
         self.proc: subprocess.Popen[bytes] | None = None
+        # Set by KafkaCluster for a node of a cluster; a lone broker is node 1 of 1.
+        self.node_id = 1
+        self.voters = ""
+        self.replication = 1
+        self.cluster_id = ""
 
     @property
     def bootstrap(self) -> str:
@@ -60,34 +65,32 @@ class KafkaServer:
         if properties.exists():
             return properties
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
-        template = (ROOT / "scripts" / "kafka" / "server.properties.in").read_text()
-        properties.write_text(
-            template.replace("@KAFKA_PORT@", str(self.port))
+        text = (
+            (ROOT / "scripts" / "kafka" / "server.properties.in")
+            .read_text()
+            .replace("@KAFKA_PORT@", str(self.port))
             .replace("@CONTROLLER_PORT@", str(self.controller_port))
             .replace("@DATA_DIR@", str(self.workdir / "data"))
+            .replace("@NODE_ID@", str(self.node_id))
+            .replace("@VOTERS@", self.voters or f"1@127.0.0.1:{self.controller_port}")
+            .replace("@REPLICATION@", str(self.replication))
+            .replace("@MIN_ISR@", str(min(self.replication, 2)))
         )
-        cluster = subprocess.run(
-            [*self._java(), "kafka.tools.StorageTool", "random-uuid"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        subprocess.run(
-            [
-                *self._java(),
-                "kafka.tools.StorageTool",
-                "format",
-                "-t",
-                cluster,
-                "-c",
-                str(properties),
-            ],
-            capture_output=True,
-            check=True,
+        properties.write_text(text)
+        cluster = (
+            self.cluster_id
+            or subprocess.run(
+                [*self._java(), "kafka.tools.StorageTool", "random-uuid"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
         )
+        fmt = ["kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(properties)]
+        subprocess.run([*self._java(), *fmt], capture_output=True, check=True)
         return properties
 
-    def start(self, timeout: float = 90) -> None:
+    def launch(self) -> subprocess.Popen[bytes]:
         properties = self._configure()
         log = (self.workdir / "logs" / "stdout.log").open("ab")
         self.proc = subprocess.Popen(
@@ -95,6 +98,10 @@ class KafkaServer:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        return self.proc
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        assert self.proc is not None
         ready = subprocess.run(
             [
                 str(ROOT / ".venv" / "bin" / "python"),
@@ -112,6 +119,10 @@ class KafkaServer:
             self.stop()
             raise AssertionError(f"the test's own Kafka did not start; logs in {self.workdir}")
 
+    def start(self, timeout: float = 90) -> None:
+        self.launch()
+        self.wait_ready(timeout)
+
     def stop(self, *, kill: bool = False) -> None:
         """SIGTERM (a controlled shutdown), or SIGKILL with `kill`; waits until it is gone."""
         proc = self.proc
@@ -124,3 +135,40 @@ class KafkaServer:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
         time.sleep(0.5)  # the ports are free again
+
+
+class KafkaCluster:
+    """Three (or `size`) KRaft nodes, each broker and controller, on loopback: a real quorum
+    with replication factor 3 and `min.insync.replicas=2`, any node of which a test may kill."""
+
+    def __init__(self, workdir: Path, size: int = 3, heap: str = "384m") -> None:
+        self.nodes = [KafkaServer(workdir / f"node-{i + 1}", heap) for i in range(size)]
+        voters = ",".join(
+            f"{i + 1}@127.0.0.1:{node.controller_port}" for i, node in enumerate(self.nodes)
+        )
+        for i, node in enumerate(self.nodes):
+            node.node_id = i + 1
+            node.voters = voters
+            node.replication = size
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    def start(self) -> None:
+        cluster = subprocess.run(
+            [*self.nodes[0]._java(), "kafka.tools.StorageTool", "random-uuid"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for node in self.nodes:
+            node.cluster_id = cluster
+        # A node waits for a quorum before it answers: start them all, then wait for each.
+        procs = [node.launch() for node in self.nodes]
+        for node, _proc in zip(self.nodes, procs, strict=True):
+            node.wait_ready()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop(kill=True)
