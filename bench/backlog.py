@@ -63,6 +63,8 @@ class BacklogSpec:
     keyless_rate: float = 0.01
     seed: int = 7
     org_prefix: str = "bench"
+    # Message ids start after this: consecutive backlogs of one soak never reuse an id.
+    first_message: int = 0
 
 
 @dataclass
@@ -146,7 +148,7 @@ def generate(spec: BacklogSpec, now: datetime | None = None) -> Backlog:
         idx = rng.randrange(spec.contacts)
         messages += 1
         channel = rng.choice(CHANNELS)
-        message_id = f"m{messages}"
+        message_id = f"m{spec.first_message + messages}"
         base = {"channel": channel, "message_id": message_id}
         # Dispatches over the last 88 days (never older than the window, never in the future
         # even with their interactions one day later).
