@@ -36,7 +36,7 @@ from agents.redis_sink import RedisSink
 from agents.stored import peek, unpack
 from engagement_monitor.crash import CrashPoint
 from engagement_monitor.keyspace import split_state_key
-from engagement_monitor.settings import Settings
+from engagement_monitor.settings import MIB, Settings
 from streams import envelope
 from streams.app import Streams
 from streams.checkpoint_store import CheckpointStore, MemoryCheckpointStore
@@ -85,6 +85,7 @@ class EngagementWorker:
             streams.names,
             self._load,
             cache_capacity=settings.state_cache_contacts,
+            cache_budget_bytes=settings.state_cache_mb * MIB,
         )
         self.sink = RedisSink(
             str(settings.redis_url), settings.app_id, settings.redis_timeout_seconds
@@ -302,6 +303,7 @@ class EngagementWorker:
         if (
             self.processor.pending.entries >= settings.checkpoint_max_events
             or len(self.processor.cache.dirty) >= max(1, settings.state_cache_contacts)
+            or self.processor.cache.over_budget
             or age >= settings.checkpoint_max_seconds
         ):
             return True
@@ -463,6 +465,7 @@ class EngagementWorker:
         m.CHECKPOINT_CONTACTS.observe(len(batch.changes))
         cache = self.processor.cache
         m.STATE_CACHE_CONTACTS.set(len(cache))
+        m.STATE_CACHE_BYTES.set(cache.bytes)
         m.STATE_CACHE_LOADS.inc(cache.loads - self._cache_loads_seen)
         self._cache_loads_seen = cache.loads
 

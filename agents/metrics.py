@@ -108,6 +108,11 @@ STATE_CACHE_CONTACTS = Gauge(
     "Decoded contacts held in memory between checkpoints",
     registry=REGISTRY,
 )
+STATE_CACHE_BYTES = Gauge(
+    "em_state_cache_bytes",
+    "Estimated memory of the decoded contacts held (bounded by EM_STATE_CACHE_MB)",
+    registry=REGISTRY,
+)
 STATE_CACHE_LOADS = Counter(
     "em_state_cache_loads_total",
     "Contacts read from the table store because they were not cached",

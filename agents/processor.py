@@ -135,6 +135,7 @@ class EngagementProcessor:
         load: Load,
         *,
         cache_capacity: int = 100_000,
+        cache_budget_bytes: int | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.cfg = cfg
@@ -142,7 +143,7 @@ class EngagementProcessor:
         self.names = names
         self.clock = clock
         self.load = load
-        self.cache = ContactCache(cfg, self._load, cache_capacity)
+        self.cache = ContactCache(cfg, self._load, cache_capacity, cache_budget_bytes)
         # Values of checkpoints built but not yet landed in the table: a contact the cache
         # dropped meanwhile (evicted, or removed) must be read back from here, not from the
         # store, which is written only when its checkpoint lands (read-your-writes).
@@ -383,7 +384,7 @@ class CheckpointBuild:
             change = processor._change(key, hot, self.now, self.now_ms, batch)
             batch.changes.append(change)
             unlanded[key] = change.value
-            cache.landed(key, removed=change.value is None)
+            cache.landed(key, change.value)
         self.done = end
         if end < len(self.dirty):
             return True

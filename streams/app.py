@@ -12,11 +12,21 @@ from typing import Any
 
 import faust
 
-from engagement_monitor.settings import Settings
+from engagement_monitor.settings import MIB, Settings
 from streams.contact_table import ContactTable
 from streams.faust_seams import WorkerApp, broker_urls, check_app, check_faust, store_url
 from streams.quiet_monitor import QuietMonitor
 from streams.topics import ENVELOPE_TOPIC, OUTPUT_TOPICS, TopicNames
+
+
+def rocksdb_options(settings: Settings) -> dict[str, int]:
+    """Bounded RocksDB memory per table partition: `RocksDBOptions` fields of Faust's store."""
+    return {
+        "write_buffer_size": settings.rocksdb_write_buffer_mb * MIB,
+        "max_write_buffer_number": 2,
+        "block_cache_size": settings.rocksdb_block_cache_mb * MIB,
+    }
+
 
 RAW: dict[str, Any] = {
     "key_type": bytes,
@@ -77,6 +87,8 @@ def create_app(settings: Settings) -> Streams:
         key_type=bytes,
         value_type=bytes,
         schema=faust.Schema(**RAW),
+        # Given to the RocksDB store Faust opens per partition (ignored by the memory store).
+        options=rocksdb_options(settings),
     )
     app.tables.add(contacts)
     check_app(app)

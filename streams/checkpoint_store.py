@@ -18,7 +18,7 @@ a few methods and change nothing Faust calls. ``check_store`` (run at start-up b
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from faust.stores import memory as faust_memory
@@ -137,12 +137,28 @@ def _write_batch(use_rocksdict: bool) -> Any:
     return rocksdb.WriteBatch()  # pragma: no cover
 
 
-def check_store(store: Any) -> list[str]:
-    """The Faust store internals this module relies on that the table's store lacks."""
+def check_store(store: Any, options: Mapping[str, Any] | None = None) -> list[str]:
+    """The Faust store internals this module relies on that the table's store lacks, and (for
+    RocksDB) the table `options` its `RocksDBOptions` did not take: a Faust that stopped
+    passing them on would silently open databases with its defaults (gigabytes of cache)."""
     if isinstance(store, RocksDBCheckpointStore):
-        names: tuple[str, ...] = (*ROCKSDB_INTERNALS, "_dbs", "_visible_items", "use_rocksdict")
+        names: tuple[str, ...] = (
+            *ROCKSDB_INTERNALS,
+            "_dbs",
+            "_visible_items",
+            "use_rocksdict",
+            "rocksdb_options",
+        )
     elif isinstance(store, MemoryCheckpointStore):
         names = MEMORY_INTERNALS
     else:
         return [f"a checkpoint store (the table's store is {type(store).__name__})"]
-    return [f"{type(store).__name__}.{name}" for name in names if not hasattr(store, name)]
+    missing = [f"{type(store).__name__}.{name}" for name in names if not hasattr(store, name)]
+    if isinstance(store, RocksDBCheckpointStore) and not missing:
+        taken = store.rocksdb_options
+        missing += [
+            f"RocksDBOptions.{key} = {value}"
+            for key, value in (options or {}).items()
+            if getattr(taken, key, None) != value
+        ]
+    return missing

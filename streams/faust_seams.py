@@ -251,6 +251,6 @@ def check_app(app: Any) -> None:
         if not hasattr(consumer, name):
             raise FaustSeamError(f"faust's Consumer has no attribute {name}")
     for table in app.tables.values():
-        missing = check_store(table.data)
+        missing = check_store(table.data, table.options)
         if missing:
             raise FaustSeamError(f"table {table.name}: its store has no {', '.join(missing)}")

@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 import pytest
 
+from agents.contact_cache import ContactCache, estimated_bytes
 from agents.processor import (
     CheckpointBatch,
     ContactChange,
@@ -1351,3 +1352,47 @@ def test_a_contact_removed_by_a_checkpoint_still_landing_is_not_read_back_stale(
 
     # Those tiers were taken away by the first checkpoint: nothing to take away again.
     assert tier_records(second) == []
+
+
+def test_the_cache_budget_evicts_the_least_recently_used_holders_of_memory(
+    table: Table, clock: Clock
+) -> None:
+    # Contacts are few but big: a count of 100 would keep them all; the byte budget does not.
+    def big_contacts(proc: EngagementProcessor, on: Table) -> None:
+        for c in ("c1", "c2", "c3", "c4"):
+            feed(
+                proc,
+                [rec("dispatch", dispatch(c, f"m{i}", ago(days=2, hours=i))) for i in range(12)],
+            )
+        land(proc, on, proc.checkpoint())
+
+    probe = make(Table(), clock)
+    big_contacts(probe, Table())
+    one = max(hot.size for hot in probe.cache.hot.values())
+    assert one > estimated_bytes(0)
+
+    proc = make(table, clock, cache_capacity=100, cache_budget_bytes=int(2.5 * one))
+    big_contacts(proc, table)
+    assert sorted(proc.cache.hot) == sorted([key_of("c3"), key_of("c4")])
+    assert proc.cache.bytes == sum(hot.size for hot in proc.cache.hot.values()) <= 2.5 * one
+    # each size is estimated from what was written for the contact
+    assert proc.cache.hot[key_of("c4")].size == estimated_bytes(len(table.data[key_of("c4")]))
+
+    # An evicted contact is read back from its landed value, exactly.
+    out = run(proc, table, [rec("open", interaction("c1", "m1", ago(days=1)))])
+    assert table.loaded()[key_of("c1")] == 2
+    assert figures(snapshot(write_of(out, "c1")), "email")[0] == 12
+    assert proc.cache.bytes == sum(hot.size for hot in proc.cache.hot.values())
+
+
+def test_the_cache_forgets_what_it_held_per_partition() -> None:
+    cache = ContactCache(CFG, lambda _p, _k: None, capacity=10, budget_bytes=None)
+    a = cache.get(b"a", 0, "o", "a")
+    cache.get(b"b", 1, "o", "b")
+    cache.landed(b"a", b"x" * 100)
+    assert cache.bytes == estimated_bytes(100) + estimated_bytes(0)
+    assert a.size == estimated_bytes(100)
+    cache.forget(frozenset({0}))
+    assert list(cache.hot) == [b"b"] and cache.bytes == estimated_bytes(0)
+    cache.landed(b"b", None)  # removed from the table
+    assert cache.bytes == 0 and len(cache) == 0

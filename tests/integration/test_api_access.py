@@ -6,6 +6,11 @@ in-memory publisher here (the real Kafka path is `test_api_pipeline.py`).
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -353,3 +358,48 @@ async def test_health_and_metrics(world: World) -> None:
     assert 'em_api_commands_total{topic="contact",type="list_added"} 1.0' in text
     assert 'route="unmatched",status="404"' in text
     assert "c1" not in text and w.org not in text  # no ids in labels
+
+
+def _cli(settings_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`engagement-monitor token ...` as an operator runs it, in its own process."""
+    env = {**os.environ, "EM_API_TOKENS_FILE": str(settings_file)}
+    return subprocess.run(
+        [sys.executable, "-m", "engagement_monitor.cli", "token", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_tokens_listed_without_secrets_and_revoked_while_the_api_serves(
+    world: World, tmp_path: Path
+) -> None:
+    w = world
+    tokens_file = tmp_path / "tokens.json"
+    made = _cli(tokens_file, "create", "--org", w.org, "--role", "agent", "--name", "kiosk")
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.strip()
+    url = f"/v1/orgs/{w.org}/contacts/c1/monitor"
+    bearer = {"Authorization": f"Bearer {secret}"}
+    assert (await w.client.get(url, headers=bearer)).status_code == 200
+
+    listed = _cli(tokens_file, "list", "--org", w.org)
+    assert listed.returncode == 0, listed.stderr
+    rows = [line.split("\t") for line in listed.stdout.splitlines()]
+    assert [w.org, "agent", "kiosk"] == next(r[:3] for r in rows if r[2] == "kiosk")
+    every_secret = [secret, *w.tokens.by_role.values()]
+    assert not any(s in listed.stdout + listed.stderr for s in every_secret)
+
+    revoked = _cli(tokens_file, "revoke", "--org", w.org, "--name", "kiosk")
+    assert revoked.returncode == 0, revoked.stderr
+    assert secret not in revoked.stdout
+    # The serving API refuses it within seconds, without a restart; the others still work.
+    deadline = time.monotonic() + 5
+    while (status := (await w.client.get(url, headers=bearer)).status_code) != 401:
+        assert time.monotonic() < deadline, f"revoked token still answered {status}"
+        await asyncio.sleep(0.1)
+    assert (await w.client.get(url, headers=w.tokens.header("agent"))).status_code == 200
+    unknown = _cli(tokens_file, "revoke", "--org", w.org, "--name", "kiosk")
+    assert unknown.returncode != 0 and "no token" in unknown.stderr

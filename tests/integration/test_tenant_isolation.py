@@ -211,8 +211,9 @@ async def test_an_id_with_slashes_is_one_id_not_a_longer_path(tenants: Tenants) 
     # it used to be DELETE .../contacts/x/lists/vip: "remove contact x from list vip".
     deleted = await t.client.delete(f"{base}/{contact}", headers=t.victim.header("operator"))
     assert deleted.status_code == 202, deleted.text
-    ((topic, key, record),) = t.publisher.sent
+    ((topic, key, record), (audit_topic, _, audit)) = t.publisher.sent  # the command, its audit
     assert topic.endswith("contact") and record["type"] == "delete"
+    assert audit_topic.endswith("audit") and audit["contact_id"] == t.slash_contact
     assert record["contact_id"] == t.slash_contact and "list_id" not in record
     assert key == f"{t.victim_org}:{t.slash_contact}"
 

@@ -118,3 +118,28 @@ def test_a_table_on_a_plain_faust_store_is_refused_naming_it(tmp_path: Any) -> N
     app.Table("t", default=None, partitions=1)  # added to the app's tables
     with pytest.raises(FaustSeamError, match="checkpoint store"):
         check_app(app)
+
+
+def test_the_rocksdb_store_takes_the_bounded_memory_settings(tmp_path: Any) -> None:
+    settings = Settings(
+        data_dir=tmp_path, store="rocksdb", rocksdb_write_buffer_mb=4, rocksdb_block_cache_mb=8
+    )
+    store = create_app(settings).contacts.data
+    assert isinstance(store, RocksDBCheckpointStore)
+    options = store.rocksdb_options
+    assert options.write_buffer_size == 4 * 1024 * 1024
+    assert options.max_write_buffer_number == 2
+    assert options.block_cache_size == 8 * 1024 * 1024
+    # Faust's defaults would be 64 MiB memtables (three) and a 2 GiB block cache per partition.
+    db = options.open(tmp_path / "probe.db")
+    db[b"k"] = b"v"
+    assert db[b"k"] == b"v"
+    db.close()
+
+
+def test_a_store_that_dropped_the_table_options_is_refused_naming_them(tmp_path: Any) -> None:
+    streams = create_app(Settings(data_dir=tmp_path, store="rocksdb"))
+    store = streams.contacts.data
+    store.rocksdb_options.block_cache_size = 2 * 1024**3  # what Faust's defaults would give
+    with pytest.raises(FaustSeamError, match=r"RocksDBOptions\.block_cache_size = 16777216"):
+        check_app(streams.app)
