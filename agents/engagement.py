@@ -544,6 +544,8 @@ class EngagementWorker:
             log.warning("could not look for stalled partitions (%s)", exc)
         self._guard_metrics()
         self._ingest_metrics()
+        for kind, held in self.store.memory_bytes().items():
+            m.STORE_MEMORY_BYTES.labels(kind).set(held)
         await self._purge_envelopes()
         if assigned != self.indexed:
             await self._reindex(assigned)

@@ -113,6 +113,12 @@ STATE_CACHE_BYTES = Gauge(
     "Estimated memory of the decoded contacts held (bounded by EM_STATE_CACHE_MB)",
     registry=REGISTRY,
 )
+STORE_MEMORY_BYTES = Gauge(
+    "em_store_memory_bytes",
+    "Native memory of the table store, by kind (RocksDB: memtables, block_cache, table_readers)",
+    ["kind"],
+    registry=REGISTRY,
+)
 STATE_CACHE_LOADS = Counter(
     "em_state_cache_loads_total",
     "Contacts read from the table store because they were not cached",

@@ -1,6 +1,6 @@
 """A soak: a worker and an API under a steady offered rate for a long time (`make soak`).
 
-    python -m bench.soak [--minutes 20] [--rate 5000] [--contacts 200000] [--api-rate 100]
+    python -m bench.soak [--minutes 20] [--rate 2500] [--contacts 200000] [--api-rate 100]
 
 What it runs, on isolated topics (its own prefix) of the Kafka and Redis in EM_KAFKA_BOOTSTRAP /
 EM_REDIS_URL: one `engagement-monitor worker` (RocksDB store, ingest child processes as
@@ -71,7 +71,7 @@ SAMPLE = 500
 @dataclass
 class SoakConfig:
     minutes: float = 20.0
-    rate: float = 5_000.0
+    rate: float = 2_500.0
     contacts: int = 200_000
     orgs: int = 10
     api_rate: float = 100.0
@@ -305,9 +305,10 @@ async def run(cfg: SoakConfig, log: Any = print) -> dict[str, Any]:
             if api_task is not None and api_task.done():
                 api_figures = api_task.result()
                 api_task = None
-            ends = await kafka.end_offsets([*names.inputs, names.envelopes])
+            # Committed offsets first: an end offset read after them is never below them.
             ingest = await kafka.committed(f"{app_id}-ingest")
             agent = await kafka.committed(app_id)
+            ends = await kafka.end_offsets([*names.inputs, names.envelopes])
             env_tps = [tp for tp in ends if tp.topic == names.envelopes]
             in_tps = [tp for tp in ends if tp.topic != names.envelopes]
             lat = probes.latencies_ms(last_row[3])  # the probes seen since the last row
@@ -386,9 +387,10 @@ async def run(cfg: SoakConfig, log: Any = print) -> dict[str, Any]:
         # Drain: both groups caught up and every probe seen.
         deadline = time.perf_counter() + 300
         while time.perf_counter() < deadline:
-            ends = await kafka.end_offsets([*names.inputs, names.envelopes])
+            # Committed offsets first: an end offset read after them is never below them.
             ingest = await kafka.committed(f"{app_id}-ingest")
             agent = await kafka.committed(app_id)
+            ends = await kafka.end_offsets([*names.inputs, names.envelopes])
             lag = sum(
                 ends[tp] - (agent if tp.topic == names.envelopes else ingest).get(tp, 0)
                 for tp in ends

@@ -31,6 +31,13 @@ MEMORY_SCHEME = "emmemory"
 ROCKSDB_INTERNALS = ("_db_for_partition", "_key_index", "offset_key", "persisted_offset")
 MEMORY_INTERNALS = ("data", "_key_partition")
 
+# RocksDB properties of the memory a database holds, by the kind the metric names.
+ROCKSDB_MEMORY = {
+    "memtables": "rocksdb.cur-size-all-mem-tables",
+    "block_cache": "rocksdb.block-cache-usage",
+    "table_readers": "rocksdb.estimate-table-readers-mem",
+}
+
 Write = tuple[bytes, bytes | None]  # key, value (None: delete)
 
 
@@ -47,6 +54,10 @@ class CheckpointStore:
 
     def items_in_partitions(self, partitions: frozenset[int]) -> Iterator[tuple[bytes, bytes]]:
         raise NotImplementedError
+
+    def memory_bytes(self) -> dict[str, int]:
+        """Native memory the store holds outside Python's heap, by kind (metrics)."""
+        return {}
 
 
 class RocksDBCheckpointStore(CheckpointStore, faust_rocksdb.Store):
@@ -81,6 +92,17 @@ class RocksDBCheckpointStore(CheckpointStore, faust_rocksdb.Store):
                 index.pop(key, None)
             else:
                 index[key] = partition
+
+    def memory_bytes(self) -> dict[str, int]:
+        """Memtables, block cache and table readers summed over the partitions' databases
+        (bounded per partition by `EM_ROCKSDB_*`)."""
+        totals = dict.fromkeys(ROCKSDB_MEMORY, 0)
+        if not self.use_rocksdict:
+            return totals  # pragma: no cover - python-rocksdb
+        for db in list(self._dbs.values()):
+            for kind, prop in ROCKSDB_MEMORY.items():
+                totals[kind] += db.property_int_value(prop) or 0
+        return totals
 
     def items_in_partitions(self, partitions: frozenset[int]) -> Iterator[tuple[bytes, bytes]]:
         for partition in sorted(partitions):

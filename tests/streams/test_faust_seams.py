@@ -143,3 +143,16 @@ def test_a_store_that_dropped_the_table_options_is_refused_naming_them(tmp_path:
     store.rocksdb_options.block_cache_size = 2 * 1024**3  # what Faust's defaults would give
     with pytest.raises(FaustSeamError, match=r"RocksDBOptions\.block_cache_size = 16777216"):
         check_app(streams.app)
+
+
+def test_the_rocksdb_store_reports_the_native_memory_it_holds(tmp_path: Any) -> None:
+    store = create_app(Settings(data_dir=tmp_path, store="rocksdb")).contacts.data
+    assert isinstance(store, RocksDBCheckpointStore)
+    assert store.memory_bytes() == {"memtables": 0, "block_cache": 0, "table_readers": 0}
+    store.write_checkpoint(3, [(b"k%d" % i, b"v" * 1000) for i in range(100)], 41)
+    assert store.get_in_partition(3, b"k7") == b"v" * 1000
+    held = store.memory_bytes()
+    assert held["memtables"] > 100 * 1000  # the values written sit in the memtable
+    assert set(held) == {"memtables", "block_cache", "table_readers"}
+    for db in store._dbs.values():
+        db.close()
