@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from hashlib import blake2b
+from typing import assert_never
 
 from counting.config import CountingConfig
 from counting.deletion import apply_delete
@@ -45,8 +46,6 @@ class ApplyOutcome:
     pending_dropped: int = 0
 
 
-_INTERACTIONS = (DeliveryEvent, OpenEvent, ClickEvent, ReplyEvent)
-_LIST_EVENTS = (ContactListAdded, ContactListRemoved)
 _last_now: list[tuple[datetime, int]] = []
 
 
@@ -102,21 +101,26 @@ def apply_event(
     dropped = expire_us(state, now_us, cfg) if due else 0
     effects: list[DispatchStatus] = []
     code: Outcome
-    if isinstance(event, _INTERACTIONS):
-        code, gave_up = apply_interaction(state, event, ts, now_us, cfg)
-        dropped += gave_up
-    elif isinstance(event, DispatchEvent):
-        code = apply_dispatch(state, event, ts, cfg, effects)
-    elif isinstance(event, UnsubscribeEvent):
-        code = _timeline_event(state, event, UNSUBSCRIBE, ts, cfg, effects)
-    elif isinstance(event, ContactSubscribe):
-        code = _timeline_event(state, event, SUBSCRIBE, ts, cfg, effects)
-    elif isinstance(event, ContactUpsert):
-        code = apply_upsert(state, event, ts, tie(event_digest))
-    elif isinstance(event, _LIST_EVENTS):
-        code = apply_list(state, event, ts, tie(event_digest))
-    else:
-        code = apply_delete(state, ts, cfg)
+    # Every event type is named: a new one that is not handled here fails mypy (assert_never)
+    # instead of falling through to another type's rule.
+    match event:
+        case DeliveryEvent() | OpenEvent() | ClickEvent() | ReplyEvent():
+            code, gave_up = apply_interaction(state, event, ts, now_us, cfg)
+            dropped += gave_up
+        case DispatchEvent():
+            code = apply_dispatch(state, event, ts, cfg, effects)
+        case UnsubscribeEvent():
+            code = _timeline_event(state, event, UNSUBSCRIBE, ts, cfg, effects)
+        case ContactSubscribe():
+            code = _timeline_event(state, event, SUBSCRIBE, ts, cfg, effects)
+        case ContactUpsert():
+            code = apply_upsert(state, event, ts, tie(event_digest))
+        case ContactListAdded() | ContactListRemoved():
+            code = apply_list(state, event, ts, tie(event_digest))
+        case ContactDelete():
+            code = apply_delete(state, ts, cfg)
+        case _:
+            assert_never(event)
     seen[event_digest] = ts // DAY_US
     if len(seen) > cfg.dedupe_max_per_contact:
         del seen[next(iter(seen))]

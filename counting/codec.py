@@ -6,9 +6,10 @@ Layout, version 2 (little-endian), written since codec version 2:
     u8  channel count, then per channel: u8 length, UTF-8 name
     i64 base (the oldest dispatch, µs; 0 when none), i64 first_seen µs, i64 tombstone µs
         (both: -2**63 for none), u64 dropped_pending
-    u32 extras length (0 when the contact has no registration data, lists or subscription
-        timeline, as most have not), then an orjson object holding the non-empty ones of
-        "reg", "lists", "subs"
+    u32 extras length (0 when the contact has no registration data, lists, subscription
+        timeline or dispatch), then an orjson object holding the non-empty ones of "reg",
+        "lists", "subs", "sent" (channel -> latest dispatch µs; a state written before it
+        existed gets it from its messages when read)
     then the body below.
 
 Version 1 (read, never written: a table written by an earlier release is read back as is):
@@ -128,7 +129,7 @@ def encode(state: ContactState) -> bytes:
             state.dropped_pending,
         )
     )
-    if state.registration or state.lists or state.subscriptions:
+    if state.registration or state.lists or state.subscriptions or state.sent_channels:
         extras: dict[str, Any] = {}
         if state.registration:
             extras["reg"] = state.registration
@@ -136,6 +137,8 @@ def encode(state: ContactState) -> bytes:
             extras["lists"] = state.lists
         if state.subscriptions:
             extras["subs"] = state.subscriptions
+        if state.sent_channels:
+            extras["sent"] = state.sent_channels
         blob = orjson.dumps(extras)
         parts.append(_U32.pack(len(blob)))
         parts.append(blob)
@@ -278,6 +281,15 @@ def decode(data: bytes, cfg: CountingConfig = _DEFAULT_CFG) -> ContactState:
     end = pos + 8 * count
     digests = [data[i : i + 8] for i in range(pos, end, 8)]
     days_seen = struct.unpack_from(f"<{count}H", data, end) if count else ()
+    sent = extras.get("sent")
+    if sent is None:
+        # Written before "sent" existed: the channels of its messages are what it was sent on.
+        sent = {}
+        for record in messages.values():
+            at = record.dispatched_at
+            assert at is not None
+            if at > sent.get(record.channel, -1):
+                sent[record.channel] = at
     return ContactState(
         messages=messages,
         pending=pending,
@@ -285,6 +297,7 @@ def decode(data: bytes, cfg: CountingConfig = _DEFAULT_CFG) -> ContactState:
         subscriptions={k: [(e[0], e[1]) for e in v] for k, v in extras.get("subs", {}).items()},
         registration={k: (v[0], v[1], v[2]) for k, v in extras.get("reg", {}).items()},
         lists={k: (v[0], v[1], v[2], v[3]) for k, v in extras.get("lists", {}).items()},
+        sent_channels=sent,
         seen=dict(zip(digests, days_seen, strict=True)),
         tombstone=tombstone,
         first_seen=first_seen,

@@ -40,6 +40,7 @@ def apply_delete(state: ContactState, ts: int, cfg: CountingConfig) -> Outcome:
         if kept:
             subscriptions[channel] = kept
     state.subscriptions = subscriptions
+    state.sent_channels = {ch: at for ch, at in state.sent_channels.items() if at >= ts}
     doomed = [
         m for m, r in state.messages.items() if r.dispatched_at is not None and r.dispatched_at < ts
     ]

@@ -82,12 +82,17 @@ def apply_dispatch(
     so that the winner does not depend on arrival order."""
     message_id = event.message_id
     kind = F_AUTOMATED if event.dispatch_kind == "automated" else 0
+    sent = state.sent_channels
+    latest = sent.get(event.channel)
+    newer = latest is None or ts > latest
+    if newer:
+        sent[event.channel] = ts
     record = state.messages.get(message_id)
     if record is not None:
         assert record.dispatched_at is not None
         current = (record.dispatched_at, record.channel, record.flags & F_AUTOMATED)
         if (ts, event.channel, kind) >= current:
-            return "unchanged"
+            return "applied" if newer else "unchanged"
         remove_message(state, record, cfg)
         record.channel = event.channel
         record.dispatched_at = ts

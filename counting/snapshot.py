@@ -11,13 +11,13 @@ from functools import lru_cache
 from typing import Any
 
 from counting.config import CountingConfig
-from counting.contrib import FIGURES, LANE_BITS, LANE_MASK, TABLE_INDEX_MASK
+from counting.contrib import F_SENDING_ERROR, FIGURES, LANE_BITS, LANE_MASK, TABLE_INDEX_MASK
 from counting.rates import as_number, percent, tier_of
 from counting.send_times import best_send_times
 from counting.state import ContactState
 from counting.subscriptions import status
 from counting.tiering import TierMap, tier_changes, tiers
-from counting.timeutil import DAY_US, iso, to_us
+from counting.timeutil import DAY_US, US_PER_SECOND, iso, to_us
 
 __all__ = ["TierMap", "build_snapshot", "tier_changes", "tiers", "window_totals"]
 
@@ -77,6 +77,10 @@ _iso_cached = lru_cache(maxsize=65_536)(iso)
 _last_iso: list[tuple[int, str]] = [(-1, "")]
 
 
+def _seconds_iso(seconds: int) -> str:
+    return _iso_cached(seconds * US_PER_SECOND)
+
+
 def _iso_now(now_us: int) -> str:
     # Every contact of a checkpoint is snapshotted at the same instant.
     last = _last_iso[0]
@@ -121,8 +125,33 @@ def _channel_entry(
             "click": _ratio(clicked, delivered) if tracks_click else None,
             "response": _ratio(replied, delivered) if tracks_response else None,
         },
-        "engagement": {"rate": as_number(engagement), "tier": tier_of(engagement)},
+        # SPEC §7.3: what the rate is made of; `last_engaged_at` is set per contact (it is
+        # not part of what this shared entry is cached by).
+        "engagement": {
+            "rate": as_number(engagement),
+            "tier": tier_of(engagement),
+            "engaged": engaged,
+            "delivered": delivered,
+            "last_engaged_at": None,
+        },
     }
+
+
+def last_engaged(state: ContactState, start: int) -> dict[str, int]:
+    """Channel -> epoch seconds of the latest counted open, click or reply of the messages in
+    the window (each counts once per message, by its first occurrence; sending errors never
+    count)."""
+    latest: dict[str, int] = {}
+    for record in state.messages.values():
+        seconds = max(record.first_open, record.first_click, record.first_reply)
+        if not seconds:
+            continue
+        at = record.dispatched_at
+        if at is None or at < start or record.flags & F_SENDING_ERROR:
+            continue
+        if seconds > latest.get(record.channel, 0):
+            latest[record.channel] = seconds
+    return latest
 
 
 def build_snapshot(
@@ -145,6 +174,8 @@ def build_snapshot(
     for channel, timeline in state.subscriptions.items():
         if timeline:
             present.add(channel)
+    if state.sent_channels:  # sent on once: shown until deleted, zeros once all expired
+        present.update(state.sent_channels)
     registration = (
         {k: v[2] for k, v in state.registration.items()} if state.registration else _NO_FIELDS
     )
@@ -166,6 +197,7 @@ def build_snapshot(
     channels: dict[str, Any] = {}
     dispatched_by_channel: dict[str, int] = {}
     delivered_total = engaged_total = 0
+    latest = last_engaged(state, now_us - cfg.window_us) if state.messages else {}
     subscriptions = state.subscriptions
     cache = cfg.channel_entries
     for channel in _channel_order(present, cfg):
@@ -177,6 +209,10 @@ def build_snapshot(
             if len(cache) >= CHANNEL_ENTRY_CACHE:
                 cache.clear()
             cache[key] = entry
+        seen = latest.get(channel)
+        if seen:
+            engagement = {**entry["engagement"], "last_engaged_at": _seconds_iso(seen)}
+            entry = {**entry, "engagement": engagement}
         channels[channel] = entry
         delivered_total += counts[2]
         engaged_total += counts[6]
@@ -202,7 +238,13 @@ def build_snapshot(
             "total": sum(dispatched_by_channel.values()),
             "by_channel": dispatched_by_channel,
         },
-        "engagement": {"rate": as_number(overall), "tier": tier_of(overall)},
+        "engagement": {
+            "rate": as_number(overall),
+            "tier": tier_of(overall),
+            "engaged": engaged_total,
+            "delivered": delivered_total,
+            "last_engaged_at": _seconds_iso(max(latest.values())) if latest else None,
+        },
         "best_send_times": best_send_times(
             state, dispatched_by_channel, now_us - cfg.window_us, org_id, cfg
         ),

@@ -56,6 +56,11 @@ class ContactState:
     subscriptions: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     registration: dict[str, Register] = field(default_factory=dict)
     lists: dict[str, ListEntry] = field(default_factory=dict)
+    # channel -> latest dispatch on it (µs), kept after its messages leave the window: a
+    # contact stays in the monitor, with each channel it was sent on, until it is deleted
+    # (SPEC §3). The latest time, not a flag, so that a delete at T forgets the channels whose
+    # every dispatch was before T, in whatever order the two arrive.
+    sent_channels: dict[str, int] = field(default_factory=dict)
     # event id digest -> UTC day of the event; insertion order is the ring order
     seen: dict[bytes, int] = field(default_factory=dict)
     tombstone: int | None = None
@@ -72,5 +77,6 @@ class ContactState:
             and not self.subscriptions
             and not self.registration
             and not self.lists
+            and not self.sent_channels
             and self.tombstone is None
         )

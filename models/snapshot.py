@@ -49,6 +49,10 @@ class Rates(BaseModel):
 class Engagement(BaseModel):
     rate: float | None
     tier: Tier | None
+    # SPEC §7.3: the counts the rate is made of, and the latest counted interaction.
+    engaged: int
+    delivered: int
+    last_engaged_at: datetime | None
 
 
 class ChannelFigures(BaseModel):

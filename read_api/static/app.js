@@ -28,6 +28,13 @@ function el(tag, attrs = {}, ...children) {
 }
 
 const channelLabel = (ch) => CHANNEL_LABELS[ch] || ch;
+// SPEC §7.3: "5 of 8 delivered messages engaged · last engaged 20/05/2026".
+function engagementWhy(e) {
+  if (e.delivered === undefined) return "";
+  const of = `${e.engaged} of ${e.delivered} delivered message${e.delivered === 1 ? "" : "s"} engaged`;
+  const last = e.last_engaged_at ? ` · last engaged ${new Date(e.last_engaged_at).toLocaleDateString()}` : "";
+  return of + last;
+}
 const pct = (v) => (v === null || v === undefined ? "—" : `${Number(v).toFixed(2)}%`);
 const tierLabel = (t) => (t ? TIER_LABELS[t] || t : "No data");
 const mayWrite = () => Boolean(state.who && state.who.may_write);
@@ -196,10 +203,12 @@ function render(snap) {
   $("c-eng-rate").textContent = pct(snap.engagement.rate);
   $("c-eng-tier").textContent = tierLabel(snap.engagement.tier);
   $("c-eng-tier").className = `tier ${snap.engagement.tier || "none"}`;
+  $("c-eng-why").textContent = engagementWhy(snap.engagement);
   $("c-eng-channels").replaceChildren(...channels.map(([ch, fig]) => el("li", {},
     el("span", {}, channelLabel(ch)),
     el("span", {}, `${pct(fig.engagement.rate)} `,
-      el("span", { class: `tier ${fig.engagement.tier || "none"}` }, tierLabel(fig.engagement.tier))))));
+      el("span", { class: `tier ${fig.engagement.tier || "none"}` }, tierLabel(fig.engagement.tier)),
+      el("span", { class: "muted small" }, ` ${fig.engagement.engaged ?? 0} of ${fig.engagement.delivered ?? 0}`)))));
 
   $("c-rates").replaceChildren(...channels.map(([ch, fig]) => el("tr", { dataset: { channel: ch } },
     el("th", { scope: "row" }, channelLabel(ch)),

@@ -57,6 +57,7 @@ from streams.envelope import KIND_FORWARDED, KIND_RECORD, KIND_TICK, Entry
 from streams.ingest import route
 from streams.partitioning import partition_for
 from streams.topics import ENVELOPE_TOPIC, TopicNames
+from tests.unit.factories import rate_tier
 
 PARTITIONS = 8
 NAMES = TopicNames("engagement.")
@@ -349,9 +350,9 @@ def test_keyed_messages_on_their_partition_give_one_write_one_snapshot_and_the_d
     assert email["status"] == "subscribed"
     assert figures(snap, "email") == (1, 0, 1, 1, 0, 0)
     assert email["rates"] == {"delivery": 100.0, "open": 100.0, "click": 0.0, "response": None}
-    assert email["engagement"] == {"rate": 100.0, "tier": "very_high"}
+    assert rate_tier(email["engagement"]) == {"rate": 100.0, "tier": "very_high"}
     assert snap["dispatched"] == {"total": 1, "by_channel": {"email": 1}}
-    assert snap["engagement"] == {"rate": 100.0, "tier": "very_high"}
+    assert rate_tier(snap["engagement"]) == {"rate": 100.0, "tier": "very_high"}
     assert write.tiers == {None: ("very_high", 100.0), "email": ("very_high", 100.0)}
     assert sorted(segment_members(write.org_id, write.contact_id, write.tiers)) == [
         ("em:v2:{org-1}:seg:all:very_high", "00000|c1"),
@@ -390,7 +391,7 @@ def test_many_records_of_one_contact_in_many_envelopes_are_written_once_per_chec
     c1 = snapshot(write_of(out, "c1"))
     assert figures(c1, "email") == (3, 0, 2, 2, 0, 0)
     assert c1["registration"]["name"] == "Ana"
-    assert c1["engagement"] == {"rate": 100.0, "tier": "very_high"}
+    assert rate_tier(c1["engagement"]) == {"rate": 100.0, "tier": "very_high"}
     assert out.outcomes == Counter({"applied": 11})
     assert out.entries == 11
     # one tier change per scope and contact, however many envelopes moved it
@@ -735,7 +736,10 @@ def test_rate_move_within_a_tier_is_no_change_but_crossing_a_boundary_is(
         rec("delivery", interaction("c1", "m5", ago(hours=23))),
     ]
     within = run(proc, table, quiet)
-    assert snapshot(only_write(within))["engagement"] == {"rate": 80.0, "tier": "very_high"}
+    assert rate_tier(snapshot(only_write(within))["engagement"]) == {
+        "rate": 80.0,
+        "tier": "very_high",
+    }
     assert published(within, "tier-changes") == []
 
     # 4 of 6 = 66.67 %: high
@@ -838,12 +842,17 @@ def test_expiry_tick_after_the_window_takes_the_tier_away_with_cause_expiry(
     ]
     assert out.tier_changes == Counter({"expiry": 2})
     write = only_write(out)
-    assert (write.org_id, write.contact_id, write.snapshot, write.tiers) == (ORG, "c1", None, {})
+    assert (write.org_id, write.contact_id) == (ORG, "c1")
+    assert write.tiers == {None: (None, None), "email": (None, None)}
     assert segment_members(write.org_id, write.contact_id, write.tiers) == []
-    # nothing left of the contact: the table entry goes, and nothing is due any more
-    assert removed(out) == [key]
-    assert key not in table.data
-    assert dues(out) == {key: None}
+    # every message left: the contact stays shown, with zeros, until it is deleted (SPEC §3)
+    assert write.snapshot is not None
+    shown = orjson.loads(write.snapshot)
+    assert figures(shown, "email") == (0, 0, 0, 0, 0, 0)
+    assert shown["channels"]["email"]["status"] == "subscribed"
+    assert rate_tier(shown["engagement"]) == {"rate": None, "tier": None}
+    assert removed(out) == [] and key in table.data
+    assert dues(out) == {key: None}  # nothing is due any more
 
 
 def test_expiry_of_one_message_keeps_the_rest_and_recomputes_the_tier(
@@ -865,7 +874,7 @@ def test_expiry_of_one_message_keeps_the_rest_and_recomputes_the_tier(
 
     snap = snapshot(only_write(out))
     assert figures(snap, "email") == (1, 0, 1, 0, 0, 0)
-    assert snap["engagement"] == {"rate": 0.0, "tier": "no_engagement"}
+    assert rate_tier(snap["engagement"]) == {"rate": 0.0, "tier": "no_engagement"}
     assert tier_moves(out) == {
         (None, "high", "no_engagement", "expiry"),
         ("email", "high", "no_engagement", "expiry"),
@@ -1254,10 +1263,12 @@ def test_redis_version_keeps_growing_after_the_table_entry_was_dropped(
     """Redis refuses a snapshot older than the version it holds (DELETE_LUA keeps that version
     for a day after a removal), so the versions of one contact must never go backwards."""
     key = key_of("c1")
-    first = run(proc, table, [rec("dispatch", dispatch("c1", "m1", ago(days=89)))])
-    clock.advance(days=2)
+    run(proc, table, [rec("dispatch", dispatch("c1", "m1", ago(days=2)))])
+    first = run(proc, table, [rec("contact", body("c1", ago(days=1), type="delete"))])
+    assert key in table.data  # the tombstone stays for the window
+    clock.advance(days=90)
     expired = tick(proc, table, key)
-    assert key not in table.data  # everything expired: the entry (and its version) is gone
+    assert key not in table.data  # the tombstone expired: the entry (and its version) is gone
     removal = only_write(expired)
     assert removal.snapshot is None
     assert removal.version > only_write(first).version
@@ -1286,7 +1297,8 @@ def test_expiry_tick_of_an_org_id_with_a_colon_updates_that_contact(
 
     write = only_write(out)
     assert (write.org_id, write.contact_id) == (org, "c1")
-    assert removed(out) == [key] and table.data == {}
+    assert write.snapshot is not None and orjson.loads(write.snapshot)["dispatched"]["total"] == 0
+    assert removed(out) == [] and list(table.data) == [key]
     assert table.loaded() == Counter({key: 1})  # the same cached contact, not a new one
 
 

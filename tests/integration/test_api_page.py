@@ -194,6 +194,13 @@ async def test_monitor_page_in_chromium(
             f"{snap['engagement']['rate']:.2f}%"
         )
         await expect(page.get_by_test_id("engagement-tier")).to_have_text(tier_label)
+        e = snap["engagement"]  # SPEC §7.3: "5 of 8 delivered messages engaged"
+        await expect(page.get_by_test_id("engagement-why")).to_contain_text(
+            f"{e['engaged']} of {e['delivered']} delivered message"
+            f"{'' if e['delivered'] == 1 else 's'} engaged"
+        )
+        if e["last_engaged_at"] is not None:
+            await expect(page.get_by_test_id("engagement-why")).to_contain_text("last engaged")
         email_row = page.get_by_test_id("rates").locator("tr[data-channel=email]")
         rates = snap["channels"]["email"]["rates"]
         await expect(email_row).to_contain_text(f"{rates['delivery']:.2f}%")

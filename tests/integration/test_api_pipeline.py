@@ -18,6 +18,7 @@ from read_api.app import create_app
 from read_api.commands import KafkaPublisher
 from tests.integration.harness import Pipeline, ago, wait_for
 from tests.read_api.support import clear_org, make_settings, make_tokens
+from tests.unit.factories import rate_tier
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +109,7 @@ async def test_write_commands_reach_the_snapshot(
                     and sum(ch["opened"] for ch in s["channels"].values()) == 2
                 ),
             )
-            assert snap["engagement"] == {"rate": 100.0, "tier": "very_high"}
+            assert rate_tier(snap["engagement"]) == {"rate": 100.0, "tier": "very_high"}
             assert snap["registration"]["origin"]["label"] == "Campaign Black Friday - WhatsApp"
             assert "c1" in await segment_ids("very_high")
             assert "c1" in await segment_ids("very_high", "email")

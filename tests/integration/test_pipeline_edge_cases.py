@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -16,16 +17,27 @@ import redis.asyncio as aioredis
 
 from engagement_monitor import keyspace as ks
 from tests.integration.harness import Pipeline, ago, snapshot, wait_for
+from tests.unit.factories import rate_tier
 
 pytestmark = pytest.mark.integration
 
 Check = Callable[[dict[str, Any] | None], None]
 _ids = itertools.count()
 
+# Nothing delivered yet: no rate, no tier, and the counts say why (SPEC §7.3).
+NO_ENGAGEMENT_YET = {
+    "rate": None,
+    "tier": None,
+    "engaged": 0,
+    "delivered": 0,
+    "last_engaged_at": None,
+}
+
 
 class Scenario:
     def __init__(self, org: str) -> None:
         self.org = org
+        self.built_at = datetime.now(UTC)
         self.records: list[tuple[str, bytes | None, dict[str, Any]]] = []
         self.checks: dict[str, Check] = {}
 
@@ -61,7 +73,7 @@ def build(org: str) -> Scenario:
 
     def low(snap: dict[str, Any] | None) -> None:
         assert snap is not None
-        assert snap["engagement"] == {"rate": 20.0, "tier": "low"}
+        assert rate_tier(snap["engagement"]) == {"rate": 20.0, "tier": "low"}
         assert ch(snap, "email")["rates"] == {
             "delivery": 100.0,
             "open": 20.0,
@@ -75,19 +87,28 @@ def build(org: str) -> Scenario:
     for i in range(3):
         s.message("high", "whatsapp", f"m{i}", 4, "dispatch", "delivery", *(["open"] if i else []))
     s.checks["high"] = lambda snap: _eq(
-        snap and snap["engagement"], {"rate": 66.67, "tier": "high"}
+        snap and rate_tier(snap["engagement"]), {"rate": 66.67, "tier": "high"}
     )
     for i in range(4):
         s.message("vhigh", "email", f"m{i}", 4, "dispatch", "delivery", *(["open"] if i else []))
-    s.checks["vhigh"] = lambda snap: _eq(
-        snap and snap["engagement"], {"rate": 75.0, "tier": "very_high"}
-    )
+
+    def vhigh(snap: dict[str, Any] | None) -> None:
+        assert snap is not None
+        engagement = dict(snap["engagement"])
+        # "3 of 4 delivered messages engaged" (SPEC §7.3); the opens are dated 4 - 0.02 days
+        # before the scenario was built (the last event of each message), to the second
+        last = datetime.fromisoformat(engagement.pop("last_engaged_at"))
+        expected = s.built_at - timedelta(days=4 - 0.02)
+        assert abs((last - expected).total_seconds()) <= 2, (last, expected)
+        assert engagement == {"rate": 75.0, "tier": "very_high", "engaged": 3, "delivered": 4}
+
+    s.checks["vhigh"] = vhigh
     for i in range(6):
         s.message("none", "sms", f"m{i}", 3, "dispatch", "delivery", *(["click"] if i == 0 else []))
 
     def none(snap: dict[str, Any] | None) -> None:
         assert snap is not None
-        assert snap["engagement"] == {"rate": 16.67, "tier": "no_engagement"}
+        assert rate_tier(snap["engagement"]) == {"rate": 16.67, "tier": "no_engagement"}
         assert ch(snap, "sms")["rates"]["open"] is None  # SMS tracks no opens
 
     s.checks["none"] = none
@@ -152,7 +173,7 @@ def build(org: str) -> Scenario:
         email = ch(snap, "email")
         assert email["status"] == "unsubscribed"
         assert (email["dispatched"], email["sending_errors"], email["delivered"]) == (1, 1, 0)
-        assert email["engagement"] == {"rate": None, "tier": None}
+        assert rate_tier(email["engagement"]) == {"rate": None, "tier": None}
 
     s.checks["unsub"] = unsub
 
@@ -167,14 +188,12 @@ def build(org: str) -> Scenario:
     s.message("reborn", "sms", "m2", 1, "dispatch")
     s.checks["reborn"] = lambda snap: _eq(
         (snap and snap["dispatched"], snap and snap["engagement"]),
-        ({"total": 1, "by_channel": {"sms": 1}}, {"rate": None, "tier": None}),
+        ({"total": 1, "by_channel": {"sms": 1}}, NO_ENGAGEMENT_YET),
     )
 
     # no delivery at all: null rate and tier
     s.message("nodelivery", "whatsapp", "m1", 1, "dispatch")
-    s.checks["nodelivery"] = lambda snap: _eq(
-        snap and snap["engagement"], {"rate": None, "tier": None}
-    )
+    s.checks["nodelivery"] = lambda snap: _eq(snap and snap["engagement"], NO_ENGAGEMENT_YET)
 
     # every origin kind renders its label exactly
     origins = {

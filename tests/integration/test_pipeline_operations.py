@@ -17,6 +17,7 @@ from engagement_monitor import keyspace as ks
 from tests.integration.harness import Pipeline, ago, snapshot, wait_for
 from tests.integration.streamgen import engagement_stream, reference
 from tests.integration.test_pipeline_exactness import _assert_exact
+from tests.unit.factories import rate_tier
 
 pytestmark = pytest.mark.integration
 
@@ -151,6 +152,20 @@ async def test_a_message_crossing_the_window_edge_changes_the_tier_by_expiry(
             ),
             ("delivery", None, {**base, "event_id": "v", "occurred_at": ago(edge - 1e-5)}),
             ("open", None, {**base, "event_id": "o", "occurred_at": ago(edge - 2e-5)}),
+            # c2 has no profile, list or subscription: only the message that leaves.
+            (
+                "dispatch",
+                None,
+                {
+                    **base,
+                    "contact_id": "c2",
+                    "channel": "sms",
+                    "message_id": "m2",
+                    "event_id": "d2",
+                    "occurred_at": ago(edge),
+                    "dispatch_kind": "single",
+                },
+            ),
         ]
     )
 
@@ -167,15 +182,28 @@ async def test_a_message_crossing_the_window_edge_changes_the_tier_by_expiry(
     await wait_for(expired, timeout=60, what="the message to leave the window")
     snap = await snapshot(redis_client, org, "c1")
     assert snap is not None
-    assert snap["engagement"] == {"rate": None, "tier": None}
+    assert rate_tier(snap["engagement"]) == {"rate": None, "tier": None}
     assert snap["registration"]["name"] == "Edge"
     assert not await redis_client.zrange(ks.redis_segment_key(org, None, "very_high"), 0, -1)
+
+    # A contact whose every message left the window stays in the monitor until it is deleted,
+    # with zeros and its channel's last known status (SPEC §3).
+    async def bare_expired() -> bool:
+        bare = await snapshot(redis_client, org, "c2")
+        return bare is None or bare["dispatched"]["total"] == 0
+
+    await wait_for(bare_expired, timeout=30, what="c2's message to leave the window")
+    bare = await snapshot(redis_client, org, "c2")
+    assert bare is not None, "c2 vanished when its only message left the window"
+    assert bare["dispatched"] == {"total": 0, "by_channel": {"sms": 0}}
+    assert bare["channels"]["sms"]["status"] == "subscribed"
+    assert rate_tier(bare["engagement"]) == {"rate": None, "tier": None}
 
     changes = [
         orjson.loads(r.value)
         for r in await pipeline.consume_all("tier-changes", expect=4, timeout=30)
     ]
-    assert all(c["org_id"] == org and c["contact_id"] == "c1" for c in changes)
+    assert all(c["org_id"] == org and c["contact_id"] == "c1" for c in changes)  # c2: no tier
     expiries = sorted(
         (c["channel"] or "", c["previous_tier"] or "", c["tier"] or "")
         for c in changes

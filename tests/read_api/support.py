@@ -63,7 +63,13 @@ def sample_snapshot(org_id: str, contact_id: str, *, name: str = "Ana Souza") ->
                 "clicked": 3,
                 "replied": 0,
                 "rates": {"delivery": 90.0, "open": 66.67, "click": 33.33, "response": None},
-                "engagement": {"rate": 66.67, "tier": "high"},
+                "engagement": {
+                    "rate": 66.67,
+                    "tier": "high",
+                    "engaged": 6,
+                    "delivered": 9,
+                    "last_engaged_at": "2026-05-20T09:15:00Z",
+                },
             },
             "sms": {
                 "status": "unsubscribed",
@@ -74,11 +80,23 @@ def sample_snapshot(org_id: str, contact_id: str, *, name: str = "Ana Souza") ->
                 "clicked": 0,
                 "replied": 0,
                 "rates": {"delivery": 75.0, "open": None, "click": 0.0, "response": 0.0},
-                "engagement": {"rate": 0.0, "tier": "no_engagement"},
+                "engagement": {
+                    "rate": 0.0,
+                    "tier": "no_engagement",
+                    "engaged": 0,
+                    "delivered": 3,
+                    "last_engaged_at": None,
+                },
             },
         },
         "dispatched": {"total": 14, "by_channel": {"email": 10, "sms": 4}},
-        "engagement": {"rate": 50.0, "tier": "high"},
+        "engagement": {
+            "rate": 50.0,
+            "tier": "high",
+            "engaged": 6,
+            "delivered": 12,
+            "last_engaged_at": "2026-05-20T09:15:00Z",
+        },
         "best_send_times": {
             "email": {
                 "timezone": "UTC",

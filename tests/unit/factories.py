@@ -123,3 +123,8 @@ def channel(snap: dict[str, Any] | None, name: str) -> dict[str, Any]:
     assert snap is not None
     figures: dict[str, Any] = snap["channels"][name]
     return figures
+
+
+def rate_tier(engagement: dict[str, Any]) -> dict[str, Any]:
+    """The rate and tier of an `engagement` object (its counts are checked where they matter)."""
+    return {"rate": engagement["rate"], "tier": engagement["tier"]}

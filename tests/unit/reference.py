@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -56,6 +56,17 @@ def _tier(rate: float | None) -> str | None:
         if rate < 75
         else "very_high"
     )
+
+
+def _engagement(engaged: int, delivered: int, latest: int | None) -> dict[str, Any]:
+    rate = _rate(engaged, delivered)
+    return {
+        "rate": rate,
+        "tier": _tier(rate),
+        "engaged": engaged,
+        "delivered": delivered,
+        "last_engaged_at": None if latest is None else _iso(datetime.fromtimestamp(latest, UTC)),
+    }
 
 
 def _tie(event_id: str) -> int:
@@ -121,6 +132,7 @@ def reference_snapshot(
     zone = ZoneInfo(cfg.timezone_name(org_id))
     counts: dict[str, dict[str, int]] = {}
     hours: dict[str, dict[int, int]] = {}
+    latest: dict[str, int] = {}  # channel -> epoch seconds of the latest counted interaction
     for message_id, (at, channel, _) in dispatches.items():
         if at < start:
             continue
@@ -150,6 +162,13 @@ def reference_snapshot(
         c["clicked"] += "click" in kinds
         c["replied"] += "reply" in kinds
         c["engaged"] += bool(kinds & {"open", "click", "reply"})
+        # §7.3: the latest counted open, click or reply: each counts once per message, by
+        # its first occurrence (whole seconds, as the state keeps it).
+        for kind in ("open", "click", "reply"):
+            times = [t for k, t in interactions.get(message_id, []) if k == kind]
+            if times:
+                first = math.floor(min(times).timestamp())
+                latest[channel] = max(latest.get(channel, first), first)
         h = hours.setdefault(channel, {})
         for kind, metric in (("open", "open"), ("click", "click"), ("reply", "response")):
             times = [t for k, t in interactions.get(message_id, []) if k == kind]
@@ -159,7 +178,10 @@ def reference_snapshot(
                 how = local.weekday() * 24 + local.hour
                 h[how] = h.get(how, 0) + 1
 
-    present = set(counts) | {ch for ch, entries in timeline.items() if entries}
+    # A channel the contact was sent on stays shown (zeros once its messages expire) until a
+    # delete: every dispatch kept here is dated after the last delete (SPEC §3).
+    sent_on = {e.channel for e in kept if isinstance(e, DispatchEvent)}
+    present = set(counts) | {ch for ch, entries in timeline.items() if entries} | sent_on
     shown_lists = sorted(
         ({"list_id": k, "name": v[1] if v[1] is not None else k} for k, v in lists.items() if v[0]),
         key=lambda x: x["list_id"],
@@ -176,7 +198,6 @@ def reference_snapshot(
         tracked = cfg.tracks(channel)
         entries = sorted(timeline.get(channel, []))
         status = "unsubscribed" if entries and entries[-1][1] == 1 else "subscribed"
-        engagement = _rate(c["engaged"], c["delivered"])
         channels[channel] = {
             "status": status,
             **{
@@ -198,11 +219,10 @@ def reference_snapshot(
                 "click": _rate(c["clicked"], c["delivered"]) if "click" in tracked else None,
                 "response": _rate(c["replied"], c["delivered"]) if "response" in tracked else None,
             },
-            "engagement": {"rate": engagement, "tier": _tier(engagement)},
+            "engagement": _engagement(c["engaged"], c["delivered"], latest.get(channel)),
         }
     delivered = sum(counts.get(ch, empty)["delivered"] for ch in order)
     engaged = sum(counts.get(ch, empty)["engaged"] for ch in order)
-    overall = _rate(engaged, delivered)
     created = registration.get("created_at")
     since = created if created is not None else (kept[0].occurred_at if kept else None)
     best: dict[str, Any] = {}
@@ -235,6 +255,6 @@ def reference_snapshot(
             "total": sum(ch["dispatched"] for ch in channels.values()),
             "by_channel": {k: v["dispatched"] for k, v in channels.items()},
         },
-        "engagement": {"rate": overall, "tier": _tier(overall)},
+        "engagement": _engagement(engaged, delivered, max(latest.values(), default=None)),
         "best_send_times": best,
     }

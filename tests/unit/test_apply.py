@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from counting import CountingConfig, apply_event, build_snapshot
+from counting.timeutil import to_us
 from tests.unit.factories import (
     CFG,
     CONTACT,
@@ -19,6 +20,7 @@ from tests.unit.factories import (
     list_added,
     list_removed,
     opened,
+    rate_tier,
     reply,
     run,
     snapshot_of,
@@ -52,9 +54,11 @@ def test_window_boundary_is_inclusive_at_exactly_90_days() -> None:
     assert [o.code for o in outcomes] == ["applied", "too_old"]
     snap = build_snapshot(ORG, CONTACT, state, NOW, CFG)
     assert channel(snap, "email")["dispatched"] == 1
-    # one second later the first one has left too
+    # one second later the first one has left too; the contact stays, with zeros (SPEC §3)
     later = build_snapshot(ORG, CONTACT, state, NOW + timedelta(seconds=1), CFG)
-    assert later is None
+    assert later is not None and figures(later, "email") == (0, 0, 0, 0, 0, 0)
+    assert rate_tier(later["engagement"]) == {"rate": None, "tier": None}
+    assert channel(later, "email")["status"] == "subscribed"
 
 
 def test_sms_has_no_open_rate_even_with_opens() -> None:
@@ -79,7 +83,10 @@ def test_click_implies_open_on_email_and_whatsapp_but_not_sms() -> None:
 def test_reply_implies_delivery_and_engagement() -> None:
     snap = snapshot_of([dispatch("m", ago(1), "whatsapp"), reply("m", ago(1), "whatsapp")])
     assert figures(snap, "whatsapp") == (1, 0, 1, 1, 0, 1)
-    assert channel(snap, "whatsapp")["engagement"] == {"rate": 100.0, "tier": "very_high"}
+    assert rate_tier(channel(snap, "whatsapp")["engagement"]) == {
+        "rate": 100.0,
+        "tier": "very_high",
+    }
 
 
 def test_the_same_open_twice_counts_once() -> None:
@@ -220,8 +227,8 @@ def test_unsubscribed_without_dispatches_still_shows_the_channel() -> None:
 def test_null_tier_without_deliveries() -> None:
     snap = snapshot_of([dispatch("m", ago(1)), dispatch("n", ago(2), "sms")])
     assert snap is not None
-    assert snap["engagement"] == {"rate": None, "tier": None}
-    assert channel(snap, "email")["engagement"] == {"rate": None, "tier": None}
+    assert rate_tier(snap["engagement"]) == {"rate": None, "tier": None}
+    assert rate_tier(channel(snap, "email")["engagement"]) == {"rate": None, "tier": None}
     assert channel(snap, "email")["rates"] == {
         "delivery": 0.0,
         "open": None,
@@ -242,12 +249,32 @@ def test_engagement_tiers_from_events() -> None:
         result: dict[str, object] = snap["engagement"]
         return result
 
-    assert overall(1, 5) == {"rate": 20.0, "tier": "low"}
-    assert overall(1, 6) == {"rate": 16.67, "tier": "no_engagement"}
-    assert overall(2, 3) == {"rate": 66.67, "tier": "high"}
-    assert overall(1, 2) == {"rate": 50.0, "tier": "high"}
-    assert overall(3, 4) == {"rate": 75.0, "tier": "very_high"}
-    assert overall(1, 8) == {"rate": 12.5, "tier": "no_engagement"}
+    # SPEC §7.3: the counts the rate is made of, and the latest counted interaction
+    at = "2026-05-31T12:00:00Z"  # ago(1)
+    assert overall(1, 5) == {
+        "rate": 20.0,
+        "tier": "low",
+        "engaged": 1,
+        "delivered": 5,
+        "last_engaged_at": at,
+    }
+    assert rate_tier(overall(1, 6)) == {"rate": 16.67, "tier": "no_engagement"}
+    assert rate_tier(overall(2, 3)) == {"rate": 66.67, "tier": "high"}
+    assert rate_tier(overall(1, 2)) == {"rate": 50.0, "tier": "high"}
+    assert overall(3, 4) == {
+        "rate": 75.0,
+        "tier": "very_high",
+        "engaged": 3,
+        "delivered": 4,
+        "last_engaged_at": at,
+    }
+    assert overall(0, 8) == {
+        "rate": 0.0,
+        "tier": "no_engagement",
+        "engaged": 0,
+        "delivered": 8,
+        "last_engaged_at": None,
+    }
 
 
 def test_overall_engagement_spans_channels() -> None:
@@ -259,15 +286,17 @@ def test_overall_engagement_spans_channels() -> None:
             delivery("b", ago(1), "sms"),
         ]
     )
-    assert snap is not None and snap["engagement"] == {"rate": 50.0, "tier": "high"}
+    assert snap is not None and rate_tier(snap["engagement"]) == {"rate": 50.0, "tier": "high"}
 
 
 def test_earliest_dispatch_wins() -> None:
     state, outcomes = run(
         [dispatch("m", ago(2), kind="automated"), dispatch("m", ago(3)), dispatch("m", ago(1))]
     )
-    assert [o.code for o in outcomes] == ["applied", "applied", "unchanged"]
+    # the third changes no figure, but it is the channel's latest dispatch (kept for deletes)
+    assert [o.code for o in outcomes] == ["applied", "applied", "applied"]
     assert state is not None
+    assert state.sent_channels == {"email": to_us(ago(1))}
     assert state.messages["m"].dispatched_at == state.oldest_dispatch
     assert figures(build_snapshot(ORG, CONTACT, state, NOW, CFG), "email")[0] == 1
 
@@ -415,3 +444,41 @@ def test_sending_error_status_is_emitted_once_even_if_it_flips_back() -> None:
         ]
     )
     assert [len(o.effects) for o in outcomes] == [0, 1, 0, 0]
+
+
+def test_why_this_tier_counts_and_the_latest_counted_interaction() -> None:
+    """SPEC §7.3, "5 of 8 delivered messages engaged": per channel and overall."""
+    events = [
+        dispatch("e1", ago(10)),
+        opened("e1", ago(9)),
+        opened("e1", ago(1)),  # a second open of e1 is not counted: e1 counts by its first
+        dispatch("e2", ago(5)),
+        click("e2", ago(4, hours=12)),
+        dispatch("e3", ago(3)),
+        delivery("e3", ago(3)),
+        dispatch("s1", ago(2), "sms"),
+        reply("s1", ago(2, hours=-1), "sms"),
+        unsubscribe(ago(1, hours=6), "whatsapp"),
+        dispatch("w1", ago(1), "whatsapp"),  # a sending error: never counted
+        opened("w1", ago(0, hours=1), "whatsapp"),
+    ]
+    snap = snapshot_of(events)
+    email, sms, whatsapp = (channel(snap, ch)["engagement"] for ch in ("email", "sms", "whatsapp"))
+    assert (email["engaged"], email["delivered"]) == (2, 3)
+    assert email["last_engaged_at"] == "2026-05-28T00:00:00Z"  # e2's click, 4.5 days ago
+    assert (sms["engaged"], sms["delivered"], sms["last_engaged_at"]) == (
+        1,
+        1,
+        "2026-05-30T13:00:00Z",
+    )
+    assert (whatsapp["engaged"], whatsapp["delivered"], whatsapp["last_engaged_at"]) == (0, 0, None)
+    assert snap is not None
+    overall = snap["engagement"]
+    assert (overall["engaged"], overall["delivered"]) == (3, 4)
+    assert overall["last_engaged_at"] == "2026-05-30T13:00:00Z"
+    assert overall["rate"] == 75.0  # 3 of 4: the rate is made of the counts shown
+    # ... and once those messages leave the window, none is left to show
+    later = build_snapshot(ORG, CONTACT, run(events)[0], NOW + timedelta(days=95), CFG)
+    assert later is not None
+    assert later["engagement"]["last_engaged_at"] is None
+    assert later["engagement"]["delivered"] == 0

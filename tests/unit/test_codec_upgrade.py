@@ -11,6 +11,7 @@ the state; and once written again in the new format, the value reads back the sa
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 
 import orjson
 from hypothesis import given
@@ -23,6 +24,17 @@ from tests.unit import factories as f
 from tests.unit.test_properties import SETTINGS, replay, scenarios
 
 
+def _as_the_previous_release_had_it(state: ContactState) -> ContactState:
+    """The state without what the previous release did not keep: the channels it was sent on
+    are read back from its messages (a dispatch that lost to an earlier one of the same
+    message, on another channel, left no trace then)."""
+    sent: dict[str, int] = {}
+    for record in state.messages.values():
+        assert record.dispatched_at is not None
+        sent[record.channel] = max(sent.get(record.channel, -1), record.dispatched_at)
+    return replace(state, sent_channels=sent)
+
+
 def _old_release_value(stored: StoredContact) -> bytes:
     """Exactly what `agents.stored.pack` wrote before format 2."""
     published = orjson.dumps([[s, t, r] for s, (t, r) in stored.published.items()])
@@ -33,7 +45,9 @@ def _old_release_value(stored: StoredContact) -> bytes:
 @SETTINGS
 @given(scenarios())
 def test_a_state_written_by_the_previous_codec_reads_back_the_same(events: list) -> None:  # type: ignore[type-arg]
-    state = replay(events, f.CFG, through_codec=False) or ContactState()
+    state = _as_the_previous_release_had_it(
+        replay(events, f.CFG, through_codec=False) or ContactState()
+    )
     old = codec_v1.encode(state)
     assert old[0] == 1
     again = decode(old, f.CFG)
@@ -49,7 +63,9 @@ def test_a_state_written_by_the_previous_codec_reads_back_the_same(events: list)
 def test_a_table_value_of_the_previous_release_keeps_every_count_after_the_upgrade(
     events: list,  # type: ignore[type-arg]
 ) -> None:
-    state = replay(events, f.CFG, through_codec=False) or ContactState()
+    state = _as_the_previous_release_had_it(
+        replay(events, f.CFG, through_codec=False) or ContactState()
+    )
     snapshot = build_snapshot(f.ORG, f.CONTACT, state, f.NOW, f.CFG)
     published = dict(tiers(snapshot)) if snapshot is not None else {}
     stored = StoredContact(state, published, 1_780_000_000_123)
@@ -66,3 +82,21 @@ def test_a_table_value_of_the_previous_release_keeps_every_count_after_the_upgra
     assert peek(new_value, f.CFG) == (stored.version, due)  # from the header alone
     again = unpack(new_value, f.CFG)
     assert (again.state, again.published, again.version) == (state, published, stored.version)
+
+
+@SETTINGS
+@given(scenarios())
+def test_a_version_2_value_written_before_sent_channels_gets_them_from_its_messages(
+    events: list,  # type: ignore[type-arg]
+) -> None:
+    state = replay(events, f.CFG, through_codec=False) or ContactState()
+    before = replace(state, sent_channels={})  # what codec 2 wrote until "sent" existed
+    value = encode(before)
+    assert b'"sent"' not in value
+    read = decode(value, f.CFG)
+    assert read == _as_the_previous_release_had_it(state)
+    # every figure is kept, and the channels it was sent on now stay shown after expiry
+    assert build_snapshot(f.ORG, f.CONTACT, read, f.NOW, f.CFG) == build_snapshot(
+        f.ORG, f.CONTACT, _as_the_previous_release_had_it(state), f.NOW, f.CFG
+    )
+    assert decode(encode(read), f.CFG) == read

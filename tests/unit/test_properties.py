@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -23,7 +24,11 @@ from tests.unit import factories as f
 from tests.unit.reference import reference_snapshot
 
 DAY = 86_400
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=int(os.environ.get("EM_HYPOTHESIS_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 CONFIGS = [
     f.CFG,
     # A one-entry dedupe ring: exactness must not rely on it.

@@ -167,7 +167,7 @@ def test_expiry_to_no_tier_is_a_change() -> None:
     before = tiers(build_snapshot(ORG, CONTACT, state, NOW, CFG))
     later = NOW + timedelta(days=2)
     after = tiers(build_snapshot(ORG, CONTACT, state, later, CFG))
-    assert after == {}
+    assert after == {None: (None, None), "email": (None, None)}  # still shown, no tier
     changes = tier_changes(ORG, CONTACT, before, after, "expiry", later)
     assert [(c["channel"], c["previous_tier"], c["tier"], c["cause"]) for c in changes] == [
         (None, "very_high", None, "expiry"),
