@@ -1,16 +1,20 @@
 """Compact, versioned bytes for a contact's state (the Faust table value).
 
-Layout, version 2 (little-endian), written since codec version 2:
+Layout, version 3 (little-endian), written since codec version 3:
 
-    u8  version (=2)
-    u8  channel count, then per channel: u8 length, UTF-8 name
+    u8  version (=3)
+    u8  channel count, then per channel: u8 length, UTF-8 name (the channels of the
+        messages, the waiting entries and the channels sent on)
     i64 base (the oldest dispatch, µs; 0 when none), i64 first_seen µs, i64 tombstone µs
         (both: -2**63 for none), u64 dropped_pending
-    u32 extras length (0 when the contact has no registration data, lists, subscription
-        timeline or dispatch), then an orjson object holding the non-empty ones of "reg",
-        "lists", "subs", "sent" (channel -> latest dispatch µs; a state written before it
-        existed gets it from its messages when read)
+    u8  count of channels sent on, then per channel: u8 channel index, i64 latest dispatch µs
+    u32 extras length (0 when the contact has no registration data, lists or subscription
+        timeline, as most have not), then an orjson object holding the non-empty ones of
+        "reg", "lists", "subs"
     then the body below.
+
+Version 2 (read, never written) is version 3 without the channels sent on: a version 2 value
+gets them from its messages when read.
 
 Version 1 (read, never written: a table written by an earlier release is read back as is):
 
@@ -47,11 +51,13 @@ from counting.contrib import F_CLICK, F_OPEN, F_REPLY, TABLE_INDEX_MASK
 from counting.state import ContactState, MessageRecord
 from counting.timeutil import DAY_US
 
-VERSION = 2
+VERSION = 3
+VERSION_2 = 2  # read, never written
 VERSION_1 = 1  # read, never written
 _NONE = -(2**63)  # first_seen / tombstone absent
 _U32 = struct.Struct("<I")
 _HEAD = struct.Struct("<qqqQ")  # base, first_seen, tombstone, dropped_pending
+_SENT = struct.Struct("<Bq")  # channel index, latest dispatch µs
 _MESSAGE = struct.Struct("<BBIH")  # channel, flags, dispatched_at - base (48 bits)
 _PENDING = struct.Struct("<BBqqIII")
 _HAS_FIRSTS = F_OPEN | F_CLICK | F_REPLY
@@ -107,9 +113,11 @@ def _unpack_firsts(data: bytes, pos: int, flags: int) -> tuple[int, int, int, in
 
 def encode(state: ContactState) -> bytes:
     messages, pending = state.messages, state.pending
+    sent = state.sent_channels
     seen_channels = {r.channel for r in messages.values()}
     if pending:
         seen_channels.update(r.channel for r in pending.values())
+    seen_channels.update(sent)
     channels = sorted(seen_channels)
     index = {channel: i for i, channel in enumerate(channels)}
     base = state.oldest_dispatch or 0
@@ -129,7 +137,10 @@ def encode(state: ContactState) -> bytes:
             state.dropped_pending,
         )
     )
-    if state.registration or state.lists or state.subscriptions or state.sent_channels:
+    parts.append(bytes((len(sent),)))
+    for channel, at in sent.items():
+        parts.append(_SENT.pack(index[channel], at))
+    if state.registration or state.lists or state.subscriptions:
         extras: dict[str, Any] = {}
         if state.registration:
             extras["reg"] = state.registration
@@ -137,8 +148,6 @@ def encode(state: ContactState) -> bytes:
             extras["lists"] = state.lists
         if state.subscriptions:
             extras["subs"] = state.subscriptions
-        if state.sent_channels:
-            extras["sent"] = state.sent_channels
         blob = orjson.dumps(extras)
         parts.append(_U32.pack(len(blob)))
         parts.append(blob)
@@ -187,7 +196,7 @@ def encode(state: ContactState) -> bytes:
     return b"".join(parts)
 
 
-def _head_v2(
+def _head_v2_or_3(
     data: bytes,
 ) -> tuple[list[str], int, int | None, int | None, int, dict[str, Any], int]:
     n = data[1]
@@ -199,10 +208,20 @@ def _head_v2(
         pos += 1 + length
     base, first_seen, tombstone, dropped = _HEAD.unpack_from(data, pos)
     pos += _HEAD.size
+    sent: dict[str, int] | None = None
+    if data[0] == VERSION:
+        sent = {}
+        for _ in range(data[pos]):
+            ch, at = _SENT.unpack_from(data, pos + 1)
+            sent[channels[ch]] = at
+            pos += _SENT.size
+        pos += 1
     (length,) = _U32.unpack_from(data, pos)
     pos += 4
     extras: dict[str, Any] = orjson.loads(data[pos : pos + length]) if length else {}
     pos += length
+    if sent is not None:
+        extras["sent"] = sent
     return (
         channels,
         base,
@@ -223,8 +242,8 @@ def decode(data: bytes, cfg: CountingConfig = _DEFAULT_CFG) -> ContactState:
     if not data:
         raise ValueError("empty contact state")
     version = data[0]
-    if version == VERSION:
-        channels, base, first_seen, tombstone, dropped, extras, pos = _head_v2(data)
+    if version in (VERSION, VERSION_2):
+        channels, base, first_seen, tombstone, dropped, extras, pos = _head_v2_or_3(data)
     elif version == VERSION_1:
         (head_len,) = _U32.unpack_from(data, 1)
         pos = 5 + head_len
@@ -283,7 +302,7 @@ def decode(data: bytes, cfg: CountingConfig = _DEFAULT_CFG) -> ContactState:
     days_seen = struct.unpack_from(f"<{count}H", data, end) if count else ()
     sent = extras.get("sent")
     if sent is None:
-        # Written before "sent" existed: the channels of its messages are what it was sent on.
+        # Written before the channels sent on were kept: its messages' channels are those.
         sent = {}
         for record in messages.values():
             at = record.dispatched_at

@@ -29,20 +29,20 @@ def hour_of_week(seconds: int, zone: ZoneInfo) -> int:
     return local.weekday() * 24 + local.hour
 
 
-def best_send_times(
-    state: ContactState,
-    channels: dict[str, int],
-    start: int,
-    org_id: str,
-    cfg: CountingConfig,
-) -> dict[str, dict[str, Any]]:
-    """``channels`` maps each shown channel to its dispatched count in the window.
+Hours = dict[str, dict[int, int]]  # channel -> hour of week -> counted interactions
 
-    Entries are shared between snapshots (cached by what they show): do not mutate them.
-    """
+
+def scan_interactions(
+    state: ContactState, start: int, org_id: str, cfg: CountingConfig
+) -> tuple[Hours, dict[str, int]]:
+    """One pass over the messages in the window that were interacted with: per channel, the
+    hours of week of their first open / click / reply the channel tracks (best send times),
+    and the epoch seconds of the latest counted open, click or reply of any kind
+    (`last_engaged_at`, SPEC §7.3). Sending errors count for neither."""
     zone = cfg.timezone(org_id)
     utc = zone.key == "UTC"
-    histograms: dict[str, dict[int, int]] = {}
+    histograms: Hours = {}
+    latest: dict[str, int] = {}
     counted: dict[str, tuple[bool, bool, bool]] = {}
     for record in state.messages.values():
         opened, clicked, replied = record.first_open, record.first_click, record.first_reply
@@ -52,8 +52,9 @@ def best_send_times(
         if at is None or at < start or record.flags & F_SENDING_ERROR:
             continue
         channel = record.channel
-        if channel not in channels:
-            continue
+        last = max(opened, clicked, replied)
+        if last > latest.get(channel, 0):
+            latest[channel] = last
         tracked = counted.get(channel)
         if tracked is None:
             _, opens, clicks, responses = cfg.tracked_flags(channel)
@@ -68,6 +69,21 @@ def best_send_times(
                     else hour_of_week(seconds, zone)
                 )
                 histogram[how] = histogram.get(how, 0) + 1
+    return histograms, latest
+
+
+def best_send_times(
+    histograms: Hours,
+    channels: dict[str, int],
+    org_id: str,
+    cfg: CountingConfig,
+) -> dict[str, dict[str, Any]]:
+    """``channels`` maps each shown channel to its dispatched count in the window;
+    ``histograms`` comes from `scan_interactions`.
+
+    Entries are shared between snapshots (cached by what they show): do not mutate them.
+    """
+    zone = cfg.timezone(org_id)
     cache = cfg.send_time_entries
     result: dict[str, dict[str, Any]] = {}
     for channel, dispatched in channels.items():

@@ -11,9 +11,9 @@ from functools import lru_cache
 from typing import Any
 
 from counting.config import CountingConfig
-from counting.contrib import F_SENDING_ERROR, FIGURES, LANE_BITS, LANE_MASK, TABLE_INDEX_MASK
+from counting.contrib import FIGURES, LANE_BITS, LANE_MASK, TABLE_INDEX_MASK
 from counting.rates import as_number, percent, tier_of
-from counting.send_times import best_send_times
+from counting.send_times import best_send_times, scan_interactions
 from counting.state import ContactState
 from counting.subscriptions import status
 from counting.tiering import TierMap, tier_changes, tiers
@@ -137,23 +137,6 @@ def _channel_entry(
     }
 
 
-def last_engaged(state: ContactState, start: int) -> dict[str, int]:
-    """Channel -> epoch seconds of the latest counted open, click or reply of the messages in
-    the window (each counts once per message, by its first occurrence; sending errors never
-    count)."""
-    latest: dict[str, int] = {}
-    for record in state.messages.values():
-        seconds = max(record.first_open, record.first_click, record.first_reply)
-        if not seconds:
-            continue
-        at = record.dispatched_at
-        if at is None or at < start or record.flags & F_SENDING_ERROR:
-            continue
-        if seconds > latest.get(record.channel, 0):
-            latest[record.channel] = seconds
-    return latest
-
-
 def build_snapshot(
     org_id: str,
     contact_id: str,
@@ -197,7 +180,11 @@ def build_snapshot(
     channels: dict[str, Any] = {}
     dispatched_by_channel: dict[str, int] = {}
     delivered_total = engaged_total = 0
-    latest = last_engaged(state, now_us - cfg.window_us) if state.messages else {}
+    histograms, latest = (
+        scan_interactions(state, now_us - cfg.window_us, org_id, cfg)
+        if state.messages
+        else ({}, {})
+    )
     subscriptions = state.subscriptions
     cache = cfg.channel_entries
     for channel in _channel_order(present, cfg):
@@ -245,7 +232,5 @@ def build_snapshot(
             "delivered": delivered_total,
             "last_engaged_at": _seconds_iso(max(latest.values())) if latest else None,
         },
-        "best_send_times": best_send_times(
-            state, dispatched_by_channel, now_us - cfg.window_us, org_id, cfg
-        ),
+        "best_send_times": best_send_times(histograms, dispatched_by_channel, org_id, cfg),
     }

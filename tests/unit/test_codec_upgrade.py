@@ -19,7 +19,7 @@ from hypothesis import given
 from agents.stored import FORMAT, StoredContact, pack, peek, unpack
 from counting import ContactState, build_snapshot, decode, encode, next_expiry, tiers
 from counting.codec import VERSION
-from tests.unit import codec_v1
+from tests.unit import codec_v1, codec_v2
 from tests.unit import factories as f
 from tests.unit.test_properties import SETTINGS, replay, scenarios
 
@@ -54,7 +54,7 @@ def test_a_state_written_by_the_previous_codec_reads_back_the_same(events: list)
     assert again == state
     assert list(again.seen.items()) == list(state.seen.items())
     new = encode(again)
-    assert new[0] == VERSION == 2
+    assert new[0] == VERSION == 3
     assert decode(new, f.CFG) == state
 
 
@@ -86,13 +86,12 @@ def test_a_table_value_of_the_previous_release_keeps_every_count_after_the_upgra
 
 @SETTINGS
 @given(scenarios())
-def test_a_version_2_value_written_before_sent_channels_gets_them_from_its_messages(
+def test_a_version_2_value_gets_the_channels_sent_on_from_its_messages(
     events: list,  # type: ignore[type-arg]
 ) -> None:
     state = replay(events, f.CFG, through_codec=False) or ContactState()
-    before = replace(state, sent_channels={})  # what codec 2 wrote until "sent" existed
-    value = encode(before)
-    assert b'"sent"' not in value
+    value = codec_v2.encode(state)  # the release before: no channels sent on
+    assert value[0] == 2
     read = decode(value, f.CFG)
     assert read == _as_the_previous_release_had_it(state)
     # every figure is kept, and the channels it was sent on now stay shown after expiry
@@ -100,3 +99,22 @@ def test_a_version_2_value_written_before_sent_channels_gets_them_from_its_messa
         f.ORG, f.CONTACT, _as_the_previous_release_had_it(state), f.NOW, f.CFG
     )
     assert decode(encode(read), f.CFG) == read
+
+
+@SETTINGS
+@given(scenarios())
+def test_the_channels_sent_on_survive_the_codec_exactly(events: list) -> None:  # type: ignore[type-arg]
+    state = replay(events, f.CFG, through_codec=False) or ContactState()
+    value = encode(state)
+    assert value[0] == VERSION
+    read = decode(value, f.CFG)
+    assert read == state and read.sent_channels == state.sent_channels
+    # ... in the binary header, not in the JSON extras (empty for most contacts)
+    names = sorted(
+        {r.channel for r in state.messages.values()}
+        | {r.channel for r in state.pending.values()}
+        | set(state.sent_channels)
+    )
+    extras_at = 2 + sum(1 + len(n.encode()) for n in names) + 32 + 1 + 9 * len(state.sent_channels)
+    (extras_length,) = struct.unpack_from("<I", value, extras_at)
+    assert (extras_length == 0) == (not (state.registration or state.lists or state.subscriptions))
