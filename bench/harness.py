@@ -186,6 +186,11 @@ def _drain_figures(drain: Drain, consumed: int | None = None) -> dict[str, Any]:
         "seconds_to_first_commit": round(drain.first_commit_at, 2),
         "seconds_to_drained": round(drain.wall_seconds, 2),
     }
+    if drain.cpu_seconds is not None:
+        out["cpu_seconds"] = round(drain.cpu_seconds, 2)
+        per_cpu = drain.events_per_cpu_second
+        if per_cpu:  # none when the whole backlog was committed before the first poll
+            out["events_per_cpu_second"] = round(per_cpu)
     if consumed is not None:
         out["records_seen_by_app"] = consumed
     if drain.inputs_done_at is not None:

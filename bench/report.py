@@ -61,6 +61,10 @@ def rows(doc: dict[str, Any]) -> list[Row]:
             )
         if item.get("status") != "ok":
             note = (note + "  " + str(item.get("note", item.get("status")))).strip()
+        if item.get("events_per_cpu_second"):
+            # The process tree's CPU over the drain (ingest processes included).
+            per_cpu = f"{_num(item['events_per_cpu_second'])} ev per CPU-s"
+            note = f"{note}  {per_cpu}".strip()
         out.append((TITLES[name], "events/s", _num(item.get("events_per_second")), note))
         if name == "pipeline" and item.get("seconds_to_inputs_framed") is not None:
             out.append(
