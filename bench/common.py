@@ -287,29 +287,53 @@ class Drain:
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its live descendants, from Linux's /proc.
-
-    Children are found through /proc/<pid>/task/<tid>/children (the pipeline's ingest
-    processes); a descendant that already exited is not counted.
-    """
-    ticks = 0
+def process_tree(pid: int) -> list[int]:
+    """A process and its live descendants (the pipeline's ingest processes), from Linux's
+    /proc/<pid>/task/<tid>/children; an empty list once the process is gone."""
+    found: list[int] = []
     stack = [pid]
     while stack:
         current = stack.pop()
         try:
-            stat = Path(f"/proc/{current}/stat").read_text()
             tasks = list(Path(f"/proc/{current}/task").iterdir())
         except OSError:
             continue  # gone meanwhile
-        fields = stat.rsplit(")", 1)[1].split()  # after the command name: state is field 3
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        found.append(current)
         for task in tasks:
             try:
                 stack.extend(int(child) for child in (task / "children").read_text().split())
             except OSError:
                 continue
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its live descendants (one that already exited is
+    not counted)."""
+    ticks = 0
+    for current in process_tree(pid):
+        try:
+            stat = Path(f"/proc/{current}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after the command name: state is field 3
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
     return ticks / _CLOCK_TICKS
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory (MB) of a process and its live descendants."""
+    total = 0.0
+    for current in process_tree(pid):
+        try:
+            with open(f"/proc/{current}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) / 1024
+                        break
+        except OSError:
+            continue
+    return round(total, 1)
 
 
 async def watch_drain(

@@ -57,6 +57,7 @@ from bench.common import (
     free_port,
     percentile,
     python_module,
+    tree_rss_mb,
     wait_healthy,
 )
 from bench.harness import commit, machine
@@ -102,25 +103,6 @@ class Sample:
     api_errors: int = 0
     api_p50_ms: float | None = None
     api_p99_ms: float | None = None
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (the worker's ingest children)."""
-    total = 0.0
-    stack = [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            with open(f"/proc/{current}/status") as status:
-                for line in status:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) / 1024
-                        break
-            with open(f"/proc/{current}/task/{current}/children") as children:
-                stack += [int(c) for c in children.read().split()]
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return round(total, 1)
 
 
 @dataclass
@@ -317,8 +299,8 @@ async def run(cfg: SoakConfig, log: Any = print) -> dict[str, Any]:
                 t=round(now - start, 1),
                 events_sent=sent,
                 offered_rate=round((sent - last_row[1]) / max(1e-9, now - last_row[0])),
-                worker_rss_mb=rss_mb(worker.pid),
-                api_rss_mb=rss_mb(api.pid),
+                worker_rss_mb=tree_rss_mb(worker.pid),
+                api_rss_mb=tree_rss_mb(api.pid),
                 redis_mb=round(int(memory["used_memory"]) / 2**20, 1),
                 ingest_lag=sum(ends[tp] - ingest.get(tp, 0) for tp in in_tps),
                 agent_lag=sum(ends[tp] - agent.get(tp, 0) for tp in env_tps),

@@ -19,11 +19,12 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from bench.soak import rss_mb
+from bench.common import tree_rss_mb
 from counting import CountingConfig
-from tests.integration.harness import Pipeline, ago, wait_for
+from tests.integration.harness import Pipeline, wait_for
 from tests.integration.streamgen import engagement_stream, reference
 from tests.integration.test_pipeline_exactness import _assert_exact
+from tests.integration.test_pipeline_operations import bad_base
 
 pytestmark = pytest.mark.integration
 
@@ -31,21 +32,10 @@ FLOOD = 10_000
 Bad = tuple[str, bytes | None, str | None]  # topic, value, expected code (None: not a letter)
 
 
-def _base(org: str, i: int) -> dict[str, Any]:
-    return {
-        "event_id": f"bad-{i}",
-        "org_id": org,
-        "contact_id": f"c{i % 50:04d}",
-        "channel": "email",
-        "message_id": f"bad-m{i}",
-        "occurred_at": ago(1),
-    }
-
-
 def _families(org: str) -> list[Callable[[int], Bad]]:
     def json(topic: str, code: str | None, **changes: Any) -> Callable[[int], Bad]:
         def make(i: int) -> Bad:
-            value = {**_base(org, i), **changes}
+            value = {**bad_base(org, i), **changes}
             return topic, orjson.dumps({k: v for k, v in value.items() if v is not ...}), code
 
         return make
@@ -98,11 +88,6 @@ def _families(org: str) -> list[Callable[[int], Bad]]:
     ]
 
 
-def _rss_mb(pid: int) -> float:
-    """The worker's resident memory with its ingest child processes'."""
-    return rss_mb(pid)
-
-
 async def test_a_flood_of_hostile_records_costs_nothing(
     pipeline: Pipeline, redis_client: aioredis.Redis
 ) -> None:
@@ -122,7 +107,7 @@ async def test_a_flood_of_hostile_records_costs_nothing(
     assert worker.proc is not None
     await pipeline.produce(good[:50])  # warm up: imports, caches, first checkpoints
     await wait_for(lambda: _dead_or_counted(worker), what="the worker counting")
-    before = _rss_mb(worker.proc.pid)
+    before = tree_rss_mb(worker.proc.pid)
 
     await pipeline.produce(mixed)
     letters_expected = sum(1 for _t, _v, code in bad if code is not None)
@@ -138,7 +123,7 @@ async def test_a_flood_of_hostile_records_costs_nothing(
         codes[headers["em-code"]] += 1
     assert codes == Counter(code for _t, _v, code in bad if code is not None)
     assert worker.proc.poll() is None, worker.tail()
-    growth = _rss_mb(worker.proc.pid) - before
+    growth = tree_rss_mb(worker.proc.pid) - before
     assert growth < 64, f"the worker grew by {growth:.0f} MB through the flood"
 
 

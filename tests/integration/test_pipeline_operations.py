@@ -22,9 +22,9 @@ from tests.unit.factories import rate_tier
 pytestmark = pytest.mark.integration
 
 
-def _malformed(org: str, i: int) -> tuple[str, bytes, str]:
-    """(topic, raw value, expected rejection code) of the i-th malformed record."""
-    base: dict[str, Any] = {
+def bad_base(org: str, i: int) -> dict[str, Any]:
+    """The fields of the i-th bad record before it is spoilt (each test spoils them its way)."""
+    return {
         "event_id": f"bad-{i}",
         "org_id": org,
         "contact_id": f"c{i % 50:04d}",
@@ -32,6 +32,11 @@ def _malformed(org: str, i: int) -> tuple[str, bytes, str]:
         "message_id": f"bad-m{i}",
         "occurred_at": ago(1),
     }
+
+
+def _malformed(org: str, i: int) -> tuple[str, bytes, str]:
+    """(topic, raw value, expected rejection code) of the i-th malformed record."""
+    base = bad_base(org, i)
     kind = i % 9
     if kind == 0:
         return "open", b"{this is not json", "not_json"
