@@ -18,7 +18,9 @@ from counting.state import SUBSCRIBE, UNSUBSCRIBE, ContactState
 from counting.subscriptions import insert
 from counting.timeutil import DAY_US, EPOCH, ONE_US, to_us
 from models.events import (
+    BounceEvent,
     ClickEvent,
+    ComplaintEvent,
     ContactDelete,
     ContactListAdded,
     ContactListRemoved,
@@ -61,7 +63,7 @@ def _now_us(now: datetime) -> int:
 
 def _timeline_event(
     state: ContactState,
-    event: UnsubscribeEvent | ContactSubscribe,
+    event: UnsubscribeEvent | ContactSubscribe | ComplaintEvent,
     kind: int,
     ts: int,
     cfg: CountingConfig,
@@ -104,9 +106,17 @@ def apply_event(
     # Every event type is named: a new one that is not handled here fails mypy (assert_never)
     # instead of falling through to another type's rule.
     match event:
-        case DeliveryEvent() | OpenEvent() | ClickEvent() | ReplyEvent():
+        case DeliveryEvent() | OpenEvent() | ClickEvent() | ReplyEvent() | BounceEvent():
             code, gave_up = apply_interaction(state, event, ts, now_us, cfg)
             dropped += gave_up
+        case ComplaintEvent():
+            # A complaint counts on its message and unsubscribes the channel as of its time,
+            # exactly as an unsubscribe event would (SPEC §7.2).
+            code, gave_up = apply_interaction(state, event, ts, now_us, cfg)
+            dropped += gave_up
+            timeline = _timeline_event(state, event, UNSUBSCRIBE, ts, cfg, effects)
+            if code == "unchanged":
+                code = timeline
         case DispatchEvent():
             code = apply_dispatch(state, event, ts, cfg, effects)
         case UnsubscribeEvent():

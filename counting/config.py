@@ -43,9 +43,16 @@ class CountingConfig:
     max_record_bytes: int = 65_536
     org_timezones: Mapping[str, str] = field(default_factory=dict)
     default_timezone: str = "UTC"
+    # SPEC §7.1: a click less than this after its message's delivery (or dispatch) is a bot's;
+    # machine opens and bot clicks are left out of opened / clicked / engaged and best send
+    # times unless the org's setting says otherwise.
+    bot_click_seconds: float = 2.0
+    exclude_machine_events: bool = True
+    org_exclude_machine_events: Mapping[str, bool] = field(default_factory=dict)
 
     # Derived once, so the hot path only does dictionary look-ups.
     window_us: int = field(init=False, repr=False, compare=False)
+    bot_click_us: int = field(init=False, repr=False, compare=False)
     _tables: dict[str, tuple[int, ...]] = field(init=False, repr=False, compare=False)
     _flags: dict[str, tuple[bool, bool, bool, bool]] = field(init=False, repr=False, compare=False)
     # Snapshot parts already built (counting.snapshot), per configuration.
@@ -60,7 +67,10 @@ class CountingConfig:
         unknown = {m for ms in self.tracked.values() for m in ms} - set(METRICS)
         if unknown:
             raise ValueError(f"unknown tracked metric(s): {', '.join(sorted(unknown))}")
+        if not 0 <= self.bot_click_seconds <= 86_400:
+            raise ValueError("bot_click_seconds must be between 0 and 86400")
         object.__setattr__(self, "window_us", self.window_days * DAY_US)
+        object.__setattr__(self, "bot_click_us", round(self.bot_click_seconds * 1_000_000))
         object.__setattr__(self, "_tables", {})
         object.__setattr__(self, "_flags", {})
         object.__setattr__(self, "channel_entries", {})
@@ -93,6 +103,10 @@ class CountingConfig:
             table = build_table(self.tracks(channel))
             self._tables[channel] = table
         return table
+
+    def excludes_machine_events(self, org_id: str) -> bool:
+        """Whether the org's opened / clicked / engaged leave out machine opens and bot clicks."""
+        return self.org_exclude_machine_events.get(org_id, self.exclude_machine_events)
 
     def timezone_name(self, org_id: str) -> str:
         return self.org_timezones.get(org_id, self.default_timezone)

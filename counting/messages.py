@@ -8,12 +8,21 @@ ends in the same message.
 
 from __future__ import annotations
 
+from typing import assert_never
+
 from counting.buckets import add_message, remove_message
+from counting.clicks import CLICK_BITS, classify
 from counting.config import CountingConfig
 from counting.contrib import (
     F_AUTOMATED,
-    F_CLICK,
+    F_BOUNCE,
+    F_COMPLAINT,
     F_DELIVERY,
+    F_HARD_BOUNCE,
+    F_HAS_BOT_FLAGGED,
+    F_HAS_CLICKS,
+    F_HAS_DELIVERED_AT,
+    F_MACHINE_OPEN,
     F_OPEN,
     F_REPLY,
     F_SENDING_ERROR,
@@ -25,7 +34,9 @@ from counting.state import ContactState, MessageRecord
 from counting.subscriptions import unsubscribed_at
 from counting.timeutil import DAY_US, US_PER_SECOND
 from models.events import (
+    BounceEvent,
     ClickEvent,
+    ComplaintEvent,
     DeliveryEvent,
     DispatchEvent,
     InteractionEvent,
@@ -33,13 +44,6 @@ from models.events import (
     ReplyEvent,
 )
 from models.outputs import DispatchStatus
-
-INTERACTION_FLAGS: dict[type[InteractionEvent], int] = {
-    DeliveryEvent: F_DELIVERY,
-    OpenEvent: F_OPEN,
-    ClickEvent: F_CLICK,
-    ReplyEvent: F_REPLY,
-}
 
 
 def _emit_if_new_error(
@@ -97,6 +101,8 @@ def apply_dispatch(
         record.channel = event.channel
         record.dispatched_at = ts
         record.flags = (record.flags & ~F_AUTOMATED) | kind
+        if record.flags & CLICK_BITS:  # the delay of its clicks is measured from the dispatch
+            record.flags = classify(record.flags, record, cfg.bot_click_us)
     else:
         record = state.pending.pop(message_id, None)
         if record is None:
@@ -108,6 +114,8 @@ def apply_dispatch(
             record.flags |= kind
             record.pending_since = 0
             record.first_event_at = 0
+            if record.flags & CLICK_BITS:
+                record.flags = classify(record.flags, record, cfg.bot_click_us)
         state.messages[message_id] = record
     if state.subscriptions or record.flags & F_SENDING_ERROR:  # most never unsubscribe
         _set_sending_error(state, record)
@@ -119,19 +127,70 @@ def apply_dispatch(
     return "applied"
 
 
-def _note_first(record: MessageRecord, flag: int, seconds: int) -> bool:
-    if flag == F_OPEN:
-        if record.first_open == 0 or seconds < record.first_open:
-            record.first_open = seconds
-            return True
-    elif flag == F_CLICK:
-        if record.first_click == 0 or seconds < record.first_click:
-            record.first_click = seconds
-            return True
-    elif flag == F_REPLY and (record.first_reply == 0 or seconds < record.first_reply):
-        record.first_reply = seconds
-        return True
-    return False
+def _absorb(record: MessageRecord, event: InteractionEvent, ts: int) -> bool:
+    """Record what ``event`` proves about its message: evidence bits (a union) and the times
+    that go with them (minimums, and maximums for click times). True if anything changed.
+
+    Every event type is named: a new one fails mypy (assert_never) until it has a rule here.
+    """
+    old = record.flags
+    flags = old
+    changed = False
+    match event:
+        case DeliveryEvent():
+            if not flags & F_HAS_DELIVERED_AT or ts < record.delivered_at:
+                record.delivered_at = ts
+                changed = True
+            flags |= F_DELIVERY | F_HAS_DELIVERED_AT
+        case OpenEvent(machine=True):
+            seconds = ts // US_PER_SECOND
+            if not flags & F_MACHINE_OPEN or seconds < record.first_machine_open:
+                record.first_machine_open = seconds
+                changed = True
+            flags |= F_MACHINE_OPEN
+        case OpenEvent():
+            seconds = ts // US_PER_SECOND
+            if not flags & F_OPEN or seconds < record.first_open:
+                record.first_open = seconds
+                changed = True
+            flags |= F_OPEN
+        case ClickEvent(bot=True):
+            seconds = ts // US_PER_SECOND
+            if not flags & F_HAS_BOT_FLAGGED:
+                record.bot_first = record.bot_last = seconds
+                changed = True
+            elif seconds < record.bot_first:
+                record.bot_first = seconds
+                changed = True
+            elif seconds > record.bot_last:
+                record.bot_last = seconds
+                changed = True
+            flags |= F_HAS_BOT_FLAGGED
+        case ClickEvent():
+            if not flags & F_HAS_CLICKS:
+                record.click_min = record.click_max = ts
+                changed = True
+            elif ts < record.click_min:
+                record.click_min = ts
+                changed = True
+            elif ts > record.click_max:
+                record.click_max = ts
+                changed = True
+            flags |= F_HAS_CLICKS
+        case ReplyEvent():
+            seconds = ts // US_PER_SECOND
+            if not flags & F_REPLY or seconds < record.first_reply:
+                record.first_reply = seconds
+                changed = True
+            flags |= F_REPLY
+        case BounceEvent():
+            flags |= F_BOUNCE | (F_HARD_BOUNCE if event.kind == "hard" else 0)
+        case ComplaintEvent():
+            flags |= F_COMPLAINT
+        case _:
+            assert_never(event)
+    record.flags = flags
+    return changed or flags != old
 
 
 def apply_interaction(
@@ -142,18 +201,17 @@ def apply_interaction(
     cfg: CountingConfig,
 ) -> tuple[Outcome, int]:
     """Returns the outcome code and how many pending entries were given up to make room."""
-    flag = INTERACTION_FLAGS[type(event)]
     message_id = event.message_id
     record = state.messages.get(message_id)
     if record is not None:
         at = record.dispatched_at
         assert at is not None
         old = record.flags
-        new = old | flag
-        changed = _note_first(record, flag, ts // US_PER_SECOND) if flag != F_DELIVERY else False
-        if new == old:
-            return ("applied" if changed else "unchanged"), 0
-        record.flags = new
+        if not _absorb(record, event, ts):
+            return "unchanged", 0
+        new = record.flags
+        if new & CLICK_BITS:
+            new = record.flags = classify(new, record, cfg.bot_click_us)
         table = cfg.table(record.channel)
         delta = table[new & TABLE_INDEX_MASK] - table[old & TABLE_INDEX_MASK]
         if delta:
@@ -168,13 +226,11 @@ def apply_interaction(
         while len(pending) >= cfg.pending_max_per_contact:
             del pending[next(iter(pending))]  # the oldest waiter gives up
             dropped += 1
-        record = MessageRecord(event.channel, None, flag, pending_since=now_us, first_event_at=ts)
+        record = MessageRecord(event.channel, None, 0, pending_since=now_us, first_event_at=ts)
         pending[message_id] = record
-    else:
-        record.flags |= flag
-        if ts < record.first_event_at:
-            record.first_event_at = ts
-    _note_first(record, flag, ts // US_PER_SECOND)
+    elif ts < record.first_event_at:
+        record.first_event_at = ts
+    _absorb(record, event, ts)
     state.dropped_pending += dropped
     return "pending", dropped
 

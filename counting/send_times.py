@@ -11,10 +11,19 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from counting.clicks import any_click_seconds, person_click_seconds
 from counting.config import CountingConfig
-from counting.contrib import F_SENDING_ERROR
+from counting.contrib import (
+    F_CLICK,
+    F_MACHINE_OPEN,
+    F_OPEN,
+    F_REPLY,
+    F_SENDING_ERROR,
+    INTERACTIONS,
+    MACHINE,
+)
 from counting.rates import as_number, hundredths_half_up
-from counting.state import ContactState
+from counting.state import ContactState, MessageRecord
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 TOP_HOURS = 3
@@ -32,25 +41,45 @@ def hour_of_week(seconds: int, zone: ZoneInfo) -> int:
 Hours = dict[str, dict[int, int]]  # channel -> hour of week -> counted interactions
 
 
+def _interaction_times(record: MessageRecord, excluded: bool, bot_us: int) -> tuple[int, int, int]:
+    """Epoch seconds of the message's counted first open, click and reply (0 = none). With
+    machine events excluded (SPEC §7.1) only people's count; otherwise the earliest of any."""
+    flags = record.flags
+    if excluded:
+        opened = record.first_open if flags & F_OPEN else 0
+        clicked = person_click_seconds(record, bot_us) if flags & F_CLICK else 0
+    else:
+        person = record.first_open if flags & F_OPEN else 0
+        machine = record.first_machine_open if flags & F_MACHINE_OPEN else 0
+        opened = min(person, machine) if person and machine else person or machine
+        clicked = any_click_seconds(record)
+    return opened, clicked, record.first_reply if flags & F_REPLY else 0
+
+
 def scan_interactions(
     state: ContactState, start: int, org_id: str, cfg: CountingConfig
 ) -> tuple[Hours, dict[str, int]]:
     """One pass over the messages in the window that were interacted with: per channel, the
     hours of week of their first open / click / reply the channel tracks (best send times),
     and the epoch seconds of the latest counted open, click or reply of any kind
-    (`last_engaged_at`, SPEC §7.3). Sending errors count for neither."""
+    (`last_engaged_at`, SPEC §7.3). Sending errors count for neither; machine opens and bot
+    clicks only for orgs that do not exclude them."""
     zone = cfg.timezone(org_id)
     utc = zone.key == "UTC"
+    excluded = cfg.excludes_machine_events(org_id)
+    counted_bits = INTERACTIONS if excluded else INTERACTIONS | MACHINE
+    bot_us = cfg.bot_click_us
     histograms: Hours = {}
     latest: dict[str, int] = {}
     counted: dict[str, tuple[bool, bool, bool]] = {}
     for record in state.messages.values():
-        opened, clicked, replied = record.first_open, record.first_click, record.first_reply
-        if not (opened or clicked or replied):
+        flags = record.flags
+        if not flags & counted_bits:
             continue  # no interaction: nothing to place in the week
         at = record.dispatched_at
-        if at is None or at < start or record.flags & F_SENDING_ERROR:
+        if at is None or at < start or flags & F_SENDING_ERROR:
             continue
+        opened, clicked, replied = _interaction_times(record, excluded, bot_us)
         channel = record.channel
         last = max(opened, clicked, replied)
         if last > latest.get(channel, 0):

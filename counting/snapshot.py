@@ -10,8 +10,18 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from counting.config import CountingConfig
-from counting.contrib import FIGURES, LANE_BITS, LANE_MASK, TABLE_INDEX_MASK
+from counting.config import METRICS, CountingConfig
+from counting.contrib import (
+    DISPATCHED,
+    FIGURES,
+    LANE,
+    LANE_BITS,
+    LANE_MASK,
+    RATE_RULES,
+    SHOWN_AS_ALL,
+    SHOWN_FIGURES,
+    TABLE_INDEX_MASK,
+)
 from counting.rates import as_number, percent, tier_of
 from counting.send_times import best_send_times, scan_interactions
 from counting.state import ContactState
@@ -50,27 +60,16 @@ def _channel_order(channels: set[str], cfg: CountingConfig) -> list[str]:
     return known + sorted(channels.difference(cfg.channels))
 
 
-_S1, _S2, _S3, _S4, _S5, _S6 = (LANE_BITS * i for i in range(1, 7))
-assert FIGURES == (
-    "dispatched", "sending_errors", "delivered", "opened", "clicked", "replied", "engaged"
-)  # fmt: skip
+_SHIFTS = tuple(LANE_BITS * i for i in range(len(FIGURES)))
 
 
-def _figures(packed: int) -> tuple[int, int, int, int, int, int, int]:
-    """The lanes of a packed total in ``FIGURES`` order (``contrib.unpack``, unrolled: it runs
-    per channel of every contact a checkpoint writes)."""
-    return (
-        packed & LANE_MASK,
-        (packed >> _S1) & LANE_MASK,
-        (packed >> _S2) & LANE_MASK,
-        (packed >> _S3) & LANE_MASK,
-        (packed >> _S4) & LANE_MASK,
-        (packed >> _S5) & LANE_MASK,
-        (packed >> _S6) & LANE_MASK,
-    )
+def _figures(packed: int) -> tuple[int, ...]:
+    """The lanes of a packed total in ``FIGURES`` order (``contrib.unpack`` with the shifts
+    precomputed: it runs per channel of every contact a checkpoint writes)."""
+    return tuple((packed >> shift) & LANE_MASK for shift in _SHIFTS)
 
 
-_ZERO = (0, 0, 0, 0, 0, 0, 0)
+_ZERO = (0,) * len(FIGURES)
 _NO_FIELDS: dict[str, Any] = {}
 # A contact's first-seen time is the same at every checkpoint that writes it.
 _iso_cached = lru_cache(maxsize=65_536)(iso)
@@ -103,38 +102,44 @@ def _ratio(numerator: int, denominator: int) -> float | None:
 CHANNEL_ENTRY_CACHE = 65_536
 
 
+# (figure shown, lane it is read from) for orgs that exclude machine events, and for the others.
+_SHOWN_LANES: dict[bool, tuple[tuple[str, int], ...]] = {
+    excluded: tuple(
+        (name, LANE[name if excluded else SHOWN_AS_ALL.get(name, name)]) for name in SHOWN_FIGURES
+    )
+    for excluded in (True, False)
+}
+_DELIVERED, _ENGAGED, _ENGAGED_ALL = LANE["delivered"], LANE["engaged"], LANE["engaged_all"]
+
+
 def _channel_entry(
     status_text: str,
-    counts: tuple[int, int, int, int, int, int, int],
+    counts: tuple[int, ...],
     tracked: tuple[bool, bool, bool, bool],
+    excluded: bool,
 ) -> dict[str, Any]:
-    dispatched, errors, delivered, opened, clicked, replied, engaged = counts
-    tracks_delivery, tracks_open, tracks_click, tracks_response = tracked
-    engagement = percent(engaged, delivered)
-    return {
-        "status": status_text,
-        "dispatched": dispatched,
-        "sending_errors": errors,
-        "delivered": delivered,
-        "opened": opened,
-        "clicked": clicked,
-        "replied": replied,
-        "rates": {
-            "delivery": _ratio(delivered, dispatched) if tracks_delivery else None,
-            "open": _ratio(opened, delivered) if tracks_open else None,
-            "click": _ratio(clicked, delivered) if tracks_click else None,
-            "response": _ratio(replied, delivered) if tracks_response else None,
-        },
-        # SPEC §7.3: what the rate is made of; `last_engaged_at` is set per contact (it is
-        # not part of what this shared entry is cached by).
-        "engagement": {
-            "rate": as_number(engagement),
-            "tier": tier_of(engagement),
-            "engaged": engaged,
-            "delivered": delivered,
-            "last_engaged_at": None,
-        },
+    """A channel's figures, rates and engagement, all driven by ``contrib``'s tables."""
+    entry: dict[str, Any] = {"status": status_text}
+    for name, lane in _SHOWN_LANES[excluded]:
+        entry[name] = counts[lane]
+    enabled = dict(zip(METRICS, tracked, strict=True))
+    entry["rates"] = {
+        name: _ratio(entry[num], entry[den]) if metric is None or enabled[metric] else None
+        for name, num, den, metric in RATE_RULES
     }
+    delivered = entry["delivered"]
+    engaged = counts[_ENGAGED if excluded else _ENGAGED_ALL]
+    engagement = percent(engaged, delivered)
+    # SPEC §7.3: what the rate is made of; `last_engaged_at` is set per contact (it is not
+    # part of what this shared entry is cached by).
+    entry["engagement"] = {
+        "rate": as_number(engagement),
+        "tier": tier_of(engagement),
+        "engaged": engaged,
+        "delivered": delivered,
+        "last_engaged_at": None,
+    }
+    return entry
 
 
 def build_snapshot(
@@ -187,12 +192,14 @@ def build_snapshot(
     )
     subscriptions = state.subscriptions
     cache = cfg.channel_entries
+    excluded = cfg.excludes_machine_events(org_id)
+    engaged_lane = _ENGAGED if excluded else _ENGAGED_ALL
     for channel in _channel_order(present, cfg):
         counts = figures.get(channel, _ZERO)
-        key = (channel, status(subscriptions.get(channel)), counts)
+        key = (channel, status(subscriptions.get(channel)), counts, excluded)
         entry = cache.get(key)
         if entry is None:
-            entry = _channel_entry(key[1], counts, cfg.tracked_flags(channel))
+            entry = _channel_entry(key[1], counts, cfg.tracked_flags(channel), excluded)
             if len(cache) >= CHANNEL_ENTRY_CACHE:
                 cache.clear()
             cache[key] = entry
@@ -201,9 +208,9 @@ def build_snapshot(
             engagement = {**entry["engagement"], "last_engaged_at": _seconds_iso(seen)}
             entry = {**entry, "engagement": engagement}
         channels[channel] = entry
-        delivered_total += counts[2]
-        engaged_total += counts[6]
-        dispatched_by_channel[channel] = counts[0]
+        delivered_total += counts[_DELIVERED]
+        engaged_total += counts[engaged_lane]
+        dispatched_by_channel[channel] = counts[DISPATCHED]
     overall = percent(engaged_total, delivered_total)
     created_at = registration.get("created_at")
     since = created_at if created_at is not None else state.first_seen

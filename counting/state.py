@@ -16,20 +16,32 @@ from typing import Any
 class MessageRecord:
     """One message of the contact, or the interactions waiting for its dispatch.
 
-    ``first_*`` are epoch SECONDS (0 = none): best send times only need the hour, and
-    seconds keep the codec record small.
+    ``first_*``, ``bot_first`` and ``bot_last`` are epoch SECONDS (0 = none): best send times
+    only need the hour, and seconds keep the codec record small. Click and delivery times
+    are µs, because a click less than ``EM_BOT_CLICK_SECONDS`` after its delivery is a bot's
+    (SPEC §7.1) and that comparison must not depend on rounding. Each optional register is
+    set exactly when its flag says so (``counting.contrib``: F_OPEN, F_MACHINE_OPEN, F_REPLY,
+    F_HAS_CLICKS, F_HAS_BOT_FLAGGED, F_HAS_DELIVERED_AT), so the codec writes only those.
     """
 
     channel: str
     dispatched_at: int | None  # µs; None while the dispatch has not arrived (pending)
     flags: int = 0
-    first_open: int = 0
-    first_click: int = 0
+    first_open: int = 0  # a person's first open
     first_reply: int = 0
     # Only while pending: processing time (µs) the wait started, and the earliest event
     # time (µs) of its interactions (a delete removes pending entries dated before it).
     pending_since: int = 0
     first_event_at: int = 0
+    first_machine_open: int = 0
+    # Unflagged clicks: earliest and latest (µs). Whether they are people's or bots' depends
+    # on the delivery time, which may arrive later, so the times are kept and classified.
+    click_min: int = 0
+    click_max: int = 0
+    # Clicks flagged `bot`: earliest and latest (seconds).
+    bot_first: int = 0
+    bot_last: int = 0
+    delivered_at: int = 0  # earliest delivery event (µs)
     # The message id as the codec writes it, kept once known: a contact is encoded at every
     # checkpoint that touches it, and its ids never change. Not part of the state's meaning.
     id_bytes: bytes = field(default=b"", compare=False, repr=False)

@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8080, ge=1, le=65535)
     api_tokens_file: Path = Path("./var/tokens.json")
+    # SPEC §7.1: machine opens and bot clicks.
+    bot_click_seconds: float = Field(2.0, ge=0, le=86_400)
+    exclude_machine_events: bool = True
+    org_exclude_machine_events: dict[str, bool] = Field(default_factory=dict)
 
     # --- beyond the spec: documented in the README's settings table ---
     store: Literal["rocksdb", "memory"] = "rocksdb"
@@ -225,6 +229,9 @@ class Settings(BaseSettings):
             max_record_bytes=self.max_record_bytes,
             org_timezones=self.org_timezones,
             default_timezone=self.default_timezone,
+            bot_click_seconds=self.bot_click_seconds,
+            exclude_machine_events=self.exclude_machine_events,
+            org_exclude_machine_events=self.org_exclude_machine_events,
         )
 
     def topic(self, name: str) -> str:

@@ -18,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
@@ -144,17 +145,46 @@ class DeliveryEvent(_MessageRecord):
     topic: ClassVar[str] = "delivery"
 
 
+UserAgent = Annotated[str, Field(max_length=1024)]
+
+
 class OpenEvent(_MessageRecord):
+    """An open with machine true was made by a privacy proxy, not by the person (SPEC §7.1).
+    It must be a JSON boolean: the text "false" would be a producer bug read as true."""
+
     topic: ClassVar[str] = "open"
+    machine: StrictBool = False
+    user_agent: UserAgent | None = None
 
 
 class ClickEvent(_MessageRecord):
+    """A click with bot true was made by a link scanner, as the provider says (SPEC §7.1); an
+    unflagged click is a bot's too when it is dated less than EM_BOT_CLICK_SECONDS after the
+    delivery."""
+
     topic: ClassVar[str] = "click"
     url: Annotated[str, Field(max_length=4096)] | None = None
+    bot: StrictBool = False
+    user_agent: UserAgent | None = None
 
 
 class ReplyEvent(_MessageRecord):
     topic: ClassVar[str] = "reply"
+
+
+class BounceEvent(_MessageRecord):
+    """Only ``kind`` is counted (hard_bounced); ``reason`` is kept for people."""
+
+    topic: ClassVar[str] = "bounce"
+    kind: Literal["hard", "soft"]
+    reason: Annotated[str, Field(max_length=1024)] | None = None
+
+
+class ComplaintEvent(_MessageRecord):
+    """A complaint also proves the message was delivered: nobody reports a message they
+    never received."""
+
+    topic: ClassVar[str] = "complaint"
 
 
 class UnsubscribeEvent(_EngagementRecord):
@@ -198,13 +228,18 @@ ContactEvent = Annotated[
 ]
 CONTACT_TYPES = ("upsert", "delete", "list_added", "list_removed", "subscribe")
 
-InteractionEvent = DeliveryEvent | OpenEvent | ClickEvent | ReplyEvent
+# Events about one message after its dispatch: they wait for it when they arrive first.
+InteractionEvent = (
+    DeliveryEvent | OpenEvent | ClickEvent | ReplyEvent | BounceEvent | ComplaintEvent
+)
 Event = (
     DispatchEvent
     | DeliveryEvent
     | OpenEvent
     | ClickEvent
     | ReplyEvent
+    | BounceEvent
+    | ComplaintEvent
     | UnsubscribeEvent
     | ContactUpsert
     | ContactDelete
@@ -219,7 +254,16 @@ _CONTACT_ADAPTER: TypeAdapter[
 
 ENGAGEMENT_MODELS: dict[str, type[_EngagementRecord]] = {
     m.topic: m
-    for m in (DispatchEvent, DeliveryEvent, OpenEvent, ClickEvent, ReplyEvent, UnsubscribeEvent)
+    for m in (
+        DispatchEvent,
+        DeliveryEvent,
+        OpenEvent,
+        ClickEvent,
+        ReplyEvent,
+        BounceEvent,
+        ComplaintEvent,
+        UnsubscribeEvent,
+    )
 }
 TOPICS: tuple[str, ...] = (*ENGAGEMENT_MODELS, "contact")
 

@@ -44,6 +44,9 @@ class Rates(BaseModel):
     open: float | None
     click: float | None
     response: float | None
+    # SPEC §7.2: bounced / dispatched and complained / delivered, on every channel.
+    bounce: float | None
+    complaint: float | None
 
 
 class Engagement(BaseModel):
@@ -63,6 +66,15 @@ class ChannelFigures(BaseModel):
     opened: int
     clicked: int
     replied: int
+    # SPEC §7.1: messages with at least one open by a privacy proxy / click by a bot. With
+    # machine events excluded (the default) they are not in opened / clicked / engaged.
+    machine_opened: int
+    bot_clicked: int
+    # SPEC §7.2: messages with a bounce and no delivery or interaction; the hard ones; spam
+    # complaints.
+    bounced: int
+    hard_bounced: int
+    complained: int
     rates: Rates
     engagement: Engagement
 

@@ -69,6 +69,14 @@ TOPIC_DOCS: dict[str, str] = {
     "open": "The contact opened / read a message (e-mail open, WhatsApp read receipt).",
     "click": "The contact clicked a link or button of a message.",
     "reply": "The contact answered a message.",
+    "bounce": (
+        "The channel reports the message as not delivered (SPEC §7.2). Counted as bounced "
+        "only while the message has no delivery and no interaction."
+    ),
+    "complaint": (
+        "The contact reported the message as spam (SPEC §7.2). It also unsubscribes the "
+        "contact from the channel as of occurred_at, exactly as an unsubscribe would."
+    ),
     "unsubscribe": "The contact unsubscribed from a channel.",
     "contact": (
         "Contact-base changes: profile upsert, delete, list added/removed, (re)subscribe; "
@@ -108,6 +116,15 @@ FIELD_DOCS: dict[str, str] = {
     "dispatch_kind": "single (a one-off or bulk send) or automated (a flow).",
     "campaign_id": "The campaign or flow the message belongs to.",
     "url": "The link clicked; absent for buttons without one.",
+    "machine": "Opened by a privacy proxy (e.g. Apple Mail Privacy Protection, Zenvia's "
+    "machineOpen), not by the person: proves delivery, but is not an open or engagement "
+    "unless the org counts machine events (EM_EXCLUDE_MACHINE_EVENTS). A JSON boolean.",
+    "bot": "Clicked by a link scanner, as the provider says. An unflagged click dated less than "
+    "EM_BOT_CLICK_SECONDS (default 2) after the delivery (or the dispatch without one) is a "
+    "bot's too. A JSON boolean.",
+    "user_agent": "The user agent the provider saw; kept for people reading the event.",
+    "kind": "hard (the address or number will never work) or soft (a temporary failure).",
+    "reason": "The provider's reason, for people.",
     "type": "What the contact record does: upsert, delete, list_added, list_removed, subscribe.",
     "name": "Display name; null clears it.",
     "phone": "E.164 (+ and up to 15 digits); null clears it.",

@@ -117,6 +117,11 @@ def summarize(records: Iterable[SimRecord], config: SimConfig) -> Summary:
             continue
         message = (org_id, contact_id, value["message_id"])
         channel, seen = messages.setdefault(message, (value["channel"], set()))
+        if value.get("machine") or value.get("bot"):
+            # A privacy proxy's open or a flagged scanner's click proves delivery only (§7.1;
+            # the unflagged scanner clicks, told apart by their delay, count here).
+            seen.add("delivery")
+            continue
         seen.add(r.topic)
         if r.topic in ("open", "click", "reply"):
             interactions.append((org_id, contact_id, value["message_id"], value["occurred_at"]))
@@ -133,7 +138,7 @@ def summarize(records: Iterable[SimRecord], config: SimConfig) -> Summary:
         f = s.personas[who]
         f.dispatched += 1
         engaged = bool(seen & {"open", "click", "reply"})
-        if not (engaged or "delivery" in seen):
+        if not (engaged or "delivery" in seen or "complaint" in seen):
             continue
         f.delivered += 1
         f.open_tracked_delivered += channel in ("email", "whatsapp")

@@ -8,6 +8,7 @@ dated after ``now``: an interaction that would happen later has not happened yet
 from __future__ import annotations
 
 import random
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -306,10 +307,22 @@ def _one_message(
         return
     odds = c.persona.odds[channel]
     if rng.random() >= odds.delivery:
+        if rng.random() < 0.7:  # most failures are reported (SPEC §7.2)
+            hard = rng.random() < 0.4
+            bounce = {**base, "kind": "hard" if hard else "soft"}
+            bounce["reason"] = rng.choice(_HARD_REASONS if hard else _SOFT_REASONS)
+            at = sent + 30_000 + int(rng.expovariate(1 / (5 * MINUTE_MS)))
+            h.emit("bounce", at, bounce, message_id)
         return
     delivered = sent + 200 + int(rng.expovariate(1 / _DELIVERY_DELAY_MS[channel]))
+    if rng.random() < 0.015:  # a soft bounce, then the retry got through
+        reason = rng.choice(_SOFT_REASONS)
+        soft = {**base, "kind": "soft", "reason": reason}
+        h.emit("bounce", sent + (delivered - sent) // 2, soft, message_id)
     if rng.random() < 0.97:  # receipts get lost now and then; interactions imply delivery
         h.emit("delivery", delivered, base, message_id)
+    if channel == "email":
+        _machine_events(h, delivered, base, message_id)
     tracks_open = channel in ("email", "whatsapp")
     can_reply = channel in ("sms", "whatsapp")
     opened = tracks_open and rng.random() < odds.open
@@ -345,3 +358,39 @@ def _one_message(
     if replied:
         reply_ms = session + 20_000 + int(rng.expovariate(1 / (3 * MINUTE_MS)))
         h.emit("reply", reply_ms, base, message_id)
+    if channel == "email" and opened and rng.random() < 0.004:  # reported as spam
+        at = session + 30_000 + int(rng.expovariate(1 / MINUTE_MS))
+        h.emit("complaint", at, base, message_id)
+
+
+# What providers say when a message does not get through (SPEC §7.2 `reason`).
+_HARD_REASONS = (
+    "550 5.1.1 The email account that you tried to reach does not exist",
+    "Unknown subscriber",
+    "Invalid destination number",
+)
+_SOFT_REASONS = ("452 4.2.2 Mailbox full", "Handset unreachable", "Temporary failure, retrying")
+_PROXY_UA = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)"
+)
+_SCANNER_UA = "Mozilla/5.0 (compatible; SafeLinks/1.0; +https://example.com/link-protection)"
+
+
+def _uses_privacy_proxy(contact_id: str) -> bool:
+    """About a third of e-mail contacts read in Apple Mail with Privacy Protection on: every
+    message delivered to them is opened by the proxy within seconds (SPEC §7.1)."""
+    return zlib.crc32(contact_id.encode()) % 100 < 33
+
+
+def _machine_events(h: _History, delivered: int, base: dict[str, Any], message_id: str) -> None:
+    rng = h.rng
+    if _uses_privacy_proxy(h.contact.contact_id):
+        opened = {**base, "machine": True, "user_agent": _PROXY_UA}
+        h.emit("open", delivered + 1_000 + int(rng.expovariate(1 / 10_000)), opened, message_id)
+    if rng.random() < 0.04:  # a corporate link scanner follows every link on arrival
+        if rng.random() < 0.5:  # the provider recognised it
+            scan = {**base, "bot": True, "user_agent": _SCANNER_UA}
+            h.emit("click", delivered + 1_000 + int(rng.expovariate(1 / 3_000)), scan, message_id)
+        else:  # unflagged, but less than EM_BOT_CLICK_SECONDS after the delivery
+            scan = {**base, "user_agent": _SCANNER_UA}
+            h.emit("click", delivered + int(rng.uniform(100, 1_500)), scan, message_id)

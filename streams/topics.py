@@ -14,6 +14,8 @@ ENGAGEMENT_TOPICS: tuple[str, ...] = (
     "open",
     "click",
     "reply",
+    "bounce",  # SPEC §7.2
+    "complaint",
     "unsubscribe",
 )
 INPUT_TOPICS: tuple[str, ...] = (*ENGAGEMENT_TOPICS, "contact")

@@ -5,7 +5,14 @@
 const TOKEN_KEY = "em-token";
 const TIER_LABELS = { no_engagement: "No engagement", low: "Low", high: "High", very_high: "Very high" };
 const CHANNEL_LABELS = { sms: "SMS", email: "E-mail", whatsapp: "WhatsApp" };
-const RATE_COLUMNS = ["delivery", "open", "click", "response"];
+const RATE_COLUMNS = ["delivery", "open", "click", "response", "bounce", "complaint"];
+// SPEC §7.1-7.2: the counts shown beside a rate (machine opens, bot clicks, hard bounces).
+const RATE_NOTES = {
+  open: (fig) => (fig.machine_opened ? `${fig.machine_opened} by a privacy proxy` : ""),
+  click: (fig) => (fig.bot_clicked ? `${fig.bot_clicked} by a bot` : ""),
+  bounce: (fig) => (fig.bounced ? `${fig.bounced} bounced, ${fig.hard_bounced ?? 0} hard` : ""),
+  complaint: (fig) => (fig.complained ? `${fig.complained} spam report${fig.complained === 1 ? "" : "s"}` : ""),
+};
 const POLL_MS = 500;
 const POLL_LIMIT_MS = 30000;
 
@@ -212,7 +219,11 @@ function render(snap) {
 
   $("c-rates").replaceChildren(...channels.map(([ch, fig]) => el("tr", { dataset: { channel: ch } },
     el("th", { scope: "row" }, channelLabel(ch)),
-    ...RATE_COLUMNS.map((m) => el("td", {}, pct(fig.rates[m]))))));
+    ...RATE_COLUMNS.map((m) => {
+      const note = RATE_NOTES[m] ? RATE_NOTES[m](fig) : "";
+      return el("td", { dataset: { rate: m } }, pct(fig.rates[m]),
+        note ? el("div", { class: "muted small", dataset: { note: m } }, note) : null);
+    }))));
 
   const best = Object.entries(snap.best_send_times || {});
   $("c-best").replaceChildren(...best.map(([ch, b]) => el("div", {},

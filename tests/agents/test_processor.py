@@ -349,7 +349,14 @@ def test_keyed_messages_on_their_partition_give_one_write_one_snapshot_and_the_d
     email = snap["channels"]["email"]
     assert email["status"] == "subscribed"
     assert figures(snap, "email") == (1, 0, 1, 1, 0, 0)
-    assert email["rates"] == {"delivery": 100.0, "open": 100.0, "click": 0.0, "response": None}
+    assert email["rates"] == {
+        "delivery": 100.0,
+        "open": 100.0,
+        "click": 0.0,
+        "response": None,
+        "bounce": 0.0,
+        "complaint": 0.0,
+    }
     assert rate_tier(email["engagement"]) == {"rate": 100.0, "tier": "very_high"}
     assert snap["dispatched"] == {"total": 1, "by_channel": {"email": 1}}
     assert rate_tier(snap["engagement"]) == {"rate": 100.0, "tier": "very_high"}
@@ -578,7 +585,7 @@ def test_malformed_record_is_dead_lettered_unchanged_and_good_ones_still_count(
 
 
 def test_unknown_topic_is_dead_lettered(proc: EngagementProcessor, table: Table) -> None:
-    record = rec("bounce", dispatch("c1", "m1", ago(days=1)), offset=7)
+    record = rec("bogus", dispatch("c1", "m1", ago(days=1)), offset=7)
 
     out = run(proc, table, [record])
 

@@ -93,6 +93,27 @@ def test_org_timezones_json(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
 
 
+def test_machine_event_settings_reach_the_counting_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = load_settings().counting_config()
+    assert (cfg.bot_click_us, cfg.excludes_machine_events("acme")) == (2_000_000, True)
+    monkeypatch.setenv("EM_BOT_CLICK_SECONDS", "0.5")
+    monkeypatch.setenv("EM_EXCLUDE_MACHINE_EVENTS", "false")
+    monkeypatch.setenv("EM_ORG_EXCLUDE_MACHINE_EVENTS", '{"acme": true}')
+    cfg = load_settings().counting_config()
+    assert cfg.bot_click_us == 500_000
+    assert (cfg.excludes_machine_events("acme"), cfg.excludes_machine_events("other")) == (
+        True,
+        False,
+    )
+    monkeypatch.setenv("EM_BOT_CLICK_SECONDS", "-1")
+    with pytest.raises(SettingsError, match=r"EM_BOT_CLICK_SECONDS"):
+        load_settings()
+    monkeypatch.setenv("EM_BOT_CLICK_SECONDS", "2")
+    monkeypatch.setenv("EM_ORG_EXCLUDE_MACHINE_EVENTS", '{"acme": "sometimes"}')
+    with pytest.raises(SettingsError, match=r"EM_ORG_EXCLUDE_MACHINE_EVENTS"):
+        load_settings()
+
+
 def test_cli_refuses_to_start_with_a_message_naming_the_setting() -> None:
     env = {"EM_PARTITIONS": "zero", "PATH": "/usr/bin:/bin"}
     result = subprocess.run(

@@ -1,9 +1,10 @@
 """A deterministic mixed event stream for the exactness tests, and its reference figures.
 
 The stream carries what real traffic carries: duplicates (the same record sent twice), local
-disorder (interactions before their dispatch), records with no key or a foreign key, and
-unsubscribes. The reference applies each distinct event once, in event-time order, with the
-pure counting core, which the unit suite checks against a deliberately naive implementation.
+disorder (interactions before their dispatch), records with no key or a foreign key,
+unsubscribes, machine opens, bot clicks, bounces and complaints (SPEC §7). The reference
+applies each distinct event once, in event-time order, with the pure counting core, which the
+unit suite checks against a deliberately naive implementation.
 """
 
 from __future__ import annotations
@@ -93,7 +94,21 @@ def engagement_stream(
             )
             later = sent - 0.01
             if rng.random() < 0.85:
+                if rng.random() < 0.03:  # a soft bounce, then the retry got through (§7.2)
+                    bounce = {**base, "kind": "soft", "occurred_at": _ts(now, sent - 0.005)}
+                    emit("bounce", contact, bounce)
                 emit("delivery", contact, {**base, "occurred_at": _ts(now, later)})
+            elif rng.random() < 0.6:
+                kind = rng.choice(["hard", "soft"])
+                bounce = {**base, "kind": kind, "reason": "550 no such user"}
+                emit("bounce", contact, {**bounce, "occurred_at": _ts(now, later)})
+            if channel == "email" and rng.random() < 0.3:  # a privacy proxy's open (§7.1)
+                emit("open", contact, {**base, "machine": True, "occurred_at": _ts(now, later)})
+            if rng.random() < 0.08:  # a link scanner: flagged, or a second after the delivery
+                scan = {**base, "occurred_at": _ts(now, later - 1 / 86_400)}
+                emit("click", contact, {**scan, "bot": True} if rng.random() < 0.5 else scan)
+            if channel == "email" and rng.random() < 0.03:  # reported as spam: unsubscribes
+                emit("complaint", contact, {**base, "occurred_at": _ts(now, later - 0.05)})
             if channel != "sms" and rng.random() < 0.5:
                 emit("open", contact, {**base, "occurred_at": _ts(now, later - 0.01)})
                 if rng.random() < 0.3:  # the same message opened again

@@ -79,6 +79,8 @@ def build(org: str) -> Scenario:
             "open": 20.0,
             "click": 0.0,
             "response": None,
+            "bounce": 0.0,
+            "complaint": 0.0,
         }
 
     s.checks["low"] = low
@@ -195,6 +197,100 @@ def build(org: str) -> Scenario:
     s.message("nodelivery", "whatsapp", "m1", 1, "dispatch")
     s.checks["nodelivery"] = lambda snap: _eq(snap and snap["engagement"], NO_ENGAGEMENT_YET)
 
+    # SPEC §7.1: a privacy proxy's open, arriving before its delivery, proves delivery only
+    second = 1 / 86_400
+    s.send(
+        "open",
+        "machine",
+        channel="email",
+        message_id="m1",
+        occurred_at=ago(2 - 3 * second),
+        machine=True,
+    )
+    s.send(
+        "dispatch",
+        "machine",
+        channel="email",
+        message_id="m1",
+        occurred_at=ago(2),
+        dispatch_kind="single",
+    )
+    s.send("delivery", "machine", channel="email", message_id="m1", occurred_at=ago(2 - second))
+
+    def machine(snap: dict[str, Any] | None) -> None:
+        email = ch(snap, "email")
+        assert (email["delivered"], email["opened"], email["machine_opened"]) == (1, 0, 1)
+        assert email["engagement"] == {
+            **NO_ENGAGEMENT_YET,
+            "rate": 0.0,
+            "tier": "no_engagement",
+            "delivered": 1,
+        }
+
+    s.checks["machine"] = machine
+
+    # a link scanner's click half a second after the delivery, then the person's an hour later
+    base = {"channel": "email", "message_id": "m1"}
+    s.send("dispatch", "scanned", **base, occurred_at=ago(2), dispatch_kind="single")
+    s.send("click", "scanned", **base, occurred_at=ago(2 - 1.5 * second))
+    s.send("click", "scanned", **base, occurred_at=ago(2 - 1.5 * second), bot=True)
+    s.send("delivery", "scanned", **base, occurred_at=ago(2 - second))
+    s.send("click", "scanned", key=False, **base, occurred_at=ago(2 - 3600 * second))
+
+    def scanned(snap: dict[str, Any] | None) -> None:
+        email = ch(snap, "email")
+        assert (email["clicked"], email["bot_clicked"], email["opened"]) == (1, 1, 1)
+        last = datetime.fromisoformat(email["engagement"]["last_engaged_at"])
+        expected = s.built_at - timedelta(days=2 - 3600 * second)  # the person's click
+        assert abs((last - expected).total_seconds()) <= 2, (last, expected)
+
+    s.checks["scanned"] = scanned
+
+    # SPEC §7.2: a soft bounce followed by a delivery is delivered; a hard bounce is bounced
+    s.message("bounced", "sms", "m1", 3, "dispatch", "bounce", "delivery")
+    s.records[-2][2]["kind"] = "soft"
+    s.message("bounced", "sms", "m2", 3, "dispatch", "bounce")
+    s.records[-1][2].update(kind="hard", reason="Unknown subscriber")
+
+    def bounced(snap: dict[str, Any] | None) -> None:
+        sms = ch(snap, "sms")
+        figures = tuple(sms[k] for k in ("dispatched", "delivered", "bounced", "hard_bounced"))
+        assert figures == (2, 1, 1, 1)
+        assert (sms["rates"]["bounce"], sms["rates"]["delivery"]) == (50.0, 50.0)
+
+    s.checks["bounced"] = bounced
+
+    # a complaint unsubscribes the channel as of its time: a dispatch dated after it, arriving
+    # after it, is a sending error; the complained message itself arrives last
+    s.send("complaint", "spam", channel="email", message_id="m1", occurred_at=ago(3))
+    s.send(
+        "dispatch",
+        "spam",
+        channel="email",
+        message_id="m2",
+        occurred_at=ago(2),
+        dispatch_kind="automated",
+    )
+    s.send(
+        "dispatch",
+        "spam",
+        channel="email",
+        message_id="m1",
+        occurred_at=ago(4),
+        dispatch_kind="single",
+    )
+
+    def spam(snap: dict[str, Any] | None) -> None:
+        email = ch(snap, "email")
+        assert email["status"] == "unsubscribed"
+        figures = tuple(
+            email[k] for k in ("dispatched", "sending_errors", "delivered", "complained")
+        )
+        assert figures == (2, 1, 1, 1)
+        assert email["rates"]["complaint"] == 100.0
+
+    s.checks["spam"] = spam
+
     # every origin kind renders its label exactly
     origins = {
         "o_app": ({"type": "app", "app": "Omie"}, "Omie"),
@@ -294,6 +390,9 @@ async def test_edge_cases_end_to_end(pipeline: Pipeline, redis_client: aioredis.
         "message_id": "m1",
         "status": "sending_error",
     } in statuses
+    # ... and so is the dispatch made after a spam complaint (SPEC §7.2)
+    spam = [s for s in statuses if s["contact_id"] == "spam"]
+    assert [(s["message_id"], s["channel"]) for s in spam] == [("m2", "email")]
 
 
 async def test_org_ids_with_colons_never_share_a_contact(

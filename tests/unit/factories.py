@@ -9,7 +9,9 @@ from typing import Any
 
 from counting import ApplyOutcome, ContactState, CountingConfig, apply_event, build_snapshot
 from models.events import (
+    BounceEvent,
     ClickEvent,
+    ComplaintEvent,
     ContactDelete,
     ContactListAdded,
     ContactListRemoved,
@@ -60,6 +62,34 @@ def opened(mid: str, at: datetime, channel: str = "email", eid: str | None = Non
 
 def click(mid: str, at: datetime, channel: str = "email", eid: str | None = None) -> Event:
     return ClickEvent.model_validate(_base(at, eid) | {"channel": channel, "message_id": mid})
+
+
+def machine_open(mid: str, at: datetime, channel: str = "email", eid: str | None = None) -> Event:
+    """An open by a privacy proxy (SPEC §7.1)."""
+    data = _base(at, eid) | {"channel": channel, "message_id": mid, "machine": True}
+    return OpenEvent.model_validate(data)
+
+
+def bot_click(mid: str, at: datetime, channel: str = "email", eid: str | None = None) -> Event:
+    """A click the provider flags as a link scanner's (SPEC §7.1)."""
+    data = _base(at, eid) | {"channel": channel, "message_id": mid, "bot": True}
+    return ClickEvent.model_validate(data)
+
+
+def bounce(
+    mid: str, at: datetime, channel: str = "email", kind: str = "hard", eid: str | None = None
+) -> Event:
+    data = _base(at, eid) | {"channel": channel, "message_id": mid, "kind": kind}
+    return BounceEvent.model_validate(data)
+
+
+def soft_bounce(mid: str, at: datetime, channel: str = "email", eid: str | None = None) -> Event:
+    return bounce(mid, at, channel, "soft", eid)
+
+
+def complaint(mid: str, at: datetime, channel: str = "email", eid: str | None = None) -> Event:
+    data = _base(at, eid) | {"channel": channel, "message_id": mid}
+    return ComplaintEvent.model_validate(data)
 
 
 def reply(mid: str, at: datetime, channel: str = "email", eid: str | None = None) -> Event:

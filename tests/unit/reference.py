@@ -17,7 +17,9 @@ from zoneinfo import ZoneInfo
 
 from counting import CountingConfig
 from models.events import (
+    BounceEvent,
     ClickEvent,
+    ComplaintEvent,
     ContactDelete,
     ContactListAdded,
     ContactListRemoved,
@@ -32,7 +34,35 @@ from models.events import (
 )
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-KIND = {DeliveryEvent: "delivery", OpenEvent: "open", ClickEvent: "click", ReplyEvent: "reply"}
+FIGURES = (
+    "dispatched",
+    "sending_errors",
+    "delivered",
+    "opened",
+    "clicked",
+    "replied",
+    "machine_opened",
+    "bot_clicked",
+    "bounced",
+    "hard_bounced",
+    "complained",
+)
+
+
+def _kind(e: Event) -> str:
+    """What an event after the dispatch says about its message, in SPEC §7.1 terms."""
+    if isinstance(e, DeliveryEvent):
+        return "delivery"
+    if isinstance(e, OpenEvent):
+        return "machine_open" if e.machine else "open"
+    if isinstance(e, ClickEvent):
+        return "bot_click" if e.bot else "click"
+    if isinstance(e, ReplyEvent):
+        return "reply"
+    if isinstance(e, BounceEvent):
+        return f"{e.kind}_bounce"
+    assert isinstance(e, ComplaintEvent)
+    return "complaint"
 
 
 def _round(value: Fraction) -> float | None:
@@ -122,7 +152,9 @@ def reference_snapshot(
             candidate = (e.occurred_at, e.channel, int(e.dispatch_kind == "automated"))
             dispatches[e.message_id] = min(dispatches.get(e.message_id, candidate), candidate)
         else:
-            interactions.setdefault(e.message_id, []).append((KIND[type(e)], e.occurred_at))
+            interactions.setdefault(e.message_id, []).append((_kind(e), e.occurred_at))
+            if isinstance(e, ComplaintEvent):  # SPEC §7.2: as an unsubscribe would
+                timeline.setdefault(e.channel, []).append((e.occurred_at, 1))
 
     def unsubscribed(channel: str, at: datetime) -> bool:
         before = sorted(x for x in timeline.get(channel, []) if x[0] <= at)
@@ -136,47 +168,71 @@ def reference_snapshot(
     for message_id, (at, channel, _) in dispatches.items():
         if at < start:
             continue
-        c = counts.setdefault(
-            channel,
-            dict.fromkeys(
-                (
-                    "dispatched",
-                    "sending_errors",
-                    "delivered",
-                    "opened",
-                    "clicked",
-                    "replied",
-                    "engaged",
-                ),
-                0,
-            ),
-        )
+        c = counts.setdefault(channel, dict.fromkeys((*FIGURES, "engaged"), 0))
         c["dispatched"] += 1
         if unsubscribed(channel, at):
             c["sending_errors"] += 1
             continue
-        kinds = {k for k, _ in interactions.get(message_id, [])}
+        seen = interactions.get(message_id, [])
+        times: dict[str, list[datetime]] = {}
+        for kind, moment in seen:
+            times.setdefault(kind, []).append(moment)
+        # §7.1: an unflagged click less than N seconds after the earliest delivery (or the
+        # dispatch, without one) is a bot's.
+        ref = min(times["delivery"]) if "delivery" in times else at
+        delay = timedelta(microseconds=cfg.bot_click_us)
+        clicks = sorted(times.get("click", []))
+        people_clicks = [t for t in clicks if t - ref >= delay or not delay]
+        person_open = "open" in times
+        machine_open = "machine_open" in times
+        person_click = bool(people_clicks)
+        bot_click = "bot_click" in times or any(t - ref < delay for t in clicks if delay)
+        reply = "reply" in times
+        reached = bool(set(times) & {"delivery", "open", "machine_open", "reply", "complaint"})
+        reached = reached or bool(clicks) or bot_click
+        excluded = cfg.excludes_machine_events(org_id)
+        opens = person_open or (machine_open and not excluded)
+        clicked = person_click or (bot_click and not excluded)
         tracked = cfg.tracks(channel)
-        c["delivered"] += bool(kinds)
-        c["opened"] += "open" in kinds or ("open" in tracked and bool(kinds & {"click", "reply"}))
-        c["clicked"] += "click" in kinds
-        c["replied"] += "reply" in kinds
-        c["engaged"] += bool(kinds & {"open", "click", "reply"})
+        c["delivered"] += reached
+        c["opened"] += opens or ("open" in tracked and (clicked or reply))
+        c["clicked"] += clicked
+        c["replied"] += reply
+        c["engaged"] += opens or clicked or reply
+        c["machine_opened"] += machine_open
+        c["bot_clicked"] += bot_click
+        bounced = "hard_bounce" in times or "soft_bounce" in times
+        c["bounced"] += bounced and not reached
+        c["hard_bounced"] += "hard_bounce" in times and not reached
+        c["complained"] += "complaint" in times
         # §7.3: the latest counted open, click or reply: each counts once per message, by
-        # its first occurrence (whole seconds, as the state keeps it).
-        for kind in ("open", "click", "reply"):
-            times = [t for k, t in interactions.get(message_id, []) if k == kind]
-            if times:
-                first = math.floor(min(times).timestamp())
-                latest[channel] = max(latest.get(channel, first), first)
+        # its first occurrence (whole seconds, as the state keeps it). A person's click is the
+        # earliest unflagged click if it is a person's, else the latest (docs/counting.md).
+        if excluded:
+            open_times = times.get("open", [])
+            if not person_click:
+                click_times = []
+            elif clicks[0] - ref >= delay or not delay:
+                click_times = [clicks[0]]
+            else:
+                click_times = [clicks[-1]]
+        else:
+            open_times = times.get("open", []) + times.get("machine_open", [])
+            click_times = clicks + times.get("bot_click", [])
+        firsts = {
+            "open": open_times,
+            "click": click_times,
+            "reply": times.get("reply", []),
+        }
         h = hours.setdefault(channel, {})
         for kind, metric in (("open", "open"), ("click", "click"), ("reply", "response")):
-            times = [t for k, t in interactions.get(message_id, []) if k == kind]
-            if times and metric in tracked:
-                seconds = math.floor(min(times).timestamp())
-                local = datetime.fromtimestamp(seconds, zone)
-                how = local.weekday() * 24 + local.hour
-                h[how] = h.get(how, 0) + 1
+            if firsts[kind]:
+                first = math.floor(min(firsts[kind]).timestamp())
+                latest[channel] = max(latest.get(channel, first), first)
+                if metric in tracked:
+                    local = datetime.fromtimestamp(first, zone)
+                    how = local.weekday() * 24 + local.hour
+                    h[how] = h.get(how, 0) + 1
 
     # A channel the contact was sent on stays shown (zeros once its messages expire) until a
     # delete: every dispatch kept here is dated after the last delete (SPEC §3).
@@ -190,9 +246,7 @@ def reference_snapshot(
         return None
     order = [c for c in cfg.channels if c in present] + sorted(present - set(cfg.channels))
     channels: dict[str, Any] = {}
-    empty = dict.fromkeys(
-        ("dispatched", "sending_errors", "delivered", "opened", "clicked", "replied", "engaged"), 0
-    )
+    empty = dict.fromkeys((*FIGURES, "engaged"), 0)
     for channel in order:
         c = counts.get(channel, empty)
         tracked = cfg.tracks(channel)
@@ -200,17 +254,7 @@ def reference_snapshot(
         status = "unsubscribed" if entries and entries[-1][1] == 1 else "subscribed"
         channels[channel] = {
             "status": status,
-            **{
-                k: c[k]
-                for k in (
-                    "dispatched",
-                    "sending_errors",
-                    "delivered",
-                    "opened",
-                    "clicked",
-                    "replied",
-                )
-            },
+            **{k: c[k] for k in FIGURES},
             "rates": {
                 "delivery": _rate(c["delivered"], c["dispatched"])
                 if "delivery" in tracked
@@ -218,6 +262,8 @@ def reference_snapshot(
                 "open": _rate(c["opened"], c["delivered"]) if "open" in tracked else None,
                 "click": _rate(c["clicked"], c["delivered"]) if "click" in tracked else None,
                 "response": _rate(c["replied"], c["delivered"]) if "response" in tracked else None,
+                "bounce": _rate(c["bounced"], c["dispatched"]),
+                "complaint": _rate(c["complained"], c["delivered"]),
             },
             "engagement": _engagement(c["engaged"], c["delivered"], latest.get(channel)),
         }

@@ -65,7 +65,14 @@ def test_sms_has_no_open_rate_even_with_opens() -> None:
     snap = snapshot_of([dispatch("m", ago(1), "sms"), opened("m", ago(1), "sms")])
     sms = channel(snap, "sms")
     assert sms["opened"] == 1
-    assert sms["rates"] == {"delivery": 100.0, "open": None, "click": 0.0, "response": 0.0}
+    assert sms["rates"] == {
+        "delivery": 100.0,
+        "open": None,
+        "click": 0.0,
+        "response": 0.0,
+        "bounce": 0.0,
+        "complaint": 0.0,
+    }
 
 
 def test_email_has_no_response_rate() -> None:
@@ -75,7 +82,8 @@ def test_email_has_no_response_rate() -> None:
 
 def test_click_implies_open_on_email_and_whatsapp_but_not_sms() -> None:
     for name, opens in (("email", 1), ("whatsapp", 1), ("sms", 0)):
-        snap = snapshot_of([dispatch("m", ago(1), name), click("m", ago(1), name)])
+        # an hour after the dispatch: a person's click, not a link scanner's (SPEC §7.1)
+        snap = snapshot_of([dispatch("m", ago(1), name), click("m", ago(1, hours=-1), name)])
         ch = channel(snap, name)
         assert (ch["delivered"], ch["opened"], ch["clicked"]) == (1, opens, 1), name
 
@@ -234,6 +242,8 @@ def test_null_tier_without_deliveries() -> None:
         "open": None,
         "click": None,
         "response": None,
+        "bounce": 0.0,
+        "complaint": None,
     }
 
 

@@ -143,4 +143,6 @@ def test_encoded_size_of_300_messages_stays_small() -> None:
     state, _ = run(events)
     assert state is not None and len(state.messages) == 300
     size = len(encode(state))
-    assert size < 12 * 1024, size
+    # ~35 bytes a message (u16 flags, a UUID in 17 bytes, the delivery time the bot-click rule
+    # needs as an i32 offset, the first open and click) plus the 256-entry dedupe ring.
+    assert size < 13.5 * 1024, size

@@ -33,6 +33,9 @@ CONFIGS = [
     f.CFG,
     # A one-entry dedupe ring: exactness must not rely on it.
     CountingConfig(dedupe_max_per_contact=1, org_timezones={f.ORG: "America/Sao_Paulo"}),
+    # An org that counts machine opens and bot clicks, and a longer bot-click delay (§7.1).
+    CountingConfig(bot_click_seconds=90, org_exclude_machine_events={f.ORG: False}),
+    CountingConfig(bot_click_seconds=0, exclude_machine_events=False),
 ]
 CHANNELS = ("sms", "email", "whatsapp")
 
@@ -47,8 +50,13 @@ def at(offset: int) -> Any:
     return f.NOW - timedelta(seconds=offset)
 
 
+# What may follow a dispatch; the SPEC §7 signals only when a scenario asks for them.
+FOLLOWERS = [f.delivery, f.opened, f.opened, f.click, f.reply]
+SIGNALS = [f.machine_open, f.bot_click, f.bounce, f.soft_bounce, f.complaint, f.click]
+
+
 @st.composite
-def scenarios(draw: st.DrawFn) -> list[Event]:
+def scenarios(draw: st.DrawFn, signals: bool = True) -> list[Event]:
     with_delete = draw(st.booleans())
     events: list[Event] = []
     for i in range(draw(st.integers(0, 7))):
@@ -61,10 +69,17 @@ def scenarios(draw: st.DrawFn) -> list[Event]:
             )
         if not with_delete and draw(st.integers(0, 4)) == 0:  # a retried dispatch
             events.append(f.dispatch(mid, at(draw(offsets)), draw(st.sampled_from(CHANNELS))))
-        makers = [f.delivery, f.opened, f.opened, f.click, f.reply]
+        makers = FOLLOWERS + SIGNALS if signals else FOLLOWERS
         for make in draw(st.lists(st.sampled_from(makers), max_size=4)):
             low = -2 * 3600 if not with_delete else 0  # producer clock skew
-            lag = draw(st.integers(low, 3 * DAY))
+            # Often within seconds of the dispatch: clicks near the bot-click delay (§7.1).
+            lag = draw(
+                st.one_of(
+                    st.integers(low, 3 * DAY),
+                    st.integers(0, 120),
+                    st.sampled_from([0, 1, 2, 3, 89, 90, 91]),  # on the delays of CONFIGS
+                )
+            )
             other = draw(st.integers(0, 9)) == 0  # an interaction naming another channel
             events.append(
                 make(mid, at(max(0, sent - lag)), draw(st.sampled_from(CHANNELS)) if other else ch)

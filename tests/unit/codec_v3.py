@@ -1,0 +1,329 @@
+"""FROZEN: the contact-state codec of the release before codec version 4, for the upgrade test.
+
+A worker upgraded over a table written by that release must read every value back
+(`tests/unit/test_codec_upgrade.py`). Copied from counting/codec.py at e03e4f5; never edit.
+Only ``encode`` is used: it reads the record fields of that release (``first_click``).
+
+Layout, version 3 (little-endian), written since codec version 3:
+
+    u8  version (=3)
+    u8  channel count, then per channel: u8 length, UTF-8 name (the channels of the
+        messages, the waiting entries and the channels sent on)
+    i64 base (the oldest dispatch, µs; 0 when none), i64 first_seen µs, i64 tombstone µs
+        (both: -2**63 for none), u64 dropped_pending
+    u8  count of channels sent on, then per channel: u8 channel index, i64 latest dispatch µs
+    u32 extras length (0 when the contact has no registration data, lists or subscription
+        timeline, as most have not), then an orjson object holding the non-empty ones of
+        "reg", "lists", "subs"
+    then the body below.
+
+Version 2 (read, never written) is version 3 without the channels sent on: a version 2 value
+gets them from its messages when read.
+
+Version 1 (read, never written: a table written by an earlier release is read back as is):
+
+    u8  version (=1)
+    u32 header length, then an orjson header: channel names, registration, lists,
+        subscription timelines, tombstone, first_seen, dropped_pending
+    then the body below.
+
+Body (both versions):
+
+    u32 message count, then per message: u8 channel index, u8 flags, 48-bit dispatched_at
+        in µs after the header's ``base`` (the oldest dispatch), a u32 epoch-second first
+        open / click / reply only for those the flags say happened, then the message id
+    u32 pending count, then per entry: u8 channel index, u8 flags, i64 pending_since µs,
+        i64 first_event_at µs, u32 first open / click / reply, then the message id
+    u32 ring length, then the 8-byte event digests, then their u16 UTC day numbers
+
+Message ids are kept (not hashed) because a late unsubscribe must name the messages it turns
+into sending errors. To keep them small, an id is written as: 0xFF + 16 bytes for a
+canonical lowercase UUID, 0xFE + u8 n + n bytes for lowercase even-length hex, a u8 length
+< 0xFD + UTF-8 bytes, or 0xFD + u16 length + UTF-8 bytes. Day buckets and the oldest-dispatch
+cache are derived, so they are rebuilt on decode rather than stored.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import orjson
+
+from counting.config import CountingConfig
+from counting.contrib import F_CLICK, F_OPEN, F_REPLY, TABLE_INDEX_MASK
+from counting.state import ContactState, MessageRecord
+from counting.timeutil import DAY_US
+
+VERSION = 3
+VERSION_2 = 2  # read, never written
+VERSION_1 = 1  # read, never written
+_NONE = -(2**63)  # first_seen / tombstone absent
+_U32 = struct.Struct("<I")
+_HEAD = struct.Struct("<qqqQ")  # base, first_seen, tombstone, dropped_pending
+_SENT = struct.Struct("<Bq")  # channel index, latest dispatch µs
+_MESSAGE = struct.Struct("<BBIH")  # channel, flags, dispatched_at - base (48 bits)
+_PENDING = struct.Struct("<BBqqIII")
+_HAS_FIRSTS = F_OPEN | F_CLICK | F_REPLY
+_DEFAULT_CFG = CountingConfig()
+
+
+def _encode_id(text: str) -> bytes:
+    # bytes.fromhex accepts upper case and spaces; comparing the round trip keeps exactly the
+    # canonical lowercase forms, which decode back to the same text.
+    if len(text) == 36 and text[8] == text[13] == text[18] == text[23] == "-":
+        compact = text.replace("-", "")
+        try:
+            raw = bytes.fromhex(compact)
+        except ValueError:
+            raw = b""
+        if len(raw) == 16 and raw.hex() == compact:
+            return b"\xff" + raw
+    if text and len(text) % 2 == 0 and len(text) <= 0x1FE:
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raw = b""
+        if raw and raw.hex() == text:
+            return b"\xfe" + bytes((len(raw),)) + raw
+    encoded = text.encode()
+    if len(encoded) < 0xFD:
+        return bytes((len(encoded),)) + encoded
+    return b"\xfd" + struct.pack("<H", len(encoded)) + encoded
+
+
+def _decode_id(data: bytes, pos: int) -> tuple[str, int]:
+    tag = data[pos]
+    if tag == 0xFF:
+        h = data[pos + 1 : pos + 17].hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}", pos + 17
+    if tag == 0xFE:
+        n = data[pos + 1]
+        return data[pos + 2 : pos + 2 + n].hex(), pos + 2 + n
+    if tag == 0xFD:
+        (n,) = struct.unpack_from("<H", data, pos + 1)
+        return data[pos + 3 : pos + 3 + n].decode(), pos + 3 + n
+    return data[pos + 1 : pos + 1 + tag].decode(), pos + 1 + tag
+
+
+def _unpack_firsts(data: bytes, pos: int, flags: int) -> tuple[int, int, int, int]:
+    firsts = [0, 0, 0]
+    for i, flag in enumerate((F_OPEN, F_CLICK, F_REPLY)):
+        if flags & flag:
+            (firsts[i],) = _U32.unpack_from(data, pos)
+            pos += 4
+    return firsts[0], firsts[1], firsts[2], pos
+
+
+def encode(state: ContactState) -> bytes:
+    messages, pending = state.messages, state.pending
+    sent = state.sent_channels
+    seen_channels = {r.channel for r in messages.values()}
+    if pending:
+        seen_channels.update(r.channel for r in pending.values())
+    seen_channels.update(sent)
+    channels = sorted(seen_channels)
+    index = {channel: i for i, channel in enumerate(channels)}
+    base = state.oldest_dispatch or 0
+    parts = [bytes((VERSION, len(channels)))]
+    for channel in channels:
+        name = channel.encode()
+        if len(name) > 255:
+            raise ValueError(f"channel name longer than 255 bytes: {channel[:40]!r}...")
+        parts.append(bytes((len(name),)))
+        parts.append(name)
+    first_seen, tombstone = state.first_seen, state.tombstone
+    parts.append(
+        _HEAD.pack(
+            base,
+            _NONE if first_seen is None else first_seen,
+            _NONE if tombstone is None else tombstone,
+            state.dropped_pending,
+        )
+    )
+    parts.append(bytes((len(sent),)))
+    for channel, at in sent.items():
+        parts.append(_SENT.pack(index[channel], at))
+    if state.registration or state.lists or state.subscriptions:
+        extras: dict[str, Any] = {}
+        if state.registration:
+            extras["reg"] = state.registration
+        if state.lists:
+            extras["lists"] = state.lists
+        if state.subscriptions:
+            extras["subs"] = state.subscriptions
+        blob = orjson.dumps(extras)
+        parts.append(_U32.pack(len(blob)))
+        parts.append(blob)
+    else:
+        parts.append(b"\0\0\0\0")
+    parts.append(_U32.pack(len(messages)))
+    append = parts.append
+    pack = _MESSAGE.pack
+    pack_u32 = _U32.pack
+    for message_id, r in messages.items():
+        assert r.dispatched_at is not None
+        offset = r.dispatched_at - base
+        if not 0 <= offset < 1 << 48:
+            raise ValueError("dispatch times span more than 8.9 years; expire the state first")
+        flags = r.flags
+        append(pack(index[r.channel], flags, offset & 0xFFFFFFFF, offset >> 32))
+        # first_* is set exactly when the matching evidence flag is, so absent ones cost nothing.
+        if flags & _HAS_FIRSTS:
+            if flags & F_OPEN:
+                append(pack_u32(r.first_open))
+            if flags & F_CLICK:
+                append(pack_u32(r.first_click))
+            if flags & F_REPLY:
+                append(pack_u32(r.first_reply))
+        id_bytes = r.id_bytes
+        if not id_bytes:
+            id_bytes = r.id_bytes = _encode_id(message_id)
+        append(id_bytes)
+    parts.append(_U32.pack(len(pending)))
+    for message_id, r in pending.items():
+        parts.append(
+            _PENDING.pack(
+                index[r.channel],
+                r.flags,
+                r.pending_since,
+                r.first_event_at,
+                r.first_open,
+                r.first_click,
+                r.first_reply,
+            )
+        )
+        parts.append(_encode_id(message_id))
+    parts.append(_U32.pack(len(state.seen)))
+    parts.append(b"".join(state.seen))
+    parts.append(struct.pack(f"<{len(state.seen)}H", *state.seen.values()))
+    return b"".join(parts)
+
+
+def _head_v2_or_3(
+    data: bytes,
+) -> tuple[list[str], int, int | None, int | None, int, dict[str, Any], int]:
+    n = data[1]
+    pos = 2
+    channels: list[str] = []
+    for _ in range(n):
+        length = data[pos]
+        channels.append(data[pos + 1 : pos + 1 + length].decode())
+        pos += 1 + length
+    base, first_seen, tombstone, dropped = _HEAD.unpack_from(data, pos)
+    pos += _HEAD.size
+    sent: dict[str, int] | None = None
+    if data[0] == VERSION:
+        sent = {}
+        for _ in range(data[pos]):
+            ch, at = _SENT.unpack_from(data, pos + 1)
+            sent[channels[ch]] = at
+            pos += _SENT.size
+        pos += 1
+    (length,) = _U32.unpack_from(data, pos)
+    pos += 4
+    extras: dict[str, Any] = orjson.loads(data[pos : pos + length]) if length else {}
+    pos += length
+    if sent is not None:
+        extras["sent"] = sent
+    return (
+        channels,
+        base,
+        None if first_seen == _NONE else first_seen,
+        None if tombstone == _NONE else tombstone,
+        dropped,
+        extras,
+        pos,
+    )
+
+
+def decode(data: bytes, cfg: CountingConfig = _DEFAULT_CFG) -> ContactState:
+    """``cfg`` decides which channels track opens, from which the buckets are rebuilt.
+
+    Written flat (buckets and the oldest dispatch rebuilt in the same pass as the messages)
+    because a worker decodes a contact for every batch that touches it.
+    """
+    if not data:
+        raise ValueError("empty contact state")
+    version = data[0]
+    if version in (VERSION, VERSION_2):
+        channels, base, first_seen, tombstone, dropped, extras, pos = _head_v2_or_3(data)
+    elif version == VERSION_1:
+        (head_len,) = _U32.unpack_from(data, 1)
+        pos = 5 + head_len
+        extras = orjson.loads(data[5:pos])
+        channels, base = extras["ch"], extras["base"]
+        first_seen, tombstone, dropped = extras["first"], extras["tomb"], extras["dropped"]
+    else:
+        raise ValueError(f"unsupported contact state version {data[:1]!r}")
+    tables = [cfg.table(channel) for channel in channels]
+    days_of: list[dict[int, int]] = [{} for _ in channels]
+    (count,) = _U32.unpack_from(data, pos)
+    pos += 4
+    unpack = _MESSAGE.unpack_from
+    size = _MESSAGE.size
+    messages: dict[str, MessageRecord] = {}
+    oldest: int | None = None
+    for _ in range(count):
+        ch, flags, low, high = unpack(data, pos)
+        pos += size
+        if flags & _HAS_FIRSTS:
+            first_open, first_click, first_reply, pos = _unpack_firsts(data, pos, flags)
+        else:
+            first_open = first_click = first_reply = 0
+        start = pos
+        tag = data[pos]
+        if tag == 0xFF:
+            h = data[pos + 1 : pos + 17].hex()
+            message_id = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+            pos += 17
+        else:
+            message_id, pos = _decode_id(data, pos)
+        at = base + (high << 32 | low)
+        messages[message_id] = MessageRecord(
+            channels[ch], at, flags, first_open, first_click, first_reply, 0, 0, data[start:pos]
+        )
+        days = days_of[ch]
+        day = at // DAY_US
+        days[day] = days.get(day, 0) + tables[ch][flags & TABLE_INDEX_MASK]
+        if oldest is None or at < oldest:
+            oldest = at
+    (count,) = _U32.unpack_from(data, pos)
+    pos += 4
+    pending: dict[str, MessageRecord] = {}
+    for _ in range(count):
+        ch, flags, since, first_at, first_open, first_click, first_reply = _PENDING.unpack_from(
+            data, pos
+        )
+        message_id, pos = _decode_id(data, pos + _PENDING.size)
+        pending[message_id] = MessageRecord(
+            channels[ch], None, flags, first_open, first_click, first_reply, since, first_at
+        )
+    (count,) = _U32.unpack_from(data, pos)
+    pos += 4
+    end = pos + 8 * count
+    digests = [data[i : i + 8] for i in range(pos, end, 8)]
+    days_seen = struct.unpack_from(f"<{count}H", data, end) if count else ()
+    sent = extras.get("sent")
+    if sent is None:
+        # Written before the channels sent on were kept: its messages' channels are those.
+        sent = {}
+        for record in messages.values():
+            at = record.dispatched_at
+            assert at is not None
+            if at > sent.get(record.channel, -1):
+                sent[record.channel] = at
+    return ContactState(
+        messages=messages,
+        pending=pending,
+        buckets={channels[i]: days for i, days in enumerate(days_of) if days},
+        subscriptions={k: [(e[0], e[1]) for e in v] for k, v in extras.get("subs", {}).items()},
+        registration={k: (v[0], v[1], v[2]) for k, v in extras.get("reg", {}).items()},
+        lists={k: (v[0], v[1], v[2], v[3]) for k, v in extras.get("lists", {}).items()},
+        sent_channels=sent,
+        seen=dict(zip(digests, days_seen, strict=True)),
+        tombstone=tombstone,
+        first_seen=first_seen,
+        dropped_pending=dropped,
+        oldest_dispatch=oldest,
+    )
