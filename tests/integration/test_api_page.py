@@ -75,6 +75,27 @@ def page_events(org: str) -> list[tuple[str, bytes, dict[str, Any]]]:
             )
             if i < delivered:
                 add("delivery", "ana", f"{mid}-dl", occurred_at=ago(day, seconds=-60), **at)
+            else:  # SPEC §7.2: the channel says it never got there
+                add(
+                    "bounce",
+                    "ana",
+                    f"{mid}-b",
+                    occurred_at=ago(day, seconds=-90),
+                    kind="hard",
+                    **at,
+                )
+            if channel == "email":  # SPEC §7.1: her mail app's privacy proxy opens everything
+                proxy = {"machine": True, "user_agent": "Mozilla/5.0"}
+                add("open", "ana", f"{mid}-mo", occurred_at=ago(day, seconds=-65), **proxy, **at)
+                if i == 0:  # and a link scanner clicks the first one, flagged by the provider
+                    add(
+                        "click",
+                        "ana",
+                        f"{mid}-bc",
+                        occurred_at=ago(day, seconds=-66),
+                        bot=True,
+                        **at,
+                    )
             if i < opened and channel != "sms":
                 add("open", "ana", f"{mid}-o", occurred_at=ago(day, seconds=-3600), **at)
             if i < clicked:
@@ -205,6 +226,14 @@ async def test_monitor_page_in_chromium(
         rates = snap["channels"]["email"]["rates"]
         await expect(email_row).to_contain_text(f"{rates['delivery']:.2f}%")
         await expect(email_row).to_contain_text(f"{rates['open']:.2f}%")
+        # SPEC §7.1-7.2 beside the rates: machine opens and bot clicks, bounces
+        await expect(email_row.locator("[data-note=open]")).to_have_text("8 by a privacy proxy")
+        await expect(email_row.locator("[data-note=click]")).to_have_text("1 by a bot")
+        sms_row = page.get_by_test_id("rates").locator("tr[data-channel=sms]")
+        assert snap["channels"]["sms"]["rates"]["bounce"] == 25.0
+        await expect(sms_row.locator("[data-rate=bounce]")).to_contain_text("25.00%")
+        await expect(sms_row.locator("[data-note=bounce]")).to_have_text("1 bounced, 1 hard")
+        assert (e["engaged"], e["delivered"]) == (10, 16)  # the proxy's opens are not engagement
         await expect(page.get_by_test_id("best-send-times")).to_contain_text("E-mail")
 
         # the segment browser lists the org's contacts of the chosen tier and opens them
