@@ -136,6 +136,12 @@ def redis_segment_key(org_id: str, scope: str | None, tier: str) -> str:
     return f"{_org_prefix(org_id)}:seg:{redis_part(scope or OVERALL_SCOPE)}:{redis_part(tier)}"
 
 
+def redis_provider_message_key(org_id: str, provider: str, provider_message_id: str) -> str:
+    """Our (contact, message) ids of a message a provider knows by its own id (WhatsApp's
+    wamid), written by the API's webhooks (SPEC §7.5) so a reply naming it can be counted."""
+    return f"{_org_prefix(org_id)}:pmsg:{redis_part(provider)}:{redis_part(provider_message_id)}"
+
+
 def redis_org_pattern(org_id: str) -> str:
     """A SCAN pattern matching every key of one org, and of no other."""
     return f"{_org_prefix(org_id)}:*"
@@ -158,7 +164,8 @@ def redis_sentinel_key(app_id: str, partition: int) -> str:
 
 def split_redis_key(key: str) -> tuple[str, ...]:
     """The parts of a Redis key made here, unescaped: ("snap", org, contact),
-    ("mem", org, contact), ("seg", org, scope, tier) or ("meta", app, "p<n>")."""
+    ("mem", org, contact), ("seg", org, scope, tier), ("pmsg", org, provider, id) or
+    ("meta", app, "p<n>")."""
     prefix = REDIS_NAMESPACE + ":"
     if not key.startswith(prefix):
         raise ValueError(f"not a key of the {REDIS_NAMESPACE} layout: {key!r}")

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8080, ge=1, le=65535)
     api_tokens_file: Path = Path("./var/tokens.json")
+    # SPEC §7.5: provider webhooks. `[{"org_id", "provider", "secret"}]`; see read_api/webhooks.
+    webhook_secrets_file: Path = Path("./var/webhook-secrets.json")
+    # SendGrid's signed timestamp may be this far from the API's clock (replays are refused).
+    webhook_max_age_seconds: float = Field(600.0, gt=0, le=86_400)
+    # The API's URL as the providers call it (scheme://host[:port]), when a proxy in front of
+    # it changes the URL Twilio signs; unset: the URL of the request as received.
+    webhook_public_url: str | None = Field(None, pattern=r"^https?://[^/?#]+$")
     # SPEC §7.1: machine opens and bot clicks.
     bot_click_seconds: float = Field(2.0, ge=0, le=86_400)
     exclude_machine_events: bool = True

@@ -31,6 +31,8 @@ from read_api.schemas import Health, Problem, ValidationProblem
 from read_api.state import AppState
 from read_api.store import SnapshotStore
 from read_api.tokens import TokenStore
+from read_api.webhooks.routes import build_webhook_router
+from read_api.webhooks.secrets import WebhookSecrets
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +175,7 @@ def create_app(
         publisher=publisher,
         tokens=TokenStore(settings.api_tokens_file),
         metrics=metrics,
+        webhooks=WebhookSecrets(settings.webhook_secrets_file),
     )
 
     @asynccontextmanager
@@ -203,6 +206,7 @@ def create_app(
     app.add_middleware(BodyLimit)
     app.add_middleware(RawPathRouting)  # outermost: routing sees ids exactly as encoded
     app.include_router(build_router(settings.channels))
+    app.include_router(build_webhook_router())
 
     @app.get(
         "/healthz",

@@ -12,6 +12,15 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 64 * 1024
+# Provider webhooks post batches (SendGrid up to thousands of events, Meta up to 1,000 updates).
+WEBHOOK_MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+def limit_for(path: str, default: int) -> int:
+    """The provider webhook routes (SPEC §7.5) take batches; everything else is small."""
+    if path.startswith("/v1/orgs/") and "/webhooks/" in path:
+        return max(default, WEBHOOK_MAX_BODY_BYTES)
+    return default
 
 
 class BodyTooLarge(Exception):
@@ -29,15 +38,16 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = limit_for(scope.get("path", ""), self.max_bytes)
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
-                    await self._refuse(send, "Content-Length is not a number")
+                    await self._refuse(send, "Content-Length is not a number", max_bytes)
                     return
-                if declared > self.max_bytes:
-                    await self._refuse(send, f"the body is {declared} bytes")
+                if declared > max_bytes:
+                    await self._refuse(send, f"the body is {declared} bytes", max_bytes)
                     return
         seen = 0
         started = False
@@ -47,7 +57,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > max_bytes:
                     raise BodyTooLarge
             return message
 
@@ -61,10 +71,10 @@ class BodyLimit:
             await self.app(scope, counted, tracking)
         except BodyTooLarge:
             if not started:
-                await self._refuse(send, f"the body is over {self.max_bytes} bytes")
+                await self._refuse(send, f"the body is over {max_bytes} bytes", max_bytes)
 
-    async def _refuse(self, send: Send, why: str) -> None:
-        body = orjson.dumps({"detail": f"{why}; the limit is {self.max_bytes} bytes"})
+    async def _refuse(self, send: Send, why: str, max_bytes: int) -> None:
+        body = orjson.dumps({"detail": f"{why}; the limit is {max_bytes} bytes"})
         await send(
             {
                 "type": "http.response.start",

@@ -44,6 +44,27 @@ class ApiMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.webhook = Counter(
+            "em_api_webhook_events_total",
+            "Provider webhook events (SPEC §7.5), by provider and what became of them "
+            "(published, ignored, dead_lettered)",
+            ["provider", "outcome"],
+            registry=self.registry,
+        )
+        self.webhook_refusals = Counter(
+            "em_api_webhook_refused_total",
+            "Provider webhook requests refused for a missing or wrong signature",
+            ["provider"],
+            registry=self.registry,
+        )
+
+    def webhook_events(self, provider: str, published: int, ignored: int, dead: int) -> None:
+        for outcome, n in (("published", published), ("ignored", ignored), ("dead_lettered", dead)):
+            if n:
+                self.webhook.labels(provider, outcome).inc(n)
+
+    def webhook_refused(self, provider: str) -> None:
+        self.webhook_refusals.labels(provider).inc()
 
 
 def route_label(scope: Scope) -> str:

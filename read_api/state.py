@@ -11,6 +11,7 @@ from read_api.commands import Publisher
 from read_api.metrics import ApiMetrics
 from read_api.store import SnapshotStore
 from read_api.tokens import TokenStore
+from read_api.webhooks.secrets import WebhookSecrets
 
 
 @dataclass
@@ -20,6 +21,7 @@ class AppState:
     publisher: Publisher
     tokens: TokenStore
     metrics: ApiMetrics
+    webhooks: WebhookSecrets
 
 
 def app_state(request: Request) -> AppState:
