@@ -24,41 +24,60 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter  #
 
 from models.events import ENGAGEMENT_MODELS, REJECTION_CODES, ContactEvent  # noqa: E402
 from models.outputs import AuditRecord, DispatchStatus, TierChange  # noqa: E402
+from read_api.webhooks.adapters import WEBHOOK_REJECTION_CODES  # noqa: E402
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_DIR = ROOT / "schemas"
 CANONICAL_KEY = '"{org_id}:{contact_id}" (UTF-8)'
 
-# The codes the worker uses (models.events), so the schema cannot drift from them.
-RejectionCode = Literal[REJECTION_CODES]  # type: ignore[valid-type]
+# The codes the worker (models.events) and the webhooks (read_api.webhooks.adapters) use, so
+# the schema cannot drift from them.
+RejectionCode = Literal[(*REJECTION_CODES, *WEBHOOK_REJECTION_CODES)]  # type: ignore[valid-type]
 
 
 class DeadLetterHeaders(BaseModel):
-    """Headers are UTF-8 text; other headers of the original record are kept."""
+    """Headers are UTF-8 text; other headers of the original record are kept. A dead letter
+    the worker made names the record's topic, partition and offset; one the API's provider
+    webhooks made (SPEC §7.5) names the webhook and the org instead, and its value is the
+    provider's own event."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
-    source_topic: str = Field(
+    source_topic: str | None = Field(
+        None,
         alias="em-source-topic",
         description=(
             "The topic the record was read from, in full, as read (prefix included: "
-            "engagement.open), so a fixed record can be replayed to it as is."
+            "engagement.open), so a fixed record can be replayed to it as is. "
+            "Dead letters of the worker."
         ),
     )
-    source_partition: str = Field(
+    source_partition: str | None = Field(
+        None,
         alias="em-source-partition",
         pattern=r"^[0-9]+$",
-        description="Partition it was read from, in decimal.",
+        description="Partition it was read from, in decimal. Dead letters of the worker.",
     )
-    source_offset: str = Field(
+    source_offset: str | None = Field(
+        None,
         alias="em-source-offset",
         pattern=r"^[0-9]+$",
-        description="Offset it was read at, in decimal.",
+        description="Offset it was read at, in decimal. Dead letters of the worker.",
+    )
+    source_webhook: Literal["sendgrid", "twilio", "whatsapp", "zenvia"] | None = Field(
+        None,
+        alias="em-source-webhook",
+        description="The provider webhook the event came from. Dead letters of the API.",
+    )
+    org_id: str | None = Field(
+        None,
+        alias="em-org-id",
+        description="The org whose webhook URL received the event. Dead letters of the API.",
     )
     code: RejectionCode = Field(alias="em-code", description="Why, for machines.")
     reason: str = Field(alias="em-reason", description="Why, for people: what to fix.")
     received_at: AwareDatetime = Field(
-        alias="em-received-at", description="When the worker rejected it (RFC 3339)."
+        alias="em-received-at", description="When the worker or the API rejected it (RFC 3339)."
     )
 
 

@@ -29,6 +29,10 @@ import orjson
 
 from models.identifiers import EVENT_ID_MAX
 
+# `em-code` of the dead letters made here, beside the worker's (models.events.REJECTION_CODES,
+# whose `unknown_channel` is used here too).
+WEBHOOK_REJECTION_CODES = ("missing_ids", "unknown_status", "invalid_payload", "unknown_message")
+
 CONTACT_ARG = "em_contact_id"
 MESSAGE_ARG = "em_message_id"
 
@@ -42,7 +46,7 @@ class Mapped:
 @dataclass(frozen=True, slots=True)
 class Unmapped:
     reason: str
-    code: str  # "missing_ids", "unknown_status", "unknown_channel", "not_json", "invalid_payload"
+    code: str  # one of WEBHOOK_REJECTION_CODES, or "unknown_channel"
     payload: bytes  # the provider's own event, as JSON (or the raw body when it had no events)
 
 

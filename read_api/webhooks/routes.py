@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from engagement_monitor import keyspace as ks
 from models import identifiers as ids
 from read_api.commands import PublishUnavailable, RawRecord, contact_key
-from read_api.schemas import Problem
+from read_api.schemas import Problem, ValidationProblem
 from read_api.state import AppState, app_state
 from read_api.webhooks import adapters, signatures
 from read_api.webhooks.adapters import (
@@ -57,9 +57,13 @@ class WebhookAccepted(BaseModel):
     dead_lettered: int
 
 
+_INVALID: dict[int | str, dict[str, Any]] = {
+    422: {"model": ValidationProblem, "description": "Not a provider or not an org id."},
+}
 _UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "Missing or wrong provider signature."},
     503: {"model": Problem, "description": "Kafka did not take the events; retry later."},
+    **_INVALID,
 }
 
 
@@ -259,8 +263,15 @@ def build_webhook_router() -> APIRouter:
 
     @router.get(
         "/orgs/{org_id}/webhooks/whatsapp",
-        response_class=PlainTextResponse,
-        responses={403: {"model": Problem, "description": "Not this org's verify token."}},
+        response_model=None,
+        responses={
+            200: {
+                "description": "The challenge, as text.",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            403: {"model": Problem, "description": "Not this org's verify token."},
+            **_INVALID,
+        },
         summary="Meta's webhook subscription handshake",
     )
     async def verify_subscription(

@@ -20,6 +20,7 @@ import pytest
 
 from models.events import REJECTION_CODES, TOPICS, RecordRejected, parse_record
 from models.outputs import DispatchStatus, TierChange
+from read_api.webhooks.adapters import WEBHOOK_REJECTION_CODES
 from simulator import SimConfig, SimRecord
 
 jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is in the test extra")
@@ -82,7 +83,7 @@ def test_there_is_a_schema_for_every_topic() -> None:
 
 def test_dead_letter_codes_are_the_parser_codes() -> None:
     schema = _validator("dead-letters").schema
-    assert schema["properties"]["em-code"]["enum"] == list(REJECTION_CODES)
+    assert schema["properties"]["em-code"]["enum"] == [*REJECTION_CODES, *WEBHOOK_REJECTION_CODES]
 
 
 def test_simulated_records_fit_their_schemas(
@@ -136,6 +137,16 @@ def test_outputs_fit_their_schemas() -> None:
         "em-received-at": datetime(2026, 6, 1, 12, tzinfo=UTC).isoformat(),
     }
     _validator("dead-letters").validate(headers)
+    webhook = {  # made by the API's provider webhooks (SPEC §7.5)
+        "em-source-webhook": "sendgrid",
+        "em-org-id": "acme",
+        "em-code": "missing_ids",
+        "em-reason": "SendGrid event without em_contact_id and em_message_id in its custom args",
+        "em-received-at": datetime(2026, 6, 1, 12, tzinfo=UTC).isoformat(),
+    }
+    _validator("dead-letters").validate(webhook)
+    with pytest.raises(jsonschema.ValidationError):
+        _validator("dead-letters").validate({**webhook, "em-source-webhook": "mailchimp"})
     with pytest.raises(jsonschema.ValidationError):
         _validator("dead-letters").validate({**headers, "em-code": "bogus"})
 
