@@ -2,18 +2,22 @@
 
 A click flagged ``bot`` is a bot's. An unflagged click is a bot's when it is dated less than
 ``EM_BOT_CLICK_SECONDS`` after the message's delivery (its earliest delivery event, or its
-dispatch without one), a person's otherwise. A click dated before the delivery it follows
-counts as a bot's as well: less than N seconds after means ``click - delivery < N``, and a
-person cannot click a message before it reached them. ``EM_BOT_CLICK_SECONDS=0`` turns the
-delay rule off: then only flagged clicks are bots'.
+dispatch without one): ``0 <= click - delivery < N``. A click dated *before* the delivery is a
+person's: providers date deliveries late (Twilio's status callbacks carry no event time, so a
+delivery is dated when its callback arrives, often after the person clicked), and the spec
+says "after". ``EM_BOT_CLICK_SECONDS=0`` makes the interval empty: only flagged clicks are
+bots'.
 
-The delivery may arrive after the clicks, so a message keeps its earliest and latest
-unflagged click times and the two derived bits are recomputed whenever the delivery, the
-dispatch or the clicks move. The earliest and latest are enough: some click is a person's
-exactly when the latest is, some click is a bot's exactly when the earliest is.
+The delivery may arrive after the clicks, so a message keeps the times of its unflagged
+clicks and the two derived bits are recomputed whenever the delivery, the dispatch or the
+clicks move: exact in any arrival order. At most ``MAX_CLICK_TIMES`` distinct times are kept
+per message (a person clicks a message a few times); past that the earliest ones and the
+latest one are kept, which keeps the first and last click exact.
 """
 
 from __future__ import annotations
+
+from bisect import insort
 
 from counting.contrib import (
     F_BOT_CLICK,
@@ -26,13 +30,31 @@ from counting.state import MessageRecord
 from counting.timeutil import US_PER_SECOND
 
 CLICK_BITS = F_HAS_CLICKS | F_HAS_BOT_FLAGGED
+MAX_CLICK_TIMES = 32
 _DERIVED = F_CLICK | F_BOT_CLICK
+
+
+def add_click(times: tuple[int, ...], at: int) -> tuple[int, ...] | None:
+    """``times`` with ``at`` added (sorted, distinct, bounded), or None when unchanged."""
+    if at in times:
+        return None
+    merged = list(times)
+    insort(merged, at)
+    if len(merged) > MAX_CLICK_TIMES:
+        dropped = merged.pop(MAX_CLICK_TIMES - 1)  # the latest of the early ones
+        if dropped == at:
+            return None
+    return tuple(merged)
 
 
 def _reference(record: MessageRecord) -> int | None:
     if record.flags & F_HAS_DELIVERED_AT:
         return record.delivered_at
     return record.dispatched_at
+
+
+def _is_bots(at: int, ref: int, bot_us: int) -> bool:
+    return 0 <= at - ref < bot_us
 
 
 def classify(flags: int, record: MessageRecord, bot_us: int) -> int:
@@ -45,38 +67,33 @@ def classify(flags: int, record: MessageRecord, bot_us: int) -> int:
     if flags & F_HAS_BOT_FLAGGED:
         flags |= F_BOT_CLICK
     if flags & F_HAS_CLICKS:
-        if not bot_us:  # the delay rule is off: every unflagged click is a person's
-            return flags | F_CLICK
-        if flags & F_HAS_DELIVERED_AT:
-            ref: int | None = record.delivered_at
-        else:
-            ref = record.dispatched_at
+        ref = record.delivered_at if flags & F_HAS_DELIVERED_AT else record.dispatched_at
         if ref is None:
             return flags
-        if record.click_max - ref >= bot_us:
-            flags |= F_CLICK
-        if record.click_min - ref < bot_us:
-            flags |= F_BOT_CLICK
+        for at in record.clicks:
+            flags |= F_BOT_CLICK if _is_bots(at, ref, bot_us) else F_CLICK
+            if flags & _DERIVED == _DERIVED:
+                break
     return flags
 
 
 def person_click_seconds(record: MessageRecord, bot_us: int) -> int:
-    """Epoch seconds of the click best send times and ``last_engaged_at`` use for a person's
-    click: the earliest unflagged click when it is a person's, else the latest (between the
-    two, only the extremes are kept). 0 when no click is a person's."""
+    """Epoch seconds of the message's first click that is a person's (0 = none): what best
+    send times and ``last_engaged_at`` use for a person's click."""
     if not record.flags & F_CLICK:
         return 0
     ref = _reference(record)
-    if not bot_us or (ref is not None and record.click_min - ref >= bot_us):
-        return record.click_min // US_PER_SECOND
-    return record.click_max // US_PER_SECOND
+    for at in record.clicks:
+        if ref is None or not _is_bots(at, ref, bot_us):
+            return at // US_PER_SECOND
+    return 0
 
 
 def any_click_seconds(record: MessageRecord) -> int:
     """Earliest click of any kind, in epoch seconds (0 = none): for orgs that count bots."""
     times = []
-    if record.flags & F_HAS_CLICKS:
-        times.append(record.click_min // US_PER_SECOND)
+    if record.flags & F_HAS_CLICKS and record.clicks:
+        times.append(record.clicks[0] // US_PER_SECOND)
     if record.flags & F_HAS_BOT_FLAGGED:
         times.append(record.bot_first)
     return min(times, default=0)

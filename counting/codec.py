@@ -34,8 +34,8 @@ Body, version 4:
 
 Registers, only when the flags announce one: a u8 form, then, in this order, each only when
 its flag is set (``counting.contrib``): u32 first open (F_OPEN), u32 first machine open
-(F_MACHINE_OPEN), u32 first reply (F_REPLY), the earliest and latest unflagged click µs
-(F_HAS_CLICKS; once when equal, form bit 2), u32 first and last bot-flagged click second
+(F_MACHINE_OPEN), u32 first reply (F_REPLY), u8 n and the n unflagged click times in µs
+(F_HAS_CLICKS, sorted, n <= 32), u32 first and last bot-flagged click second
 (F_HAS_BOT_FLAGGED), the earliest delivery µs (F_HAS_DELIVERED_AT). A µs time is an i32
 offset from the dispatch, or an i64 time when the form says so (bit 1 for the delivery, 4
 for the clicks): waiting entries, and times more than 35 minutes from the dispatch. The
@@ -83,7 +83,6 @@ _NONE = -(2**63)  # first_seen / tombstone absent
 _U32 = struct.Struct("<I")
 _I32 = struct.Struct("<i")
 _I64 = struct.Struct("<q")
-_TWO_I64 = struct.Struct("<qq")
 _TWO_U32 = struct.Struct("<II")
 _HEAD = struct.Struct("<qqqQ")  # base, first_seen, tombstone, dropped_pending
 _SENT = struct.Struct("<Bq")  # channel index, latest dispatch µs
@@ -96,7 +95,6 @@ _REGISTERS = F_OPEN | F_MACHINE_OPEN | F_REPLY | F_HAS_CLICKS | F_HAS_BOT_FLAGGE
 _REGISTERS |= F_HAS_DELIVERED_AT
 # The form byte in front of the registers: how the µs times are written.
 _DELIVERED_FAR = 1  # delivered_at as an absolute i64 (else an i32 offset from the dispatch)
-_ONE_CLICK = 2  # click_min == click_max: written once
 _CLICKS_FAR = 4  # click times as absolute i64 (else i32 offsets from the dispatch)
 _I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
 _DEFAULT_CFG = CountingConfig()
@@ -169,9 +167,8 @@ def _registers(r: MessageRecord, flags: int, dispatched_at: int | None) -> bytes
     if flags & F_REPLY:
         out.append(_U32.pack(r.first_reply))
     if flags & F_HAS_CLICKS:
-        times = (r.click_min,) if r.click_min == r.click_max else (r.click_min, r.click_max)
-        if len(times) == 1:
-            form |= _ONE_CLICK
+        times = r.clicks
+        out.append(bytes((len(times),)))
         if dispatched_at is not None and all(_near(t, dispatched_at) for t in times):
             out.extend(_I32.pack(t - dispatched_at) for t in times)
         else:
@@ -210,11 +207,13 @@ def _read_registers(
         pos += 4
     if flags & F_HAS_CLICKS:
         far = bool(form & _CLICKS_FAR)
-        r.click_min, pos = _read_time(data, pos, far, dispatched_at)
-        if form & _ONE_CLICK:
-            r.click_max = r.click_min
-        else:
-            r.click_max, pos = _read_time(data, pos, far, dispatched_at)
+        count = data[pos]
+        pos += 1
+        times = []
+        for _ in range(count):
+            at, pos = _read_time(data, pos, far, dispatched_at)
+            times.append(at)
+        r.clicks = tuple(times)
     if flags & F_HAS_BOT_FLAGGED:
         r.bot_first, r.bot_last = _TWO_U32.unpack_from(data, pos)
         pos += 8
@@ -343,7 +342,7 @@ def _legacy_record(
         record.first_reply = first_reply
     if flags & F_CLICK:
         record.flags |= F_HAS_CLICKS
-        record.click_min = record.click_max = first_click * US_PER_SECOND
+        record.clicks = (first_click * US_PER_SECOND,)
     return record
 
 

@@ -39,7 +39,7 @@ F_BOUNCE = 512  # SPEC §7.2
 F_HARD_BOUNCE = 1024
 F_COMPLAINT = 2048
 # Which optional registers the message holds (counting.state.MessageRecord, counting.codec).
-F_HAS_CLICKS = 4096  # click_min / click_max: unflagged clicks, classified by their delay
+F_HAS_CLICKS = 4096  # clicks: times of unflagged clicks, classified by their delay
 F_HAS_BOT_FLAGGED = 8192  # bot_first / bot_last: clicks flagged `bot`
 F_HAS_DELIVERED_AT = 16384  # delivered_at: the earliest delivery event
 

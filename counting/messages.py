@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import assert_never
 
 from counting.buckets import add_message, remove_message
-from counting.clicks import CLICK_BITS, classify
+from counting.clicks import CLICK_BITS, add_click, classify
 from counting.config import CountingConfig
 from counting.contrib import (
     F_AUTOMATED,
@@ -167,14 +167,9 @@ def _absorb(record: MessageRecord, event: InteractionEvent, ts: int) -> bool:
                 changed = True
             flags |= F_HAS_BOT_FLAGGED
         case ClickEvent():
-            if not flags & F_HAS_CLICKS:
-                record.click_min = record.click_max = ts
-                changed = True
-            elif ts < record.click_min:
-                record.click_min = ts
-                changed = True
-            elif ts > record.click_max:
-                record.click_max = ts
+            merged = add_click(record.clicks, ts)
+            if merged is not None:
+                record.clicks = merged
                 changed = True
             flags |= F_HAS_CLICKS
         case ReplyEvent():

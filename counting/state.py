@@ -34,10 +34,10 @@ class MessageRecord:
     pending_since: int = 0
     first_event_at: int = 0
     first_machine_open: int = 0
-    # Unflagged clicks: earliest and latest (µs). Whether they are people's or bots' depends
-    # on the delivery time, which may arrive later, so the times are kept and classified.
-    click_min: int = 0
-    click_max: int = 0
+    # Unflagged clicks: their distinct times (µs), sorted, at most MAX_CLICK_TIMES. Whether
+    # each is a person's or a bot's depends on the delivery time, which may arrive later, so
+    # the times are kept and classified (counting.clicks).
+    clicks: tuple[int, ...] = ()
     # Clicks flagged `bot`: earliest and latest (seconds).
     bot_first: int = 0
     bot_last: int = 0

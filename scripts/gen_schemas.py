@@ -139,8 +139,8 @@ FIELD_DOCS: dict[str, str] = {
     "machineOpen), not by the person: proves delivery, but is not an open or engagement "
     "unless the org counts machine events (EM_EXCLUDE_MACHINE_EVENTS). A JSON boolean.",
     "bot": "Clicked by a link scanner, as the provider says. An unflagged click dated less than "
-    "EM_BOT_CLICK_SECONDS (default 2) after the delivery (or the dispatch without one) is a "
-    "bot's too. A JSON boolean.",
+    "EM_BOT_CLICK_SECONDS (default 2) after the delivery (or the dispatch without one), and not "
+    "before it, is a bot's too. A JSON boolean.",
     "user_agent": "The user agent the provider saw; kept for people reading the event.",
     "kind": "hard (the address or number will never work) or soft (a temporary failure).",
     "reason": "The provider's reason, for people.",

@@ -177,16 +177,16 @@ def reference_snapshot(
         times: dict[str, list[datetime]] = {}
         for kind, moment in seen:
             times.setdefault(kind, []).append(moment)
-        # §7.1: an unflagged click less than N seconds after the earliest delivery (or the
-        # dispatch, without one) is a bot's.
+        # §7.1: an unflagged click dated less than N seconds after the earliest delivery (or
+        # the dispatch, without one) is a bot's; one dated before it is a person's.
         ref = min(times["delivery"]) if "delivery" in times else at
         delay = timedelta(microseconds=cfg.bot_click_us)
         clicks = sorted(times.get("click", []))
-        people_clicks = [t for t in clicks if t - ref >= delay or not delay]
+        people_clicks = [t for t in clicks if not timedelta(0) <= t - ref < delay]
         person_open = "open" in times
         machine_open = "machine_open" in times
         person_click = bool(people_clicks)
-        bot_click = "bot_click" in times or any(t - ref < delay for t in clicks if delay)
+        bot_click = "bot_click" in times or len(people_clicks) < len(clicks)
         reply = "reply" in times
         reached = bool(set(times) & {"delivery", "open", "machine_open", "reply", "complaint"})
         reached = reached or bool(clicks) or bot_click
@@ -206,16 +206,10 @@ def reference_snapshot(
         c["hard_bounced"] += "hard_bounce" in times and not reached
         c["complained"] += "complaint" in times
         # §7.3: the latest counted open, click or reply: each counts once per message, by
-        # its first occurrence (whole seconds, as the state keeps it). A person's click is the
-        # earliest unflagged click if it is a person's, else the latest (docs/counting.md).
+        # its first occurrence (whole seconds, as the state keeps it).
         if excluded:
             open_times = times.get("open", [])
-            if not person_click:
-                click_times = []
-            elif clicks[0] - ref >= delay or not delay:
-                click_times = [clicks[0]]
-            else:
-                click_times = [clicks[-1]]
+            click_times = people_clicks[:1]
         else:
             open_times = times.get("open", []) + times.get("machine_open", [])
             click_times = clicks + times.get("bot_click", [])

@@ -111,9 +111,21 @@ def test_a_delivery_that_arrives_after_the_click_reclassifies_it() -> None:
         assert _figures(email, "clicked", "bot_clicked") == (0, 1), order
 
 
-def test_a_click_dated_before_its_delivery_is_a_bots() -> None:
+def test_a_click_dated_before_its_delivery_is_a_persons() -> None:
+    # Providers date deliveries late (a Twilio delivery is dated when its callback arrives):
+    # a click before the delivery is no sign of a bot.
     events = [dispatch("m", SENT), delivery("m", _after(60)), click("m", _after(30))]
-    assert channel(snapshot_of(events), "email")["bot_clicked"] == 1
+    email = channel(snapshot_of(events), "email")
+    assert _figures(email, "clicked", "bot_clicked") == (1, 0)
+
+
+def test_many_clicks_keep_the_first_and_the_last_exact() -> None:
+    events = [dispatch("m", SENT), delivery("m", _after(0))]
+    events += [click("m", _after(0.1 * i)) for i in range(20)]  # a scanner, in its 2 s
+    events += [click("m", _after(3600 + i)) for i in range(40)]  # the person, an hour later
+    email = channel(snapshot_of(events), "email")
+    assert _figures(email, "clicked", "bot_clicked") == (1, 1)
+    assert email["engagement"]["last_engaged_at"] == "2026-05-31T13:00:00Z"
 
 
 def test_a_bot_click_then_a_persons_click_on_the_same_message() -> None:
