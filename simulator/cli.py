@@ -102,6 +102,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the simulated present, RFC 3339 (default: the current time)",
     )
+    parser.add_argument(
+        "--via",
+        choices=("kafka", "webhooks"),
+        default="kafka",
+        help=(
+            "kafka: every record to its topic; webhooks: what SendGrid, Twilio and WhatsApp "
+            "would report goes signed through the API's webhook endpoints (kafka)"
+        ),
+    )
+    parser.add_argument(
+        "--api-url",
+        default=None,
+        help="the API for --via webhooks (default http://EM_API_HOST:EM_API_PORT)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--dry-run",
@@ -152,12 +166,22 @@ def _zones_env(config: SimConfig) -> str:
     return f"EM_ORG_TIMEZONES='{{{zones}}}'"
 
 
-def _produce(config: SimConfig, settings: Settings, rate: float | None, progress: bool) -> SimStats:
+def _produce(
+    config: SimConfig,
+    settings: Settings,
+    rate: float | None,
+    progress: bool,
+    *,
+    via: str = "kafka",
+    api_url: str | None = None,
+) -> SimStats:
     from simulator.produce import produce
 
     # aiokafka warns once per topic it has to wait for (auto-created topics); on a run against
     # a fresh broker that is noise around the progress bar, not news.
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    if via == "webhooks":
+        return _via_webhooks(config, settings, rate, progress, api_url)
     total: int | None = None
     if progress and estimate_records(config) <= _COUNT_FIRST_UP_TO:
         total = sum(1 for _ in generate(config))
@@ -171,6 +195,44 @@ def _produce(config: SimConfig, settings: Settings, rate: float | None, progress
             total=total,
         )
     )
+
+
+def _via_webhooks(
+    config: SimConfig,
+    settings: Settings,
+    rate: float | None,
+    progress: bool,
+    api_url: str | None,
+) -> SimStats:
+    """The providers' share of the stream through the API's webhooks, the rest to Kafka."""
+    from simulator.produce import produce
+    from simulator.webhooks import ProviderKeys, install_secrets, post_all, route
+
+    url = api_url or f"http://{settings.api_host}:{settings.api_port}"
+    routed = route(generate(config))
+    keys = ProviderKeys.fresh()
+    install_secrets(settings.webhook_secrets_file, org_timezones(config.orgs), keys)
+    print(
+        f"  provider secrets for {config.orgs} org(s) written to {settings.webhook_secrets_file}; "
+        f"posting to {url}",
+        file=sys.stderr,
+    )
+    stats = asyncio.run(
+        produce(
+            routed.kafka,
+            settings.kafka_bootstrap,
+            settings.topic_prefix,
+            rate,
+            progress,
+            total=len(routed.kafka),
+        )
+    )
+    hooks = asyncio.run(post_all(routed, url, keys))
+    print(hooks.render())
+    if hooks.refused:
+        stats.failed += sum(hooks.refused.values())
+        stats.errors["webhook refused"] += sum(hooks.refused.values())
+    return stats
 
 
 def demo_records(settings: Settings, args: Any = None) -> tuple[list[str], int]:
@@ -188,7 +250,14 @@ def demo_records(settings: Settings, args: Any = None) -> tuple[list[str], int]:
         if value is not None:
             setattr(options, name, value)
     config = config_from_args(options, settings)
-    stats = _produce(config, settings, options.rate or None, not options.no_progress)
+    stats = _produce(
+        config,
+        settings,
+        options.rate or None,
+        not options.no_progress,
+        via=options.via,
+        api_url=options.api_url,
+    )
     print(stats.render())
     if stats.failed:
         raise RuntimeError(f"{stats.failed} record(s) could not be produced: {dict(stats.errors)}")
@@ -222,7 +291,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         file=sys.stderr,
     )
     try:
-        stats = _produce(config, settings, args.rate or None, not args.no_progress)
+        stats = _produce(
+            config,
+            settings,
+            args.rate or None,
+            not args.no_progress,
+            via=args.via,
+            api_url=args.api_url,
+        )
     except KeyboardInterrupt:
         print("engagement-monitor simulate: interrupted", file=sys.stderr)
         return 130

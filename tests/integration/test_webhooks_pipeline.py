@@ -22,12 +22,19 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from counting import CountingConfig
 from read_api.app import create_app
 from read_api.commands import KafkaPublisher
 from read_api.webhooks.signatures import twilio_expected
+from simulator.config import SimConfig
+from simulator.produce import produce
+from simulator.stream import generate
+from simulator.webhooks import ProviderKeys, install_secrets, post_all, route
+from simulator.world import org_timezones
 from streams.dead_letters import H_CODE
 from tests.integration.harness import Pipeline, ago, snapshot, wait_for
-from tests.read_api.support import make_settings
+from tests.integration.streamgen import reference
+from tests.read_api.support import clear_org, make_settings
 from tests.read_api.test_webhook_signatures import sendgrid_keypair, sendgrid_sign
 
 pytestmark = pytest.mark.integration
@@ -281,3 +288,88 @@ async def test_provider_webhooks_end_in_exact_snapshots(
     # the unknown e-mail twice (SendGrid's retry), the reply to a message that is not ours
     assert codes == ["missing_ids", "missing_ids", "unknown_message"]
     assert any(orjson.loads(r.value).get("id") == "wamid.IN2" for r in dead)
+
+
+async def test_simulate_via_webhooks_gives_the_figures_of_the_kafka_path(
+    pipeline: Pipeline, redis_client: aioredis.Redis
+) -> None:
+    """`engagement-monitor simulate --via webhooks`: the providers' share of a simulated stream
+    goes signed through the API, the rest to Kafka; per contact, the e-mail and SMS figures that
+    do not depend on sub-second event times equal those of the plain Kafka path."""
+    config = SimConfig(
+        orgs=1, contacts_per_org=25, messages_per_contact=8, seed=4242, malformed_share=0.0
+    )
+    (org,) = org_timezones(config.orgs)
+    await clear_org(redis_client, org)
+    secrets_file = pipeline.tmp / "sim-webhook-secrets.json"
+    settings = make_settings(
+        pipeline.tmp,
+        kafka_bootstrap=pipeline.bootstrap,
+        redis_url=pipeline.redis_url,
+        topic_prefix=pipeline.prefix,
+        webhook_secrets_file=secrets_file,
+    )
+    records = list(generate(config))
+    routed = route(records)
+    assert routed.sendgrid and routed.twilio and routed.whatsapp_statuses
+    keys = ProviderKeys.fresh()
+    install_secrets(secrets_file, [org], keys)
+
+    await pipeline.start_worker()
+    sent = await produce(routed.kafka, pipeline.bootstrap, pipeline.prefix, None, False)
+    assert sent.failed == 0
+    publisher = KafkaPublisher(pipeline.bootstrap)
+    await publisher.start()
+    try:
+        app = create_app(settings, redis=redis_client, producer=publisher)
+        stats = await post_all(routed, "http://api", keys, httpx.ASGITransport(app=app))
+    finally:
+        await publisher.stop()
+    assert not stats.refused and stats.published > 0
+
+    good = [(r.topic, r.key, orjson.loads(r.value)) for r in records if r.kind != "malformed"]
+    expected = reference(good, CountingConfig(), config.now)
+    fields = (
+        "dispatched",
+        "sending_errors",
+        "delivered",
+        "bounced",
+        "hard_bounced",
+        "complained",
+        "machine_opened",
+    )
+
+    def figures(snap: dict[str, Any] | None) -> dict[str, tuple[int, ...]]:
+        if snap is None:
+            return {}
+        return {
+            ch: tuple(snap["channels"][ch][f] for f in fields)
+            for ch in ("email", "sms")
+            if ch in snap["channels"]
+        }
+
+    totals = [
+        sum(col)
+        for col in zip(*(t for s in expected.values() for t in figures(s).values()), strict=True)
+    ]
+    by_field = dict(zip(fields, totals, strict=True))
+    # the comparison is about something: deliveries, bounces and proxy opens were reported
+    assert (
+        by_field["delivered"] > 50 and by_field["bounced"] > 0 and by_field["machine_opened"] > 0
+    ), by_field
+
+    async def mismatches() -> list[str]:
+        wrong = []
+        for (o, contact), snap in expected.items():
+            got = figures(await snapshot(redis_client, o, contact))
+            if got != figures(snap):
+                wrong.append(f"{contact}: {got} != {figures(snap)}")
+        return wrong
+
+    async def same() -> bool:
+        return not await mismatches()
+
+    try:
+        await wait_for(same, timeout=90, interval=1.0, what="webhook figures = Kafka figures")
+    except AssertionError:
+        raise AssertionError("\n".join((await mismatches())[:10])) from None
