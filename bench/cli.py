@@ -35,6 +35,7 @@ QUICK = {
     "api_seconds": 5.0,
     "recovery_contacts": 10_000,
     "check_sample": 0,
+    "webhook_batches": 21,
 }
 
 

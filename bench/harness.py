@@ -88,6 +88,9 @@ class BenchConfig:
     api_rate: float = 1000.0
     api_seconds: float = 15.0
     recovery_contacts: int = 100_000
+    webhook_batches: int = 200  # SendGrid batches of webhook_batch events (scenario 8)
+    webhook_batch: int = 1000
+    webhook_concurrency: int = 8
     profile: bool = False
     keep: bool = False
     preset: str = "default"
@@ -690,6 +693,77 @@ async def scenario_api(ctx: Context) -> dict[str, Any]:
         api.stop()
 
 
+# --------------------------------------------------------------------------- webhooks
+async def scenario_webhooks(ctx: Context) -> dict[str, Any]:
+    """Signed SendGrid batches of 1,000 events into `engagement-monitor api`'s webhook, from
+    another process: events per second into Kafka (a 202 means Kafka holds the batch)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    reason = _api_available()
+    if reason:
+        return {"status": f"skipped: {reason}"}
+    org = "bench-webhooks"  # its own org and topics: no backlog needed, none touched
+    contacts = [f"webhook-contact-{i}" for i in range(2000)]
+    private = ec.generate_private_key(ec.SECP256R1())
+    key_file = ctx.workdir / "webhook-key.pem"
+    key_file.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    secrets_file = ctx.workdir / "webhook-secrets.json"
+    secrets_file.write_bytes(
+        orjson.dumps([{"org_id": org, "provider": "sendgrid", "secret": public.decode()}])
+    )
+    port = free_port()
+    prefix = f"{ctx.backlog_prefix}webhooks."
+    env = {
+        **ctx.services.worker_env(prefix, ctx.app_id("webhooks"), ctx.workdir / "webhooks", 0),
+        "EM_WORKER_WEB_PORT": str(free_port()),
+        "EM_API_HOST": "127.0.0.1",
+        "EM_API_PORT": str(port),
+        "EM_API_TOKENS_FILE": str(ctx.workdir / "no-tokens.json"),
+        "EM_WEBHOOK_SECRETS_FILE": str(secrets_file),
+    }
+    api = Proc("api", python_module("bench.apps.api_server"), env, ctx.workdir / "webhooks.log")
+    api.start()
+    try:
+        try:
+            await wait_healthy(api, port, timeout=60)
+        except RuntimeError as exc:
+            return {"status": "skipped: the API did not start", "detail": str(exc)[-500:]}
+        argv = python_module(
+            "bench.apps.webhook_load",
+            f"http://127.0.0.1:{port}/v1/orgs/{quote(org, safe='')}/webhooks/sendgrid",
+            str(key_file),
+            json.dumps(contacts),
+            str(ctx.cfg.webhook_batches),
+            str(ctx.cfg.webhook_batch),
+            str(ctx.cfg.webhook_concurrency),
+        )
+        load = await asyncio.create_subprocess_exec(
+            *argv, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await load.communicate()
+        if load.returncode != 0:
+            return {"status": "failed: load generator", "detail": err.decode()[-500:]}
+        figures: dict[str, Any] = orjson.loads(out.splitlines()[-1])
+        expected = (ctx.cfg.webhook_batches - 1) * ctx.cfg.webhook_batch
+        figures["status"] = "ok" if figures.get("events") == expected else "errors"
+        for k in ("p50_ms", "p99_ms", "seconds", "events_per_second"):
+            if isinstance(figures.get(k), float):
+                figures[k] = round(figures[k], 2)
+        return figures
+    finally:
+        api.stop()
+
+
 # --------------------------------------------------------------------------- recovery
 def recovery_templates(cfg: BenchConfig, count: int = 64) -> list[bytes]:
     """Realistic table values: contacts of a small generated backlog, as the worker packs them.
@@ -803,6 +877,7 @@ RUNNERS: dict[str, Callable[[Context], Coroutine[Any, Any, dict[str, Any]]]] = {
     "latency_high": scenario_latency_high,
     "api": scenario_api,
     "recovery": scenario_recovery,
+    "webhooks": scenario_webhooks,
 }
 
 

@@ -12,6 +12,7 @@ SCENARIOS: tuple[str, ...] = (
     "api",
     "footprint",
     "recovery",
+    "webhooks",
 )
 TITLES: dict[str, str] = {
     "empty": "0 empty Faust agent",
@@ -23,4 +24,5 @@ TITLES: dict[str, str] = {
     "api": "5 API snapshot GET latency",
     "footprint": "6 bytes per contact",
     "recovery": "7 recovery of a restarted worker",
+    "webhooks": "8 provider webhooks into Kafka",
 }

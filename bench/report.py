@@ -157,6 +157,18 @@ def rows(doc: dict[str, Any]) -> list[Row]:
                 f"full changelog replay ({_num(item.get('changelog_records'))} records)",
             )
         )
+    if not status_row("webhooks"):
+        item = s["webhooks"]
+        out.append(
+            (
+                TITLES["webhooks"],
+                "events/s",
+                _num(item.get("events_per_second")),
+                f"{_num(item.get('events'))} SendGrid events in batches of {item.get('batch')}, "
+                f"{item.get('concurrency')} in flight; request p50 {_num(item.get('p50_ms'), 'ms')}"
+                f", p99 {_num(item.get('p99_ms'), 'ms')}; {item.get('statuses')}",
+            )
+        )
     return out
 
 

@@ -229,6 +229,9 @@ def _via_webhooks(
     )
     hooks = asyncio.run(post_all(routed, url, keys))
     print(hooks.render())
+    # What the API published is in Kafka too: the worker has that much more to read.
+    stats.sent += hooks.published
+    stats.by_kind["through provider webhooks"] += hooks.published
     if hooks.refused:
         stats.failed += sum(hooks.refused.values())
         stats.errors["webhook refused"] += sum(hooks.refused.values())
