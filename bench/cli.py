@@ -76,6 +76,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--api-rate", type=float, help="offered requests/s (1000)")
     s.add_argument("--api-seconds", type=float, help="(15)")
     s.add_argument("--recovery-contacts", type=int, help="contacts a restarted worker holds (100k)")
+    s.add_argument(
+        "--webhook-batches", type=int, help="SendGrid batches of 1,000 posted by scenario 8 (200)"
+    )
     s.add_argument("--profile", action="store_true", help="py-spy the pipeline worker's drain")
     o = parser.add_argument_group("output")
     o.add_argument("--out-dir", type=Path, default=ROOT / "bench-results")
@@ -127,6 +130,7 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         "api_rate": "api_rate",
         "api_seconds": "api_seconds",
         "recovery_contacts": "recovery_contacts",
+        "webhook_batches": "webhook_batches",
     }
     for arg, attr in mapping.items():
         value = getattr(args, arg)

@@ -285,6 +285,84 @@ async def scenario_naive(ctx: Context) -> dict[str, Any]:
     return figures
 
 
+# --------------------------------------------------------------------------- peers
+async def _internal_topics(ctx: Context, app_id: str, proc: Proc, limit: float = 90) -> list[str]:
+    """The repartition topics a peer creates for itself (both re-key by contact), once it has:
+    the drain ends when the peer's group has committed them to their end too."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited while starting:\n{proc.tail()}")
+        found = [t for t in await ctx.kafka.list_topics() if app_id in t and "repartition" in t]
+        if found:
+            return found
+        await asyncio.sleep(0.5)
+    raise RuntimeError(f"{proc.name} created no repartition topic in {limit:.0f} s")
+
+
+async def _run_peer(
+    ctx: Context, name: str, argv: list[str], results_topic: str, **extra_env: str
+) -> dict[str, Any]:
+    """Start a peer on the backlog with its own group; time its drain (inputs and its
+    repartition topic committed to their ends) and its process tree's CPU; stop it."""
+    app_id = ctx.app_id(name)
+    stats_key = f"bench:{ctx.run_id}:{name}"
+    env = _app_env(ctx, app_id, ctx.workdir / name, stats_key, **extra_env)
+    proc = Proc(name, argv, env, ctx.workdir / f"{name}.log").start()
+    try:
+        follow = await _internal_topics(ctx, app_id, proc)
+        drain = await watch_drain(
+            ctx.kafka, app_id, ctx.backlog_ends, proc, ctx.cfg.drain_budget, follow=follow
+        )
+        await asyncio.sleep(1.2)
+        seen, own_rate = await _stats(ctx, stats_key)
+        figures = _drain_figures(drain, seen or None)
+        if own_rate:
+            figures["app_events_per_second"] = round(own_rate)
+        # what it wrote: one per-contact result per counted event (proof that it counts)
+        ends = await ctx.kafka.end_offsets([ctx.backlog_prefix + results_topic])
+        figures["results_written"] = sum(ends.values())
+    finally:
+        proc.stop()
+        await ctx.redis.delete(stats_key)
+    return figures
+
+
+async def scenario_quixstreams(ctx: Context) -> dict[str, Any]:
+    from bench.peers import PeerUnavailable, quix_python
+
+    try:
+        python = quix_python()
+    except (PeerUnavailable, OSError) as exc:
+        return {"status": f"skipped: quixstreams peer unavailable ({exc})"}
+    figures = await _run_peer(
+        ctx, "quixstreams", [str(python), "-m", "bench.apps.quix_app"], "peer.quix.results"
+    )
+    figures["peer"] = "quixstreams"
+    return figures
+
+
+async def scenario_kstreams(ctx: Context) -> dict[str, Any]:
+    import shutil
+
+    from bench.peers import PeerUnavailable, kstreams_classpath
+
+    java = shutil.which("java")
+    if java is None:
+        return {"status": "skipped: java is not installed"}
+    try:
+        classpath = await asyncio.to_thread(kstreams_classpath)
+    except (PeerUnavailable, OSError) as exc:
+        return {"status": f"skipped: Kafka Streams peer unavailable ({exc})"}
+    argv = [java, f"-Xmx{KSTREAMS_HEAP}", "-cp", classpath, "engagement.peer.PeerApp"]
+    figures = await _run_peer(ctx, "kstreams", argv, "peer.kstreams.results")
+    figures["heap"] = KSTREAMS_HEAP
+    return figures
+
+
+KSTREAMS_HEAP = "1g"
+
+
 # --------------------------------------------------------------------------- pipeline
 async def _compare(
     ctx: Context, expected: dict[tuple[str, str], dict[str, Any] | None]
@@ -873,6 +951,8 @@ RUNNERS: dict[str, Callable[[Context], Coroutine[Any, Any, dict[str, Any]]]] = {
     "raw": scenario_raw,
     "pipeline": scenario_pipeline,
     "naive": scenario_naive,
+    "quixstreams": scenario_quixstreams,
+    "kstreams": scenario_kstreams,
     "latency": scenario_latency,
     "latency_high": scenario_latency_high,
     "api": scenario_api,
@@ -925,9 +1005,17 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
 
     pipe = rate("pipeline")
     out: dict[str, float | None] = {}
-    for other in ("raw", "empty", "naive"):
+    for other in ("raw", "empty", "naive", "quixstreams", "kstreams"):
         base = rate(other)
         out[f"pipeline_over_{other}"] = float(f"{pipe / base:.3g}") if pipe and base else None
+    # per core: events per CPU-second of each process tree (the JVM's JIT and GC included)
+    pipe_cpu = (results.get("scenarios", {}).get("pipeline") or {}).get("events_per_cpu_second")
+    for other in ("quixstreams", "kstreams"):
+        item = results.get("scenarios", {}).get(other) or {}
+        base_cpu = item.get("events_per_cpu_second")
+        out[f"pipeline_over_{other}_per_cpu"] = (
+            float(f"{pipe_cpu / base_cpu:.3g}") if pipe_cpu and base_cpu else None
+        )
     return out
 
 
@@ -974,7 +1062,16 @@ async def run_bench(
     started = time.perf_counter()
     selected = [s for s in SCENARIOS if s in cfg.scenarios]
     try:
-        if {"empty", "raw", "pipeline", "naive", "api", "footprint"} & set(selected):
+        if {
+            "empty",
+            "raw",
+            "pipeline",
+            "naive",
+            "quixstreams",
+            "kstreams",
+            "api",
+            "footprint",
+        } & set(selected):
             await prepare_backlog(ctx)
             doc["backlog"] = ctx.results["backlog"]
         for name in selected:

@@ -44,7 +44,9 @@ def rows(doc: dict[str, Any]) -> list[Row]:
         out.append((TITLES[name], "status", status, ""))
         return True
 
-    for name in ("empty", "raw", "pipeline", "naive"):
+    for name in ("empty", "raw", "pipeline", "naive", "quixstreams", "kstreams"):
+        if name not in s:
+            continue
         if status_row(name):
             continue
         item = s[name]
@@ -56,6 +58,8 @@ def rows(doc: dict[str, Any]) -> list[Row]:
                     _ratio(r.get("pipeline_over_raw"), "raw"),
                     _ratio(r.get("pipeline_over_naive"), "naive"),
                     _ratio(r.get("pipeline_over_empty"), "empty agent"),
+                    _ratio(r.get("pipeline_over_quixstreams"), "quixstreams"),
+                    _ratio(r.get("pipeline_over_kstreams"), "Kafka Streams"),
                 )
                 if x
             )

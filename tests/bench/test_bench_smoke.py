@@ -75,3 +75,40 @@ def test_bench_harness_smoke(tmp_path: Path) -> None:
         assert scenarios[name]["status"] == "not selected"
     assert {"commit", "date", "machine", "config", "backlog"} <= doc.keys()
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_the_peers_and_the_webhook_scenario_start_count_and_stop(tmp_path: Path) -> None:
+    """quixstreams (its own virtualenv) and Kafka Streams (built with Maven) on a tiny backlog,
+    and a few signed webhook batches: so the comparison of `make bench` cannot rot."""
+    out = tmp_path / "bench.json"
+    env = {
+        **os.environ,
+        "EM_KAFKA_BOOTSTRAP": os.environ.get("EM_KAFKA_BOOTSTRAP") or "127.0.0.1:9092",
+        "EM_REDIS_URL": os.environ.get("EM_REDIS_URL") or "redis://127.0.0.1:6379/0",
+    }
+    args = [
+        *("--events", "3000", "--contacts", "300", "--orgs", "3"),
+        *("--only", "quixstreams,kstreams,webhooks", "--webhook-batches", "4"),
+        *("--json", str(out), "--no-record", "--workdir", str(tmp_path / "work")),
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert out.exists(), f"no JSON written:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    scenarios = orjson.loads(out.read_bytes())["scenarios"]
+    for name in ("quixstreams", "kstreams"):
+        peer = scenarios[name]
+        assert peer.get("status") == "ok", (name, peer)
+        assert peer["events"] == 3000 and peer["events_per_second"] > 0, peer
+        assert peer["results_written"] > 1000, peer  # it counted: a result per counted event
+    assert scenarios["quixstreams"]["records_seen_by_app"] >= 3000
+    webhooks = scenarios["webhooks"]
+    assert webhooks.get("status") == "ok", webhooks
+    assert webhooks["events"] == 3000 and webhooks["events_per_second"] > 0, webhooks
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
