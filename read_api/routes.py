@@ -18,12 +18,13 @@ from fastapi import (
     status,
 )
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
 from pydantic import WithJsonSchema
 
 from models import identifiers as ids
 from models.snapshot import Snapshot
 from models.tiers import Tier
-from read_api import commands
+from read_api import commands, export
 from read_api.auth import NOT_FOUND, Caller, Reader, Writer
 from read_api.commands import PublishUnavailable
 from read_api.schemas import (
@@ -211,11 +212,48 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
         if channel is not None:
             check_channel(state, "query.channel", channel)
         page = await state.store.segment(org_id, channel, tier, cursor, limit)
+        found = await state.store.registrations(org_id, [c for c, _ in page.items])
         return SegmentPage(
             tier=tier,
             channel=channel,
-            items=[SegmentItem(contact_id=c, rate=r) for c, r in page.items],
+            items=[
+                SegmentItem(contact_id=c, name=reg and reg["name"], rate=r)
+                for (c, r), reg in zip(page.items, found, strict=True)
+            ],
             next_cursor=page.next_cursor,
+        )
+
+    @router.get(
+        "/orgs/{org_id:id}/segments.csv",
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "description": "The whole segment, most engaged first.",
+                "content": {"text/csv": {"schema": {"type": "string"}}},
+            },
+            **_AUTH_ERRORS,
+        },
+        summary="The whole segment as CSV (SPEC §7.4), streamed",
+        tags=["read"],
+    )
+    async def segment_csv(
+        org_id: str,
+        _principal: Reader,
+        state: State,
+        tier: Annotated[Tier, Query(description="The engagement tier.")],
+        channel: Annotated[
+            channel_type | None,
+            Query(description="Omit for the overall segment."),
+        ] = None,
+    ) -> StreamingResponse:
+        if channel is not None:
+            check_channel(state, "query.channel", channel)
+        scope = channel or "overall"
+        filename = f"segment-{tier}-{scope}.csv"
+        return StreamingResponse(
+            export.segment_rows(state.store, org_id, channel, tier),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
 
     @router.patch(

@@ -50,6 +50,7 @@ class WhoAmI(BaseModel):
 
 class SegmentItem(BaseModel):
     contact_id: str
+    name: str | None = Field(None, description="The contact's name (SPEC §7.4), null when none.")
     rate: float = Field(description="Engagement rate (percent) that placed the contact here.")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import orjson
 import redis.asyncio as aioredis
 
 from engagement_monitor import keyspace as ks
@@ -50,6 +51,23 @@ class SnapshotStore:
         page = texts[:limit]
         next_cursor = page[-1] if len(texts) > limit else None
         return SegmentSlice([ks.parse_member(m) for m in page], next_cursor)
+
+    async def registrations(
+        self, org_id: str, contact_ids: list[str]
+    ) -> list[dict[str, str | None] | None]:
+        """The `name`, `email` and `phone` of each contact's snapshot, in one round trip (None
+        for a contact whose snapshot is gone: a segment member can outlive it briefly)."""
+        if not contact_ids:
+            return []
+        raws = await self.client.mget([ks.redis_snapshot_key(org_id, c) for c in contact_ids])
+        out: list[dict[str, str | None] | None] = []
+        for raw in raws:
+            if raw is None:
+                out.append(None)
+                continue
+            registration = orjson.loads(raw).get("registration") or {}
+            out.append({k: registration.get(k) for k in ("name", "email", "phone")})
+        return out
 
     async def ping(self) -> bool:
         try:

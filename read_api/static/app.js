@@ -141,7 +141,9 @@ async function loadSegment(more) {
         el("li", { tabindex: "0", dataset: { contact: item.contact_id },
           onclick: () => openContact(item.contact_id),
           onkeydown: (e) => { if (e.key === "Enter") openContact(item.contact_id); } },
-        el("span", {}, item.contact_id), el("span", { class: "muted" }, pct(item.rate))),
+        el("span", {}, item.name || item.contact_id,
+          item.name ? el("span", { class: "muted small" }, ` ${item.contact_id}`) : null),
+        el("span", { class: "muted" }, pct(item.rate))),
       );
     }
     state.segCursor = page.next_cursor;
@@ -149,6 +151,31 @@ async function loadSegment(more) {
     $("seg-empty").hidden = $("seg-list").children.length > 0;
   } catch (err) {
     setStatus(`Segments: ${err.message}`, "err");
+  }
+}
+
+// SPEC §7.4: the whole segment as CSV. The export needs the bearer token, so it is fetched
+// here and handed to the browser as a file, never as a link that would carry the token.
+async function exportSegment() {
+  const params = new URLSearchParams({ tier: $("seg-tier").value });
+  if ($("seg-channel").value) params.set("channel", $("seg-channel").value);
+  const path = `/v1/orgs/${encodeURIComponent(state.who.org_id)}/segments.csv?${params}`;
+  try {
+    const response = await fetch(path, {
+      headers: { Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) || ""}` },
+    });
+    if (!response.ok) throw new Error(`export failed (${response.status})`);
+    const blob = await response.blob();
+    const link = el("a", {
+      href: URL.createObjectURL(blob),
+      download: `segment-${params.get("tier")}-${params.get("channel") || "overall"}.csv`,
+    });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setStatus("Segment exported.");
+  } catch (err) {
+    setStatus(`Export: ${err.message}`, "err");
   }
 }
 
@@ -358,6 +385,7 @@ document.addEventListener("DOMContentLoaded", () => {
   on("sign-out", "click", () => signOut());
   on("seg-form", "submit", (event) => { event.preventDefault(); loadSegment(false); });
   on("seg-more", "click", () => loadSegment(true));
+  on("seg-export", "click", exportSegment);
   on("open-form", "submit", (event) => {
     event.preventDefault();
     const id = $("open-id").value.trim();

@@ -72,6 +72,7 @@ ROUTES: list[tuple[str, str, str, Any, bool, str | None]] = [
     ("monitor", "GET", "/v1/orgs/{org}/contacts/{contact}/monitor", None, False, None),
     ("segments", "GET", "/v1/orgs/{org}/segments?tier=high", None, False, None),
     ("segments_ch", "GET", "/v1/orgs/{org}/segments?tier=high&channel=email", None, False, None),
+    ("segments_csv", "GET", "/v1/orgs/{org}/segments.csv?tier=high", None, False, None),
     ("edit", "PATCH", "/v1/orgs/{org}/contacts/{contact}", {"name": "New"}, True, "contact"),
     ("delete", "DELETE", "/v1/orgs/{org}/contacts/{contact}", None, True, "contact"),
     (
@@ -262,11 +263,62 @@ async def test_segment_per_channel_and_empty(world: World) -> None:
     assert response.json() == {
         "tier": "high",
         "channel": "email",
-        "items": [{"contact_id": "c1", "rate": 66.67}],
+        "items": [{"contact_id": "c1", "name": "Ana Own", "rate": 66.67}],
         "next_cursor": None,
     }
     response = await w.client.get(f"/v1/orgs/{w.org}/segments?tier=very_high", headers=headers)
     assert response.json()["items"] == []
+
+
+async def test_segment_csv_streams_the_whole_segment_with_exact_quoting(
+    world: World, redis_client: aioredis.Redis
+) -> None:
+    """SPEC §7.4: header, every member most engaged first (across the export's pages), names
+    with commas, quotes and line breaks intact, a formula-looking name defused."""
+    import csv
+    import io
+
+    w = world
+    names = ['Souza, Ana "Aninha"', "Line\nBreak", "=HYPERLINK(1)", "Zé Ümlaut"]
+    for i in range(1203):  # more than two export pages of 500
+        name = names[i % len(names)] if i < len(names) else f"Contact {i}"
+        await seed_contact(
+            redis_client, w.org, f"x{i:04d}", name=name, overall=("low", 20 + i % 30)
+        )
+    response = await w.client.get(
+        f"/v1/orgs/{w.org}/segments.csv?tier=low", headers=w.tokens.header("agent")
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert 'filename="segment-low-overall.csv"' in response.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(response.text)))
+    assert rows[0] == ["contact_id", "name", "email", "phone", "rate", "tier"]
+    body = rows[1:]
+    assert len(body) == 1203 and len({r[0] for r in body}) == 1203
+    rates = [float(r[4]) for r in body]
+    assert rates == sorted(rates, reverse=True)
+    by_id = {r[0]: r for r in body}
+    assert by_id["x0000"][1] == 'Souza, Ana "Aninha"'
+    assert by_id["x0001"][1] == "Line\nBreak"
+    assert by_id["x0002"][1] == "'=HYPERLINK(1)"
+    assert by_id["x0003"][1] == "Zé Ümlaut"
+    assert by_id["x0000"][2:] == ["x0000@example.com", "+5511999990000", "20.00", "low"]
+    # per channel, and an empty segment is just the header
+    email = await w.client.get(
+        f"/v1/orgs/{w.org}/segments.csv?tier=high&channel=email", headers=w.tokens.header("agent")
+    )
+    assert [r[0] for r in csv.reader(io.StringIO(email.text))][1:] == [
+        "c1",
+        *(f"x{i:04d}" for i in range(1203)),
+    ]
+    empty = await w.client.get(
+        f"/v1/orgs/{w.org}/segments.csv?tier=very_high", headers=w.tokens.header("agent")
+    )
+    assert empty.text == "contact_id,name,email,phone,rate,tier\r\n"
+    bad = await w.client.get(
+        f"/v1/orgs/{w.org}/segments.csv?tier=great", headers=w.tokens.header("agent")
+    )
+    assert bad.status_code == 422
 
 
 async def test_patch_publishes_only_the_fields_given(world: World) -> None:

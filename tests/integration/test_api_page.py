@@ -240,6 +240,13 @@ async def test_monitor_page_in_chromium(
         await page.select_option("#seg-tier", snap["engagement"]["tier"])
         await page.click("#seg-form button[type=submit]")
         await expect(page.get_by_test_id("seg-list")).to_contain_text("ana")
+        await expect(page.get_by_test_id("seg-list")).to_contain_text("Ana Souza")  # §7.4 names
+        async with page.expect_download() as download_info:  # "Export CSV" (SPEC §7.4)
+            await page.get_by_test_id("seg-export").click()
+        download = await download_info.value
+        exported = Path(await download.path()).read_text().splitlines()
+        assert exported[0] == "contact_id,name,email,phone,rate,tier"
+        assert any(line.startswith("ana,Ana Souza,ana@example.com,") for line in exported[1:])
 
         await page.get_by_text("Dispatches by channel").click()
         await expect(page.get_by_test_id("dispatched-by-channel")).to_contain_text("WhatsApp")
@@ -272,7 +279,7 @@ async def test_monitor_page_in_chromium(
         await expect(agent.locator(".write-only")).to_have_count(0)
         await expect(agent.get_by_test_id("lists").locator("button")).to_have_count(0)
         visible = await agent.locator("button:visible").all_inner_texts()
-        assert set(visible) <= {"Sign out", "Open", "Show", "More"}, visible
+        assert set(visible) <= {"Sign out", "Open", "Show", "More", "Export CSV"}, visible
         await agent.screenshot(path=str(ARTIFACTS / "monitor-page-agent.png"), full_page=True)
     finally:
         server.should_exit = True
