@@ -25,6 +25,7 @@ from typing import Literal
 import orjson
 
 from agents.contact_cache import ContactCache, HotContact, Load
+from agents.org_index import NO_INDEX, OrgIndex, org_index
 from agents.stored import Published, StoredContact, pack
 from counting import (
     CountingConfig,
@@ -66,6 +67,7 @@ class SnapshotWrite:
     version: int
     snapshot: bytes | None
     tiers: Published
+    index: OrgIndex = NO_INDEX  # what the org's overview and search know of it (§7.4)
 
 
 @dataclass(slots=True)
@@ -296,6 +298,7 @@ class EngagementProcessor:
             stored.version,
             orjson.dumps(snapshot) if snapshot is not None else None,
             current,
+            org_index(snapshot),
         )
         return ContactChange(key, hot.partition, value, write, due)
 
@@ -331,6 +334,7 @@ class EngagementProcessor:
             stored.version,
             orjson.dumps(snapshot) if snapshot is not None else None,
             current,
+            org_index(snapshot),
         )
 
     def ticks(self, keys: Sequence[bytes]) -> list[Outbound]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from agents.org_index import OrgIndex
 from agents.processor import SnapshotWrite
 from agents.stored import Published
 from engagement_monitor import keyspace as ks
@@ -35,6 +36,20 @@ def segment_members(org_id: str, contact_id: str, tiers: Published) -> list[tupl
     ]
 
 
+def index_members(org_id: str, contact_id: str, index: OrgIndex) -> list[tuple[str, str]]:
+    """(sorted set, member) of the org-wide views (SPEC §7.4) the contact is in: the org's
+    contacts, each channel it shows and that channel's status, and the search fields it has.
+    One member per set, so the membership hash remembers each, like a segment's."""
+    member = ks.contact_member(contact_id)
+    out = [(ks.redis_contacts_key(org_id), member)]
+    for channel, status in index.channels:
+        out.append((ks.redis_channel_key(org_id, channel), member))
+        out.append((ks.redis_subscription_key(org_id, channel, status), member))
+    for field, value in index.search:
+        out.append((ks.redis_search_key(org_id, field), ks.search_member(value, contact_id)))
+    return out
+
+
 def _script_input(
     org_id: str, writes: Sequence[SnapshotWrite]
 ) -> tuple[list[str], list[bytes | str | int]]:
@@ -49,6 +64,7 @@ def _script_input(
             args += (write.version, b"", -1)
             continue
         members = segment_members(org_id, contact_id, write.tiers)
+        members += index_members(org_id, contact_id, write.index)
         args += (write.version, write.snapshot, len(members))
         for segment, member in members:
             args.append(segment)

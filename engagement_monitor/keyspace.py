@@ -136,6 +136,46 @@ def redis_segment_key(org_id: str, scope: str | None, tier: str) -> str:
     return f"{_org_prefix(org_id)}:seg:{redis_part(scope or OVERALL_SCOPE)}:{redis_part(tier)}"
 
 
+def redis_contacts_key(org_id: str) -> str:
+    """Sorted set: every contact of the org with a snapshot (SPEC §7.4 overview)."""
+    return f"{_org_prefix(org_id)}:all"
+
+
+def redis_channel_key(org_id: str, channel: str) -> str:
+    """Sorted set: the contacts whose snapshot shows the channel."""
+    return f"{_org_prefix(org_id)}:chan:{redis_part(channel)}"
+
+
+def redis_subscription_key(org_id: str, channel: str, status: str) -> str:
+    """Sorted set: the contacts whose channel has this status (subscribed / unsubscribed)."""
+    return f"{_org_prefix(org_id)}:sub:{redis_part(channel)}:{redis_part(status)}"
+
+
+def redis_search_key(org_id: str, field: str) -> str:
+    """Sorted set, scores 0: members `<lower-cased value>|<contact>` for prefix search."""
+    return f"{_org_prefix(org_id)}:find:{redis_part(field)}"
+
+
+def contact_member(contact_id: str) -> str:
+    return redis_part(contact_id)
+
+
+def search_member(value: str, contact_id: str) -> str:
+    """`<value>|<contact>`: the value as indexed (may hold `|`), then the escaped contact
+    (which never does)."""
+    return f"{value}|{redis_part(contact_id)}"
+
+
+def parse_search_member(member: str) -> tuple[str, str]:
+    """(indexed value, contact_id) of a search member."""
+    value, _, contact = member.rpartition("|")
+    return value, _unescape(contact)
+
+
+def parse_contact_member(member: str) -> str:
+    return _unescape(member)
+
+
 def redis_provider_message_key(org_id: str, provider: str, provider_message_id: str) -> str:
     """Our (contact, message) ids of a message a provider knows by its own id (WhatsApp's
     wamid), written by the API's webhooks (SPEC §7.5) so a reply naming it can be counted."""

@@ -10,8 +10,22 @@ module that builds keys from ids.
 |---|---|---|
 | `em:v2:{<org>}:snap:<contact>` | string | the snapshot JSON (SPEC §4) |
 | `em:v2:{<org>}:seg:<scope>:<tier>` | sorted set, scores 0 | members `<inverted rate>|<contact>` |
-| `em:v2:{<org>}:mem:<contact>` | hash | segment key -> member, so updates remove old ones |
+| `em:v2:{<org>}:mem:<contact>` | hash | sorted-set key -> member, so updates remove old ones |
+| `em:v2:{<org>}:all` | sorted set, scores 0 | every contact with a snapshot |
+| `em:v2:{<org>}:chan:<channel>` | sorted set, scores 0 | contacts showing the channel |
+| `em:v2:{<org>}:sub:<channel>:<status>` | sorted set, scores 0 | contacts with that status |
+| `em:v2:{<org>}:find:<field>` | sorted set, scores 0 | `<lower-cased value>|<contact>` |
+| `em:v2:{<org>}:pmsg:whatsapp:<wamid>` | string, 92 days | `[contact, message]` (webhooks) |
+
+(`<field>`: name, email or phone, a phone by its digits; `pmsg` is written by the API's
+provider webhooks, everything else by the worker.)
 | `em:v2:meta:<app>:p<n>` | string | sentinel: partition n's snapshots are present |
+
+The org-wide sets (SPEC §7.4) are written by the same script as the segments, from the same
+membership hash: they land with the snapshot, are replaced and removed with it, and a replay
+never counts a contact twice; their ZCARDs are the overview's exact counts. Contacts written by
+a worker before these sets existed join them when next written (`engagement-monitor
+resnapshot` writes every contact at once).
 
 Segment members sort lexicographically: `<inverted rate>` is `10000 - rate in hundredths`,
 zero-padded, so a page lists the most engaged contacts first and a cursor is simply the last

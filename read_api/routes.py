@@ -24,7 +24,7 @@ from pydantic import WithJsonSchema
 from models import identifiers as ids
 from models.snapshot import Snapshot
 from models.tiers import Tier
-from read_api import commands, export
+from read_api import commands, export, org_views
 from read_api.auth import NOT_FOUND, Caller, Reader, Writer
 from read_api.commands import PublishUnavailable
 from read_api.schemas import (
@@ -33,7 +33,9 @@ from read_api.schemas import (
     ListPut,
     MessageAccepted,
     MessageRequest,
+    Overview,
     Problem,
+    SearchPage,
     SegmentItem,
     SegmentPage,
     ValidationProblem,
@@ -222,6 +224,52 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
             ],
             next_cursor=page.next_cursor,
         )
+
+    @router.get(
+        "/orgs/{org_id:id}/overview",
+        response_model=Overview,
+        responses=_AUTH_ERRORS,
+        summary="The org at a glance (SPEC §7.4): contacts per tier and per subscription status",
+        tags=["read"],
+    )
+    async def org_overview(org_id: str, _principal: Reader, state: State) -> Overview:
+        counts = await org_views.overview(state.store, org_id, state.settings.channels)
+        return Overview.model_validate(counts)
+
+    @router.get(
+        "/orgs/{org_id:id}/contacts",
+        response_model=SearchPage,
+        responses=_AUTH_ERRORS,
+        summary="Find contacts by id, or by the start of their name, e-mail or phone",
+        tags=["read"],
+    )
+    async def find_contacts(
+        org_id: str,
+        _principal: Reader,
+        state: State,
+        q: Annotated[
+            str,
+            Query(
+                min_length=1,
+                max_length=256,
+                description=(
+                    "A contact id (exact), or the start of a name, e-mail or phone "
+                    "(case-insensitive; phones by their digits)."
+                ),
+            ),
+        ],
+        cursor: Annotated[
+            str | None,
+            Query(
+                max_length=600,
+                pattern=r"^(id|name|email|phone):",
+                description="`next_cursor` of the previous page.",
+            ),
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
+    ) -> SearchPage:
+        items, next_cursor = await org_views.search(state.store, org_id, q, cursor, limit)
+        return SearchPage.model_validate({"items": items, "next_cursor": next_cursor})
 
     @router.get(
         "/orgs/{org_id:id}/segments.csv",

@@ -125,3 +125,49 @@ class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     redis: str
     kafka: str
+
+
+class TierCounts(BaseModel):
+    """Contacts per tier; `none`: contacts (showing the channel) without a tier yet."""
+
+    no_engagement: int
+    low: int
+    high: int
+    very_high: int
+    none: int
+
+
+class OverviewTiers(BaseModel):
+    overall: TierCounts
+    by_channel: dict[str, TierCounts]
+
+
+class SubscriptionCounts(BaseModel):
+    subscribed: int
+    unsubscribed: int
+
+
+class Overview(BaseModel):
+    """The org at a glance (SPEC §7.4), exact at `as_of`: counts the worker keeps in the
+    landing of every snapshot, read in one Redis transaction."""
+
+    as_of: str
+    contacts: int
+    tiers: OverviewTiers
+    subscriptions: dict[str, SubscriptionCounts]
+
+
+class SearchItem(BaseModel):
+    contact_id: str
+    name: str | None
+    email: str | None
+    phone: str | None
+    tier: Tier | None = Field(description="The overall engagement tier.")
+    rate: float | None = Field(description="The overall engagement rate (percent).")
+
+
+class SearchPage(BaseModel):
+    items: list[SearchItem]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` (with the same `q`) for the next page; null on the last."
+    )

@@ -73,6 +73,8 @@ ROUTES: list[tuple[str, str, str, Any, bool, str | None]] = [
     ("segments", "GET", "/v1/orgs/{org}/segments?tier=high", None, False, None),
     ("segments_ch", "GET", "/v1/orgs/{org}/segments?tier=high&channel=email", None, False, None),
     ("segments_csv", "GET", "/v1/orgs/{org}/segments.csv?tier=high", None, False, None),
+    ("overview", "GET", "/v1/orgs/{org}/overview", None, False, None),
+    ("search", "GET", "/v1/orgs/{org}/contacts?q=Ana", None, False, None),
     ("edit", "PATCH", "/v1/orgs/{org}/contacts/{contact}", {"name": "New"}, True, "contact"),
     ("delete", "DELETE", "/v1/orgs/{org}/contacts/{contact}", None, True, "contact"),
     (
@@ -319,6 +321,97 @@ async def test_segment_csv_streams_the_whole_segment_with_exact_quoting(
         f"/v1/orgs/{w.org}/segments.csv?tier=great", headers=w.tokens.header("agent")
     )
     assert bad.status_code == 422
+
+
+async def test_overview_counts_exactly_what_the_snapshots_show(
+    world: World, redis_client: aioredis.Redis
+) -> None:
+    w = world
+    await seed_contact(redis_client, w.org, "v1", overall=("very_high", 80.0))
+    await seed_contact(redis_client, w.org, "v2", overall=("low", 30.0), per_channel={})
+    response = await w.client.get(f"/v1/orgs/{w.org}/overview", headers=w.tokens.header("agent"))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["contacts"] == 3  # c1 (high), v1, v2
+    assert body["tiers"]["overall"] == {
+        "no_engagement": 0,
+        "low": 1,
+        "high": 1,
+        "very_high": 1,
+        "none": 0,
+    }
+    # every sample snapshot shows email (subscribed) and sms (unsubscribed); only c1 and v1
+    # were given an email tier, and nobody an sms one
+    assert body["tiers"]["by_channel"]["email"] == {
+        "no_engagement": 0,
+        "low": 0,
+        "high": 2,
+        "very_high": 0,
+        "none": 1,
+    }
+    assert body["tiers"]["by_channel"]["sms"]["none"] == 3
+    assert body["tiers"]["by_channel"]["whatsapp"]["none"] == 0
+    assert body["subscriptions"]["email"] == {"subscribed": 3, "unsubscribed": 0}
+    assert body["subscriptions"]["sms"] == {"subscribed": 0, "unsubscribed": 3}
+    assert body["as_of"].endswith("Z")
+
+
+async def test_search_finds_by_id_name_email_phone_in_that_order_once_each(
+    world: World, redis_client: aioredis.Redis
+) -> None:
+    w = world
+    await seed_contact(redis_client, w.org, "anabel", name="Zed Anabel")  # id "ana..." no
+    await seed_contact(redis_client, w.org, "n1", name="Ana Maria")
+    await seed_contact(redis_client, w.org, "n2", name="anastácia Q")
+    await seed_contact(redis_client, w.org, "e1", name="Bob")  # e-mail e1@example.com
+    await seed_contact(redis_client, w.org, "ana", name="Carla")  # its id is the query
+    headers = w.tokens.header("agent")
+
+    async def find(q: str, **params: Any) -> dict[str, Any]:
+        response = await w.client.get(
+            f"/v1/orgs/{w.org}/contacts", params={"q": q, **params}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    found = await find("ana")
+    ids = [item["contact_id"] for item in found["items"]]
+    # the exact id first, then names (case-insensitive: c1 is "Ana Own"), then e-mails
+    # (ana@example.com is "ana"'s own, already listed; anabel@example.com), each contact once
+    assert ids == ["ana", "n1", "c1", "n2", "anabel"], ids
+    # an id matches exactly, names and e-mails whatever the case
+    upper = [item["contact_id"] for item in (await find("ANA"))["items"]]
+    assert upper == ["n1", "c1", "n2", "ana", "anabel"], upper
+    assert found["items"][1] == {
+        "contact_id": "n1",
+        "name": "Ana Maria",
+        "email": "n1@example.com",
+        "phone": "+5511999990000",
+        "tier": "high",
+        "rate": 50.0,
+    }
+    assert found["next_cursor"] is None
+    # pages of 2: the same list, no repeats, three pages, then no cursor
+    paged: list[str] = []
+    pages = 0
+    cursor: str | None = None
+    while True:
+        page = await find("ana", limit=2, **({"cursor": cursor} if cursor else {}))
+        paged += [i["contact_id"] for i in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert paged == ids and pages == 3
+    # phones by their digits, with or without + and spaces; "c1" and the others share one
+    by_phone = await find("+55 11 99999")
+    assert {i["contact_id"] for i in by_phone["items"]} == {"c1", "anabel", "n1", "n2", "e1", "ana"}
+    assert (await find("e1@ex"))["items"][0]["contact_id"] == "e1"
+    assert (await find("nobody"))["items"] == []
+    # another org's contacts are never found
+    assert (await find("Bruno"))["items"] == [] and (await find("secret-only"))["items"] == []
+    assert (await w.client.get(f"/v1/orgs/{w.org}/contacts", headers=headers)).status_code == 422
 
 
 async def test_patch_publishes_only_the_fields_given(world: World) -> None:

@@ -141,6 +141,28 @@ async def test_write_commands_reach_the_snapshot(
             assert snap["registration"]["email"] == "ana@ex.com"
             assert snap["registration"]["phone"] == "+5511999990000"  # untouched
 
+            # SPEC §7.4: the worker keeps the org's views in the same landing as the snapshot
+            overview = (await api.get(f"/v1/orgs/{org}/overview")).json()
+            assert overview["contacts"] == 1
+            assert overview["tiers"]["overall"] == {
+                "no_engagement": 0,
+                "low": 0,
+                "high": 0,
+                "very_high": 1,
+                "none": 0,
+            }
+            assert overview["subscriptions"]["email"] == {"subscribed": 0, "unsubscribed": 1}
+            assert overview["subscriptions"]["whatsapp"] == {"subscribed": 1, "unsubscribed": 0}
+            assert overview["tiers"]["by_channel"]["sms"]["none"] == 0  # not shown: not counted
+
+            async def found(q: str) -> list[str]:
+                page = (await api.get(f"/v1/orgs/{org}/contacts", params={"q": q})).json()
+                return [item["contact_id"] for item in page["items"]]
+
+            assert await found("ANA S") == ["c1"]  # the new name, case-insensitive
+            assert await found("Ana Souza") == []  # the old one is gone from the index
+            assert await found("ana@ex") == ["c1"] and await found("5511 9999") == ["c1"]
+
             # remove from the list
             await accepted(api.delete(f"{base}/lists/vip"))
             await until("list removed", lambda s: s["lists"] == [])
@@ -165,6 +187,12 @@ async def test_write_commands_reach_the_snapshot(
             for tier in ("no_engagement", "low", "high", "very_high"):
                 for channel in (None, "email", "whatsapp", "sms"):
                     assert "c1" not in await segment_ids(tier, channel)
+            overview = (await api.get(f"/v1/orgs/{org}/overview")).json()
+            assert overview["contacts"] == 0 and overview["subscriptions"]["email"] == {
+                "subscribed": 0,
+                "unsubscribed": 0,
+            }
+            assert await found("ana") == []
             # and further writes to it are refused like any unknown contact
             assert (await api.put(f"{base}/lists/vip")).status_code == 404
     finally:

@@ -10,6 +10,8 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from agents.org_index import org_index
+from agents.redis_sink import index_members
 from engagement_monitor import keyspace as ks
 from engagement_monitor.settings import Settings, load_settings
 from read_api.tokens import ROLES, create_token
@@ -155,6 +157,9 @@ async def seed_contact(
             ks.redis_segment_key(org_id, channel, ch_tier),
             {ks.segment_member(contact_id, ch_rate): 0},
         )
+    # the org-wide views (SPEC §7.4), as the worker's sink writes them beside the segments
+    for key, member in index_members(org_id, contact_id, org_index(snap)):
+        pipe.zadd(key, {member: 0})
     await pipe.execute()
     return snap
 
