@@ -120,9 +120,69 @@ function showApp() {
     $("seg-channel").append(el("option", { value: ch }, channelLabel(ch)));
     if ($("send-channel")) $("send-channel").append(el("option", { value: ch }, channelLabel(ch)));
   }
+  loadOverview();
   const fromHash = decodeURIComponent(window.location.hash.replace(/^#contact=/, ""));
   if (window.location.hash.startsWith("#contact=") && fromHash) openContact(fromHash);
   loadSegment(false);
+}
+
+// ---- the org at a glance and search (SPEC §7.4) ------------------------------------------
+
+const TIER_ORDER = ["very_high", "high", "low", "no_engagement", "none"];
+
+// A bar with its number written beside it: the length helps the eye, the text carries the
+// meaning (colour is never the only carrier).
+function bar(count, total, tier) {
+  const width = total ? Math.round((count / total) * 100) : 0;
+  const shown = el("span", { class: `bar tier ${tier}`, "aria-hidden": "true" });
+  shown.style.width = `${Math.max(width, count ? 2 : 0)}%`; // CSSOM: allowed by the page's CSP
+  return el("td", { dataset: { tier } }, shown, el("span", { class: "bar-n" }, String(count)));
+}
+
+async function loadOverview() {
+  try {
+    const ov = await api("GET", `/v1/orgs/${encodeURIComponent(state.who.org_id)}/overview`);
+    $("ov-contacts").textContent = ov.contacts.toLocaleString();
+    $("ov-asof").textContent = new Date(ov.as_of).toLocaleString();
+    const rows = [["Overall", "overall", ov.tiers.overall],
+      ...Object.entries(ov.tiers.by_channel).map(([ch, t]) => [channelLabel(ch), ch, t])];
+    $("ov-tier-rows").replaceChildren(...rows.map(([label, scope, t]) => {
+      const total = TIER_ORDER.reduce((n, k) => n + (t[k] || 0), 0);
+      return el("tr", { dataset: { scope } }, el("th", { scope: "row" }, label),
+        ...TIER_ORDER.map((k) => bar(t[k] || 0, total, k)));
+    }));
+    $("ov-sub-rows").replaceChildren(...Object.entries(ov.subscriptions).map(([ch, s]) =>
+      el("tr", { dataset: { channel: ch } }, el("th", { scope: "row" }, channelLabel(ch)),
+        el("td", {}, String(s.subscribed)), el("td", {}, String(s.unsubscribed)))));
+  } catch (err) {
+    setStatus(`Overview: ${err.message}`, "err");
+  }
+}
+
+let findTimer = null;
+function findSoon() {
+  clearTimeout(findTimer);
+  findTimer = setTimeout(findContacts, 200);
+}
+
+async function findContacts() {
+  const q = $("find").value.trim();
+  if (!q) { $("find-list").replaceChildren(); return; }
+  try {
+    const params = new URLSearchParams({ q, limit: "10" });
+    const page = await api("GET", `/v1/orgs/${encodeURIComponent(state.who.org_id)}/contacts?${params}`);
+    if ($("find").value.trim() !== q) return; // typed on: a newer search is coming
+    $("find-list").replaceChildren(...page.items.map((item) =>
+      el("li", { tabindex: "0", dataset: { contact: item.contact_id },
+        onclick: () => openContact(item.contact_id),
+        onkeydown: (e) => { if (e.key === "Enter") openContact(item.contact_id); } },
+      el("span", {}, item.name || item.contact_id,
+        el("span", { class: "muted small" }, ` ${item.email || item.phone || item.contact_id}`)),
+      el("span", { class: "muted" }, tierLabel(item.tier)))));
+    if (!page.items.length) $("find-list").append(el("li", { class: "muted" }, "Nobody found."));
+  } catch (err) {
+    setStatus(`Find: ${err.message}`, "err");
+  }
 }
 
 // ---- segments -----------------------------------------------------------------------------
@@ -386,6 +446,7 @@ document.addEventListener("DOMContentLoaded", () => {
   on("seg-form", "submit", (event) => { event.preventDefault(); loadSegment(false); });
   on("seg-more", "click", () => loadSegment(true));
   on("seg-export", "click", exportSegment);
+  on("find", "input", findSoon);
   on("open-form", "submit", (event) => {
     event.preventDefault();
     const id = $("open-id").value.trim();

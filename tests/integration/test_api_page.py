@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 import uvicorn
@@ -261,6 +262,36 @@ async def test_monitor_page_in_chromium(
             shutil.copy(ARTIFACTS / "monitor-page.png", ROOT / "docs" / "monitor-page.png")
         stored = await snapshot(redis_client, org, "ana")
         assert stored is not None and {"list_id": "vip", "name": "VIP customers"} in stored["lists"]
+
+        # --- the landing view (SPEC §7.4): the org at a glance, then search ----------------------
+        landing = await (
+            await browser.new_context(viewport={"width": 1280, "height": 1000})
+        ).new_page()
+        await landing.goto(f"{base_url}/")
+        await landing.fill("#token", tokens.by_role["agent"])
+        await landing.click("#login-form button[type=submit]")
+        async with httpx.AsyncClient(base_url=base_url) as http:
+            overview = (
+                await http.get(
+                    f"/v1/orgs/{org}/overview",
+                    headers={"Authorization": f"Bearer {tokens.by_role['agent']}"},
+                )
+            ).json()
+        assert overview["contacts"] == 3  # ana, bruno, carla
+        await expect(landing.get_by_test_id("ov-contacts")).to_have_text("3")
+        tiers = landing.get_by_test_id("ov-tiers")
+        for tier, count in overview["tiers"]["overall"].items():
+            cell = tiers.locator(f"tr[data-scope=overall] td[data-tier={tier}]")
+            await expect(cell).to_have_text(str(count))
+        subs = landing.get_by_test_id("ov-subs").locator("tr[data-channel=email] td")
+        email_subs = overview["subscriptions"]["email"]
+        await expect(subs.nth(0)).to_have_text(str(email_subs["subscribed"]))
+        await landing.screenshot(path=str(ARTIFACTS / "overview-page.png"), full_page=True)
+        await landing.get_by_test_id("find").fill("ana@exa")  # an e-mail prefix, as you type
+        found = landing.get_by_test_id("find-list").locator("li[data-contact=ana]")
+        await expect(found).to_contain_text("Ana Souza")
+        await found.click()
+        await expect(landing.get_by_test_id("contact-name")).to_have_text("Ana Souza")
 
         # --- agent: the same figures, no action at all -----------------------------------------
         agent = await sign_in(browser, base_url, tokens.by_role["agent"], "ana")
