@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import fastapi_offline
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request, status
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -37,6 +39,8 @@ from read_api.webhooks.secrets import WebhookSecrets
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+# Swagger UI 5 as the fastapi-offline package ships it: /docs loads nothing from a CDN.
+SWAGGER_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"
 PAGE_HEADERS = {
     # The page loads only its own script and style and calls only this API, so an injected
     # string in a contact's name can never run (the script also only ever sets textContent).
@@ -195,7 +199,7 @@ def create_app(
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served below from the package's own files: /docs works offline
         redoc_url=None,
     )
     app.state.em = state
@@ -205,6 +209,18 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(BodyLimit)
     app.add_middleware(RawPathRouting)  # outermost: routing sees ids exactly as encoded
+    app.mount("/docs-static", StaticFiles(directory=SWAGGER_DIR), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Engagement Monitor API",
+            swagger_js_url="/docs-static/swagger-ui-bundle.js",
+            swagger_css_url="/docs-static/swagger-ui.css",
+            swagger_favicon_url="/docs-static/favicon.png",
+        )
+
     app.include_router(build_router(settings.channels))
     app.include_router(build_webhook_router())
 

@@ -293,6 +293,13 @@ async def test_monitor_page_in_chromium(
         await found.click()
         await expect(landing.get_by_test_id("contact-name")).to_have_text("Ana Souza")
 
+        # the API's own documentation renders without any CDN (Swagger UI from the package)
+        await landing.goto(f"{base_url}/docs")
+        await expect(landing.locator(".swagger-ui .info .title")).to_contain_text(
+            "Engagement Monitor API", timeout=15000
+        )
+        await expect(landing.locator(".opblock").first).to_be_visible()
+
         # --- agent: the same figures, no action at all -----------------------------------------
         agent = await sign_in(browser, base_url, tokens.by_role["agent"], "ana")
         await expect(agent.get_by_test_id("who-role")).to_have_text("agent")

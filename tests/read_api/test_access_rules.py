@@ -257,3 +257,20 @@ async def test_an_oversize_body_is_413_before_it_is_read(
     )
     assert 400 <= response.status_code < 500
     assert publisher.sent == []
+
+
+async def test_docs_load_nothing_from_a_cdn(
+    setup: tuple[httpx.AsyncClient, Tokens, MemoryPublisher],
+) -> None:
+    """/docs must work on a machine without internet: every script and style it names is
+    served by the API itself."""
+    import re
+
+    client, _tokens, _publisher = setup
+    page = await client.get("/docs")
+    assert page.status_code == 200
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']|url: ?["']([^"']+)["']""", page.text)
+    named = [u for pair in urls for u in pair if u]
+    assert named and all(u.startswith("/") for u in named), named
+    for url in named:
+        assert (await client.get(url)).status_code == 200, url
