@@ -142,6 +142,20 @@ async def browser() -> AsyncIterator[Browser]:
             await launched.close()
 
 
+async def no_serious_accessibility_findings(page: Page, what: str) -> None:
+    """axe-core (bundled by axe-playwright-python) on the page as it is: no serious or
+    critical finding (labels, contrast, keyboard names, roles...)."""
+    from axe_playwright_python.async_playwright import Axe
+
+    results = await Axe().run(page)
+    serious = [
+        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+        for v in results.response["violations"]
+        if v.get("impact") in ("serious", "critical")
+    ]
+    assert not serious, f"{what}: {serious}"
+
+
 async def sign_in(browser: Browser, base_url: str, token: str, contact: str) -> Page:
     context = await browser.new_context(viewport={"width": 1280, "height": 1000})
     page = await context.new_page()
@@ -258,6 +272,7 @@ async def test_monitor_page_in_chromium(
         await expect(page.get_by_test_id("lists")).to_contain_text("VIP customers", timeout=30000)
         await expect(page.get_by_test_id("status")).to_contain_text("done")
         await page.screenshot(path=str(ARTIFACTS / "monitor-page.png"), full_page=True)
+        await no_serious_accessibility_findings(page, "the contact view")
         if os.environ.get("EM_UPDATE_DOCS_SCREENSHOT") == "1":
             shutil.copy(ARTIFACTS / "monitor-page.png", ROOT / "docs" / "monitor-page.png")
         stored = await snapshot(redis_client, org, "ana")
@@ -287,6 +302,7 @@ async def test_monitor_page_in_chromium(
         email_subs = overview["subscriptions"]["email"]
         await expect(subs.nth(0)).to_have_text(str(email_subs["subscribed"]))
         await landing.screenshot(path=str(ARTIFACTS / "overview-page.png"), full_page=True)
+        await no_serious_accessibility_findings(landing, "the overview")
         await landing.get_by_test_id("find").fill("ana@exa")  # an e-mail prefix, as you type
         found = landing.get_by_test_id("find-list").locator("li[data-contact=ana]")
         await expect(found).to_contain_text("Ana Souza")
