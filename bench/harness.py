@@ -314,7 +314,9 @@ async def _run_peer(
         drain = await watch_drain(
             ctx.kafka, app_id, ctx.backlog_ends, proc, ctx.cfg.drain_budget, follow=follow
         )
-        await asyncio.sleep(1.2)
+        # Stopped first: a peer flushes its last count when it stops (a stream framework
+        # has no idle timer to flush it on), so the count read after is complete.
+        await asyncio.to_thread(proc.stop)
         seen, own_rate = await _stats(ctx, stats_key)
         figures = _drain_figures(drain, seen or None)
         if own_rate:
