@@ -20,13 +20,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 
 from agents.contact_cache import ContactCache, HotContact, Load
 from agents.org_index import NO_INDEX, OrgIndex, org_index
-from agents.stored import Published, StoredContact, pack
+from agents.stored import HISTORY_MAX, HistoryEntry, Published, StoredContact, pack
 from counting import (
     CountingConfig,
     apply_event,
@@ -36,6 +36,7 @@ from counting import (
     tier_changes,
     tiers,
 )
+from counting.timeutil import to_us
 from engagement_monitor.keyspace import split_state_key, state_key
 from models.events import RecordRejected, parse_record
 from streams.dead_letters import DEAD_LETTER_TOPIC, dead_letter_headers
@@ -44,6 +45,29 @@ from streams.partitioning import contact_partition, state_partition
 from streams.topics import ENVELOPE_TOPIC, TopicNames
 
 Headers = list[tuple[str, bytes]]
+
+
+def history_after(
+    history: list[HistoryEntry],
+    changes: list[dict[str, Any]],
+    now: datetime,
+    cfg: CountingConfig,
+) -> list[HistoryEntry]:
+    """The contact's tier changes of the window (SPEC §7.4), oldest first, the new ones added:
+    older than the window or beyond the most recent HISTORY_MAX, they are dropped."""
+    start = to_us(now) - cfg.window_us
+    added = [
+        [c["changed_at"], c["channel"], c["previous_tier"], c["tier"], c["rate"], c["cause"]]
+        for c in changes
+    ]
+    kept = [e for e in history + added if to_us(datetime.fromisoformat(e[0])) >= start]
+    return kept[-HISTORY_MAX:]
+
+
+def history_json(history: list[HistoryEntry]) -> bytes:
+    """The Redis form of a history: the API's `tier-history` items, newest first."""
+    keys = ("changed_at", "channel", "previous_tier", "tier", "rate", "cause")
+    return orjson.dumps([dict(zip(keys, entry, strict=True)) for entry in reversed(history)])
 
 
 @dataclass(slots=True)
@@ -68,6 +92,7 @@ class SnapshotWrite:
     snapshot: bytes | None
     tiers: Published
     index: OrgIndex = NO_INDEX  # what the org's overview and search know of it (§7.4)
+    history: bytes | None = None  # its tier changes of the window, newest first (§7.4)
 
 
 @dataclass(slots=True)
@@ -279,11 +304,12 @@ class EngagementProcessor:
         current: Published = dict(tiers(snapshot)) if snapshot is not None else {}
         cause: Literal["event", "expiry"] = "event" if hot.by_event else "expiry"
         hot.by_event = False
-        for change in tier_changes(
-            hot.org_id, hot.contact_id, stored.published, current, cause, now
-        ):
+        changes = tier_changes(hot.org_id, hot.contact_id, stored.published, current, cause, now)
+        for change in changes:
             batch.outputs.append(Outbound("tier-changes", key, orjson.dumps(change)))
             batch.tier_changes[cause] += 1
+        if changes or stored.history:
+            stored.history = history_after(stored.history, changes, now, self.cfg)
         stored.published = current
         # The write's time in ms, bumped to stay increasing: Redis refuses older versions (and
         # keeps a removed contact's for a day), so a contact that comes back after its table
@@ -299,6 +325,7 @@ class EngagementProcessor:
             orjson.dumps(snapshot) if snapshot is not None else None,
             current,
             org_index(snapshot),
+            history_json(stored.history) if snapshot is not None and stored.history else None,
         )
         return ContactChange(key, hot.partition, value, write, due)
 
@@ -335,6 +362,7 @@ class EngagementProcessor:
             orjson.dumps(snapshot) if snapshot is not None else None,
             current,
             org_index(snapshot),
+            history_json(stored.history) if snapshot is not None and stored.history else None,
         )
 
     def ticks(self, keys: Sequence[bytes]) -> list[Outbound]:

@@ -60,12 +60,13 @@ def _script_input(
         contact_id = write.contact_id
         keys.append(ks.redis_snapshot_key(org_id, contact_id))
         keys.append(ks.redis_membership_key(org_id, contact_id))
+        keys.append(ks.redis_history_key(org_id, contact_id))
         if write.snapshot is None:
-            args += (write.version, b"", -1)
+            args += (write.version, b"", b"", -1)
             continue
         members = segment_members(org_id, contact_id, write.tiers)
         members += index_members(org_id, contact_id, write.index)
-        args += (write.version, write.snapshot, len(members))
+        args += (write.version, write.snapshot, write.history or b"", len(members))
         for segment, member in members:
             args.append(segment)
             args.append(member)

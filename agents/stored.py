@@ -9,6 +9,12 @@ Format 2 (big-endian header), written since the checkpoint pipeline:
     u8 format (=2), u64 version, i64 next expiry (epoch seconds, -1: none),
     u32 length of the published-tiers JSON, the JSON, then the encoded state (`counting.codec`)
 
+The JSON is the list of published `[scope, tier, rate]` rows or, for a contact whose tier
+has changed within the window, `{"p": rows, "h": history}`, the tier changes of the window
+(SPEC §7.4 `tier-history`), oldest first, each `[changed_at, channel, previous_tier, tier,
+rate, cause]`: kept here, beside the tiers they explain, so that they survive restarts,
+rebalances and a Redis rebuild like the counts do.
+
 The next expiry is in the header so that a worker taking over a partition can index every
 contact's expiry (and compare versions with Redis) from the header alone, without decoding
 the state. Format 1 (no expiry field) is still read: a table written by an earlier release
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -34,6 +41,11 @@ _NO_EXPIRY = -1
 Published = TierMap
 
 
+# A tier change as stored: [changed_at (RFC 3339), channel or None, previous, tier, rate, cause]
+HistoryEntry = list[Any]
+HISTORY_MAX = 100  # the most recent changes of the window a contact keeps
+
+
 @dataclass(slots=True)
 class StoredContact:
     """`version` counts the writes of this contact; Redis refuses a snapshot older than the one
@@ -42,11 +54,13 @@ class StoredContact:
     state: ContactState
     published: Published = field(default_factory=dict)
     version: int = 0
+    history: list[HistoryEntry] = field(default_factory=list)
 
 
 def pack(stored: StoredContact, due: int | None) -> bytes:
     """`due`: the state's next expiry (`counting.next_expiry`), which the caller has at hand."""
-    tiers = orjson.dumps([[scope, tier, rate] for scope, (tier, rate) in stored.published.items()])
+    rows = [[scope, tier, rate] for scope, (tier, rate) in stored.published.items()]
+    tiers = orjson.dumps({"p": rows, "h": stored.history} if stored.history else rows)
     head = _HEADER.pack(FORMAT, stored.version, _NO_EXPIRY if due is None else due, len(tiers))
     return head + tiers + encode(stored.state)
 
@@ -61,9 +75,10 @@ def unpack(raw: bytes, cfg: CountingConfig) -> StoredContact:
         start = _HEADER_1.size
     else:
         raise ValueError(f"unknown stored contact format {fmt}")
-    rows = orjson.loads(raw[start : start + length])
+    doc = orjson.loads(raw[start : start + length])
+    rows, history = (doc["p"], doc["h"]) if isinstance(doc, dict) else (doc, [])
     published: Published = {row[0]: (row[1], row[2]) for row in rows}
-    return StoredContact(decode(raw[start + length :], cfg), published, version)
+    return StoredContact(decode(raw[start + length :], cfg), published, version, history)
 
 
 def peek(raw: bytes, cfg: CountingConfig) -> tuple[int, int | None]:

@@ -136,6 +136,11 @@ def redis_segment_key(org_id: str, scope: str | None, tier: str) -> str:
     return f"{_org_prefix(org_id)}:seg:{redis_part(scope or OVERALL_SCOPE)}:{redis_part(tier)}"
 
 
+def redis_history_key(org_id: str, contact_id: str) -> str:
+    """String: the contact's tier changes of the window, newest first (SPEC §7.4)."""
+    return f"{_org_prefix(org_id)}:hist:{redis_part(contact_id)}"
+
+
 def redis_contacts_key(org_id: str) -> str:
     """Sorted set: every contact of the org with a snapshot (SPEC §7.4 overview)."""
     return f"{_org_prefix(org_id)}:all"

@@ -11,6 +11,7 @@ module that builds keys from ids.
 | `em:v2:{<org>}:snap:<contact>` | string | the snapshot JSON (SPEC §4) |
 | `em:v2:{<org>}:seg:<scope>:<tier>` | sorted set, scores 0 | members `<inverted rate>|<contact>` |
 | `em:v2:{<org>}:mem:<contact>` | hash | sorted-set key -> member, so updates remove old ones |
+| `em:v2:{<org>}:hist:<contact>` | string | its tier changes of the window, newest first |
 | `em:v2:{<org>}:all` | sorted set, scores 0 | every contact with a snapshot |
 | `em:v2:{<org>}:chan:<channel>` | sorted set, scores 0 | contacts showing the channel |
 | `em:v2:{<org>}:sub:<channel>:<status>` | sorted set, scores 0 | contacts with that status |
@@ -44,19 +45,21 @@ VERSION_FIELD = "__v"
 # A removed contact's membership hash keeps only its version, for a day, so a late older write
 # cannot resurrect it.
 #
-# KEYS: per contact, its snapshot key and its membership hash.
-# ARGV: per contact, in the same order: version, snapshot JSON (empty for a removal), the number
-#   of segments (-1 for a removal), then that many pairs (segment key, member).
+# KEYS: per contact, its snapshot key, its membership hash and its tier-history key.
+# ARGV: per contact, in the same order: version, snapshot JSON (empty for a removal), the tier
+#   history JSON (empty: none), the number of segments (-1 for a removal), then that many
+#   pairs (segment key, member).
 # Returns how many contacts were written (the others were older than what Redis holds).
 WRITE_CONTACTS_LUA = """
 local a = 1
 local written = 0
-for i = 1, #KEYS, 2 do
-  local snap, mem = KEYS[i], KEYS[i + 1]
+for i = 1, #KEYS, 3 do
+  local snap, mem, hist = KEYS[i], KEYS[i + 1], KEYS[i + 2]
   local version = tonumber(ARGV[a])
   local snapshot = ARGV[a + 1]
-  local n = tonumber(ARGV[a + 2])
-  local first = a + 3
+  local history = ARGV[a + 2]
+  local n = tonumber(ARGV[a + 3])
+  local first = a + 4
   local last = first + 2 * math.max(n, 0) - 1
   a = last + 1
   local held = tonumber(redis.call('HGET', mem, '__v') or '-1')
@@ -72,6 +75,11 @@ for i = 1, #KEYS, 2 do
       end
     end
     redis.call('DEL', mem)
+    if history == '' then
+      redis.call('DEL', hist)
+    else
+      redis.call('SET', hist, history)
+    end
     if n < 0 then
       redis.call('DEL', snap)
       redis.call('HSET', mem, '__v', version)

@@ -4,8 +4,10 @@ No `from __future__ import annotations` here: the routes are built inside a func
 annotations refer to local values (the configured channel enum), which FastAPI must evaluate.
 """
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
+import orjson
 from fastapi import (
     APIRouter,
     Body,
@@ -38,6 +40,7 @@ from read_api.schemas import (
     SearchPage,
     SegmentItem,
     SegmentPage,
+    TierHistory,
     ValidationProblem,
     WhoAmI,
 )
@@ -224,6 +227,25 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
             ],
             next_cursor=page.next_cursor,
         )
+
+    @router.get(
+        "/orgs/{org_id:id}/contacts/{contact_id:id}/tier-history",
+        response_model=TierHistory,
+        responses=_AUTH_ERRORS,
+        summary="The contact's tier changes of the window, newest first (SPEC §7.4)",
+        tags=["read"],
+    )
+    async def tier_history(
+        org_id: str, contact_id: ContactId, _principal: Reader, state: State
+    ) -> TierHistory:
+        await require_contact(state, org_id, contact_id)
+        raw = await state.store.history_json(org_id, contact_id)
+        items = orjson.loads(raw) if raw is not None else []
+        # The worker keeps the window's changes; one that left it since its last write is
+        # not shown either.
+        start = datetime.now(UTC) - timedelta(days=state.settings.window_days)
+        kept = [i for i in items if datetime.fromisoformat(i["changed_at"]) >= start]
+        return TierHistory.model_validate({"items": kept})
 
     @router.get(
         "/orgs/{org_id:id}/overview",

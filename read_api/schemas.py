@@ -171,3 +171,18 @@ class SearchPage(BaseModel):
     next_cursor: str | None = Field(
         description="Pass as `cursor` (with the same `q`) for the next page; null on the last."
     )
+
+
+class TierChangeItem(BaseModel):
+    changed_at: str
+    channel: str | None = Field(description="null: the overall tier")
+    previous_tier: Tier | None
+    tier: Tier | None
+    rate: float | None
+    cause: Literal["event", "expiry"]
+
+
+class TierHistory(BaseModel):
+    """The contact's tier changes of the window, newest first (SPEC §7.4)."""
+
+    items: list[TierChangeItem]

@@ -126,6 +126,23 @@ function showApp() {
   loadSegment(false);
 }
 
+// SPEC §7.4: how the contact's tiers moved in the window, newest first.
+async function loadHistory(contactId) {
+  try {
+    const history = await api("GET", `${monitorPath(contactId)}/tier-history`);
+    if (state.contact !== contactId) return;
+    $("c-history").replaceChildren(...history.items.map((h) => el("li", {},
+      el("span", {}, new Date(h.changed_at).toLocaleString(), " · ",
+        h.channel ? channelLabel(h.channel) : "Overall"),
+      el("span", {}, tierLabel(h.previous_tier), " → ",
+        el("span", { class: `tier ${h.tier || "none"}` }, tierLabel(h.tier)),
+        el("span", { class: "muted small" }, h.cause === "expiry" ? " (messages left the window)" : "")))));
+    if (!history.items.length) $("c-history").append(el("li", { class: "muted" }, "No change in the window."));
+  } catch (err) {
+    setStatus(`Tier history: ${err.message}`, "err");
+  }
+}
+
 // ---- the org at a glance and search (SPEC §7.4) ------------------------------------------
 
 const TIER_ORDER = ["very_high", "high", "low", "no_engagement", "none"];
@@ -252,6 +269,7 @@ async function openContact(contactId) {
     const snap = await api("GET", `${monitorPath(contactId)}/monitor`);
     render(snap);
     setStatus("");
+    loadHistory(contactId);
   } catch (err) {
     $("contact").hidden = true;
     $("placeholder").hidden = false;

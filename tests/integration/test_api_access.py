@@ -74,6 +74,7 @@ ROUTES: list[tuple[str, str, str, Any, bool, str | None]] = [
     ("segments_ch", "GET", "/v1/orgs/{org}/segments?tier=high&channel=email", None, False, None),
     ("segments_csv", "GET", "/v1/orgs/{org}/segments.csv?tier=high", None, False, None),
     ("overview", "GET", "/v1/orgs/{org}/overview", None, False, None),
+    ("history", "GET", "/v1/orgs/{org}/contacts/{contact}/tier-history", None, False, None),
     ("search", "GET", "/v1/orgs/{org}/contacts?q=Ana", None, False, None),
     ("edit", "PATCH", "/v1/orgs/{org}/contacts/{contact}", {"name": "New"}, True, "contact"),
     ("delete", "DELETE", "/v1/orgs/{org}/contacts/{contact}", None, True, "contact"),

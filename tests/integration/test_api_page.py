@@ -250,6 +250,11 @@ async def test_monitor_page_in_chromium(
         await expect(sms_row.locator("[data-note=bounce]")).to_have_text("1 bounced, 1 hard")
         assert (e["engaged"], e["delivered"]) == (10, 16)  # the proxy's opens are not engagement
         await expect(page.get_by_test_id("best-send-times")).to_contain_text("E-mail")
+        # SPEC §7.4: the tier's history, newest first, from no tier to the current one
+        history = page.get_by_test_id("tier-history")
+        await expect(history.locator("li").first).to_be_visible()
+        await expect(history).to_contain_text("Overall")
+        await expect(history).to_contain_text(tier_label)
 
         # the segment browser lists the org's contacts of the chosen tier and opens them
         await page.select_option("#seg-tier", snap["engagement"]["tier"])

@@ -141,6 +141,25 @@ async def test_write_commands_reach_the_snapshot(
             assert snap["registration"]["email"] == "ana@ex.com"
             assert snap["registration"]["phone"] == "+5511999990000"  # untouched
 
+            # SPEC §7.4: the tier changes of the window, newest first, as they were published
+            history = (await api.get(f"{base}/tier-history")).json()["items"]
+            published = [
+                orjson.loads(r.value)
+                for r in await pipeline.consume_all("tier-changes")
+                if orjson.loads(r.value)["contact_id"] == "c1"
+                and orjson.loads(r.value)["org_id"] == org
+            ]
+            assert history and {h["channel"] for h in history} >= {None, "email"}
+            assert history == [
+                {
+                    k: p[k]
+                    for k in ("changed_at", "channel", "previous_tier", "tier", "rate", "cause")
+                }
+                for p in reversed(published)
+            ]
+            overall = [h for h in history if h["channel"] is None]
+            assert overall[-1]["previous_tier"] is None and overall[0]["tier"] == "very_high"
+
             # SPEC §7.4: the worker keeps the org's views in the same landing as the snapshot
             overview = (await api.get(f"/v1/orgs/{org}/overview")).json()
             assert overview["contacts"] == 1
