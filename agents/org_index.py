@@ -11,20 +11,32 @@ lower-cased name, e-mail and phone.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+
+from engagement_monitor import keyspace as ks
+from models.tiers import TIERS
 
 SEARCH_FIELDS = ("name", "email", "phone")
 MAX_SEARCH_VALUE = 256  # longer values are indexed by their first 256 characters
+CHANGES_HORIZON_SECONDS = 7 * 86400  # the landing counts tier changes of the last 24 h and 7 days
+DIRECTIONS = ("up", "down", "new", "lost")  # what a tier change did; "new": first tier, "lost":
+# none any more (every delivery left the window, or the contact was deleted)
 
 
 @dataclass(frozen=True, slots=True)
 class OrgIndex:
     """``search``: (field, lower-cased value) for each of name / email / phone that is set;
-    ``channels``: (channel, status) for each channel the snapshot shows."""
+    ``channels``: (channel, status) for each channel the snapshot shows; ``heat``: its
+    interactions by channel and hour of week (`heat_field`); ``changes``: its tier changes of
+    the last 7 days as org-set members (`change_members`)."""
 
     search: tuple[tuple[str, str], ...] = ()
     channels: tuple[tuple[str, str], ...] = ()
+    heat: str = ""
+    changes: str = ""
 
 
 NO_INDEX = OrgIndex()
@@ -41,7 +53,64 @@ def phone_value(text: str) -> str:
     return "".join(c for c in text if c.isdigit())[:MAX_SEARCH_VALUE]
 
 
-def org_index(snapshot: dict[str, Any] | None) -> OrgIndex:
+def heat_field(hours: Mapping[str, Mapping[int, int]]) -> str:
+    """The contact's hour-of-week histogram (the one its best send times come from) as one
+    string, `<channel>:<hour of week>=<n>` joined by `;`, in a fixed order: the Redis script
+    compares it with the one it holds and adds only the difference to the org's heatmap, so a
+    replayed write adds nothing and a removed contact takes its counts away. Channel names are
+    lower-case identifiers (the settings refuse others), so they never hold `:`, `;` or `=`."""
+    return ";".join(
+        f"{channel}:{how}={n}"
+        for channel in sorted(hours)
+        for how, n in sorted(hours[channel].items())
+        if n
+    )
+
+
+def parse_heat_field(text: str) -> dict[str, dict[int, int]]:
+    """The inverse of `heat_field` (also reads the org heatmap's `<channel>:<hour>` fields)."""
+    out: dict[str, dict[int, int]] = {}
+    for item in filter(None, text.split(";")):
+        where, _, n = item.partition("=")
+        channel, _, how = where.rpartition(":")
+        out.setdefault(channel, {})[int(how)] = int(n)
+    return out
+
+
+def direction(previous: str | None, tier: str | None) -> str:
+    if previous is None:
+        return "new"
+    if tier is None:
+        return "lost"
+    return "up" if TIERS.index(tier) > TIERS.index(previous) else "down"
+
+
+def change_members(
+    org_id: str, contact_id: str, history: Sequence[Sequence[Any]], now: datetime
+) -> str:
+    """The contact's tier changes of the last 7 days as lines `<set key>\t<member>`, sorted:
+    one sorted set per scope and direction, members `<epoch seconds, 10 digits>|<previous>|
+    <tier>|<contact>` (`-` for no tier), so a count since a moment is one ZLEXCOUNT. The
+    script diffs these lines against the ones it holds for the contact. ``history``: rows
+    `[changed_at, channel, previous_tier, tier, …]`, oldest first."""
+    since = now.timestamp() - CHANGES_HORIZON_SECONDS
+    lines: list[str] = []
+    contact = ks.contact_member(contact_id)
+    for changed_at, channel, previous, tier, *_ in reversed(history):
+        seconds = int(datetime.fromisoformat(changed_at).timestamp())
+        if seconds < since:
+            break  # oldest first: the rest is older still
+        key = ks.redis_changes_key(org_id, channel, direction(previous, tier))
+        lines.append(f"{key}\t{seconds:010d}|{previous or '-'}|{tier or '-'}|{contact}")
+    lines.sort()
+    return "\n".join(lines)
+
+
+def org_index(
+    snapshot: dict[str, Any] | None,
+    hours: Mapping[str, Mapping[int, int]] | None = None,
+    changes: str = "",
+) -> OrgIndex:
     if snapshot is None:
         return OrgIndex()
     registration = snapshot.get("registration") or {}
@@ -51,4 +120,4 @@ def org_index(snapshot: dict[str, Any] | None) -> OrgIndex:
         if isinstance(value := registration.get(name), str) and value.strip()
     )
     channels = tuple((ch, figures["status"]) for ch, figures in snapshot["channels"].items())
-    return OrgIndex(search, channels)
+    return OrgIndex(search, channels, heat_field(hours) if hours else "", changes)

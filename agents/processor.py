@@ -25,7 +25,7 @@ from typing import Any, Literal
 import orjson
 
 from agents.contact_cache import ContactCache, HotContact, Load
-from agents.org_index import NO_INDEX, OrgIndex, org_index
+from agents.org_index import NO_INDEX, OrgIndex, change_members, org_index
 from agents.stored import HISTORY_MAX, HistoryEntry, Published, StoredContact, pack
 from counting import (
     CountingConfig,
@@ -36,6 +36,7 @@ from counting import (
     tier_changes,
     tiers,
 )
+from counting.send_times import Hours
 from counting.timeutil import to_us
 from engagement_monitor.keyspace import split_state_key, state_key
 from models.events import RecordRejected, parse_record
@@ -93,6 +94,32 @@ class SnapshotWrite:
     tiers: Published
     index: OrgIndex = NO_INDEX  # what the org's overview and search know of it (§7.4)
     history: bytes | None = None  # its tier changes of the window, newest first (§7.4)
+
+
+def snapshot_write(
+    org_id: str,
+    contact_id: str,
+    stored: StoredContact,
+    snapshot: dict[str, Any] | None,
+    published: Published,
+    hours: Hours,
+    now: datetime,
+) -> SnapshotWrite:
+    """What Redis must show for a contact whose snapshot was just built, with the tiers it
+    shows: the one place a checkpoint and a Redis rebuild both make it."""
+    if snapshot is None:
+        return SnapshotWrite(org_id, contact_id, stored.version, None, published)
+    history = stored.history
+    changes = change_members(org_id, contact_id, history, now) if history else ""
+    return SnapshotWrite(
+        org_id,
+        contact_id,
+        stored.version,
+        orjson.dumps(snapshot),
+        published,
+        org_index(snapshot, hours, changes),
+        history_json(history) if history else None,
+    )
 
 
 @dataclass(slots=True)
@@ -300,7 +327,8 @@ class EngagementProcessor:
         self, key: bytes, hot: HotContact, now: datetime, now_ms: int, batch: CheckpointBatch
     ) -> ContactChange:
         stored, state = hot.stored, hot.stored.state
-        snapshot = build_snapshot(hot.org_id, hot.contact_id, state, now, self.cfg)
+        hours: Hours = {}
+        snapshot = build_snapshot(hot.org_id, hot.contact_id, state, now, self.cfg, hours)
         current: Published = dict(tiers(snapshot)) if snapshot is not None else {}
         cause: Literal["event", "expiry"] = "event" if hot.by_event else "expiry"
         hot.by_event = False
@@ -318,15 +346,7 @@ class EngagementProcessor:
         due = next_expiry(state, self.cfg)
         # Nothing left, not even a tombstone to honour: the table entry goes.
         value = None if state.is_empty() else pack(stored, due)
-        write = SnapshotWrite(
-            hot.org_id,
-            hot.contact_id,
-            stored.version,
-            orjson.dumps(snapshot) if snapshot is not None else None,
-            current,
-            org_index(snapshot),
-            history_json(stored.history) if snapshot is not None and stored.history else None,
-        )
+        write = snapshot_write(hot.org_id, hot.contact_id, stored, snapshot, current, hours, now)
         return ContactChange(key, hot.partition, value, write, due)
 
     def landed(self, batch: CheckpointBatch) -> None:
@@ -353,17 +373,10 @@ class EngagementProcessor:
     def snapshot_of(self, key: bytes, stored: StoredContact, now: datetime) -> SnapshotWrite:
         """The Redis content for one stored contact, for rebuilding a flushed Redis."""
         org_id, contact_id = split_state_key(key)
-        snapshot = build_snapshot(org_id, contact_id, stored.state, now, self.cfg)
+        hours: Hours = {}
+        snapshot = build_snapshot(org_id, contact_id, stored.state, now, self.cfg, hours)
         current: Published = dict(tiers(snapshot)) if snapshot is not None else {}
-        return SnapshotWrite(
-            org_id,
-            contact_id,
-            stored.version,
-            orjson.dumps(snapshot) if snapshot is not None else None,
-            current,
-            org_index(snapshot),
-            history_json(stored.history) if snapshot is not None and stored.history else None,
-        )
+        return snapshot_write(org_id, contact_id, stored, snapshot, current, hours, now)
 
     def ticks(self, keys: Sequence[bytes]) -> list[Outbound]:
         """Envelopes asking the owners of `keys` to re-evaluate them for window expiry."""

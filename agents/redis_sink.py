@@ -55,18 +55,26 @@ def _script_input(
 ) -> tuple[list[str], list[bytes | str | int]]:
     """KEYS and ARGV of `WRITE_CONTACTS_LUA` for contacts of one org."""
     keys: list[str] = []
-    args: list[bytes | str | int] = []
+    args: list[bytes | str | int] = [ks.redis_heat_key(org_id)]
     for write in writes:
         contact_id = write.contact_id
         keys.append(ks.redis_snapshot_key(org_id, contact_id))
         keys.append(ks.redis_membership_key(org_id, contact_id))
         keys.append(ks.redis_history_key(org_id, contact_id))
         if write.snapshot is None:
-            args += (write.version, b"", b"", -1)
+            args += (write.version, b"", b"", b"", b"", -1)
             continue
         members = segment_members(org_id, contact_id, write.tiers)
         members += index_members(org_id, contact_id, write.index)
-        args += (write.version, write.snapshot, write.history or b"", len(members))
+        index = write.index
+        args += (
+            write.version,
+            write.snapshot,
+            write.history or b"",
+            index.heat,
+            index.changes,
+            len(members),
+        )
         for segment, member in members:
             args.append(segment)
             args.append(member)

@@ -23,7 +23,7 @@ from counting.contrib import (
     TABLE_INDEX_MASK,
 )
 from counting.rates import as_number, percent, tier_of
-from counting.send_times import best_send_times, scan_interactions
+from counting.send_times import Hours, best_send_times, scan_interactions
 from counting.state import ContactState
 from counting.subscriptions import status
 from counting.tiering import TierMap, tier_changes, tiers
@@ -148,9 +148,13 @@ def build_snapshot(
     state: ContactState | None,
     now: datetime,
     cfg: CountingConfig,
+    hours: Hours | None = None,
 ) -> dict[str, Any] | None:
     """None when there is nothing to show: no state, only a tombstone, only interactions
     waiting for their dispatch, or everything expired and no registration data or lists.
+
+    ``hours``, when given, receives the contact's interactions by channel and hour of week
+    (what its best send times are taken from), for the org's heatmap (SPEC §7.4 landing).
 
     The result may share parts with other snapshots: serialise it, do not mutate it."""
     if state is None:
@@ -190,6 +194,8 @@ def build_snapshot(
         if state.messages
         else ({}, {})
     )
+    if hours is not None:
+        hours.update(histograms)
     subscriptions = state.subscriptions
     cache = cfg.channel_entries
     excluded = cfg.excludes_machine_events(org_id)

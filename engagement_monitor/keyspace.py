@@ -161,6 +161,18 @@ def redis_search_key(org_id: str, field: str) -> str:
     return f"{_org_prefix(org_id)}:find:{redis_part(field)}"
 
 
+def redis_heat_key(org_id: str) -> str:
+    """Hash: `<channel>:<hour of week>` -> the org's counted interactions of the window in
+    that hour (SPEC §7.4 landing heatmap), the sum of its contacts' histograms."""
+    return f"{_org_prefix(org_id)}:heat"
+
+
+def redis_changes_key(org_id: str, scope: str | None, direction: str) -> str:
+    """Sorted set, scores 0: the org's tier changes of the last 7 days in one scope (a channel,
+    or None: overall) that went this way (up, down, new, lost)."""
+    return f"{_org_prefix(org_id)}:chg:{redis_part(scope or OVERALL_SCOPE)}:{redis_part(direction)}"
+
+
 def contact_member(contact_id: str) -> str:
     return redis_part(contact_id)
 

@@ -16,6 +16,8 @@ module that builds keys from ids.
 | `em:v2:{<org>}:chan:<channel>` | sorted set, scores 0 | contacts showing the channel |
 | `em:v2:{<org>}:sub:<channel>:<status>` | sorted set, scores 0 | contacts with that status |
 | `em:v2:{<org>}:find:<field>` | sorted set, scores 0 | `<lower-cased value>|<contact>` |
+| `em:v2:{<org>}:heat` | hash | `<channel>:<hour of week>` -> interactions of the window |
+| `em:v2:{<org>}:chg:<scope>:<dir>` | sorted set, scores 0 | `<epoch s>|<prev>|<tier>|<contact>` |
 | `em:v2:{<org>}:pmsg:whatsapp:<wamid>` | string, 92 days | `[contact, message]` (webhooks) |
 
 (`<field>`: name, email or phone, a phone by its digits; `pmsg` is written by the API's
@@ -45,21 +47,39 @@ VERSION_FIELD = "__v"
 # A removed contact's membership hash keeps only its version, for a day, so a late older write
 # cannot resurrect it.
 #
+# The membership hash also keeps the contact's hour-of-week histogram (`__h`) and its tier
+# changes of the last 7 days (`__c`, lines `<set key>\t<member>`): the script adds only the
+# difference between the held and the new ones to the org's heatmap hash and change sets, so
+# those org-wide figures are sums that a replay, a rebuild or a removal keeps exact.
+#
 # KEYS: per contact, its snapshot key, its membership hash and its tier-history key.
-# ARGV: per contact, in the same order: version, snapshot JSON (empty for a removal), the tier
-#   history JSON (empty: none), the number of segments (-1 for a removal), then that many
-#   pairs (segment key, member).
+# ARGV: the org's heatmap key, then per contact, in the same order as KEYS: version, snapshot
+#   JSON (empty for a removal), the tier history JSON (empty: none), the heat field, the change
+#   lines, the number of segments (-1 for a removal), then that many pairs (segment key, member).
 # Returns how many contacts were written (the others were older than what Redis holds).
 WRITE_CONTACTS_LUA = """
-local a = 1
+local heatkey = ARGV[1]
+local a = 2
 local written = 0
+local function add_heat(text, sign, delta)
+  for field, n in string.gmatch(text, '([^;=]+)=(%d+)') do
+    delta[field] = (delta[field] or 0) + sign * tonumber(n)
+  end
+end
+local function lines(text)
+  local set = {}
+  for line in string.gmatch(text, '[^\\n]+') do set[line] = true end
+  return set
+end
 for i = 1, #KEYS, 3 do
   local snap, mem, hist = KEYS[i], KEYS[i + 1], KEYS[i + 2]
   local version = tonumber(ARGV[a])
   local snapshot = ARGV[a + 1]
   local history = ARGV[a + 2]
-  local n = tonumber(ARGV[a + 3])
-  local first = a + 4
+  local heat = ARGV[a + 3]
+  local changes = ARGV[a + 4]
+  local n = tonumber(ARGV[a + 5])
+  local first = a + 6
   local last = first + 2 * math.max(n, 0) - 1
   a = last + 1
   local held = tonumber(redis.call('HGET', mem, '__v') or '-1')
@@ -68,10 +88,41 @@ for i = 1, #KEYS, 3 do
     local keep = {}
     for j = first, last, 2 do keep[ARGV[j]] = ARGV[j + 1] end
     local had = {}
+    local oldheat, oldchanges = '', ''
     for j = 1, #old, 2 do
-      if old[j] ~= '__v' then
-        had[old[j]] = old[j + 1]
-        if keep[old[j]] ~= old[j + 1] then redis.call('ZREM', old[j], old[j + 1]) end
+      local field = old[j]
+      if field == '__h' then
+        oldheat = old[j + 1]
+      elseif field == '__c' then
+        oldchanges = old[j + 1]
+      elseif field ~= '__v' then
+        had[field] = old[j + 1]
+        if keep[field] ~= old[j + 1] then redis.call('ZREM', field, old[j + 1]) end
+      end
+    end
+    if oldheat ~= heat then
+      local delta = {}
+      add_heat(oldheat, -1, delta)
+      add_heat(heat, 1, delta)
+      for field, d in pairs(delta) do
+        if d ~= 0 and redis.call('HINCRBY', heatkey, field, d) == 0 then
+          redis.call('HDEL', heatkey, field)
+        end
+      end
+    end
+    if oldchanges ~= changes then
+      local before, after = lines(oldchanges), lines(changes)
+      for line in pairs(before) do
+        if not after[line] then
+          local tab = string.find(line, '\t', 1, true)
+          redis.call('ZREM', string.sub(line, 1, tab - 1), string.sub(line, tab + 1))
+        end
+      end
+      for line in pairs(after) do
+        if not before[line] then
+          local tab = string.find(line, '\t', 1, true)
+          redis.call('ZADD', string.sub(line, 1, tab - 1), 0, string.sub(line, tab + 1))
+        end
       end
     end
     redis.call('DEL', mem)
@@ -86,6 +137,14 @@ for i = 1, #KEYS, 3 do
       redis.call('EXPIRE', mem, 86400)
     else
       local fields = {'__v', version}
+      if heat ~= '' then
+        fields[#fields + 1] = '__h'
+        fields[#fields + 1] = heat
+      end
+      if changes ~= '' then
+        fields[#fields + 1] = '__c'
+        fields[#fields + 1] = changes
+      end
       for j = first, last, 2 do
         if had[ARGV[j]] ~= ARGV[j + 1] then redis.call('ZADD', ARGV[j], 0, ARGV[j + 1]) end
         fields[#fields + 1] = ARGV[j]

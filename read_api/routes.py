@@ -26,12 +26,13 @@ from pydantic import WithJsonSchema
 from models import identifiers as ids
 from models.snapshot import Snapshot
 from models.tiers import Tier
-from read_api import commands, export, org_views
+from read_api import commands, export, org_activity, org_views
 from read_api.auth import NOT_FOUND, Caller, Reader, Writer
 from read_api.commands import PublishUnavailable
 from read_api.schemas import (
     Accepted,
     ContactPatch,
+    Heatmap,
     ListPut,
     MessageAccepted,
     MessageRequest,
@@ -40,6 +41,7 @@ from read_api.schemas import (
     SearchPage,
     SegmentItem,
     SegmentPage,
+    TierChangesSummary,
     TierHistory,
     ValidationProblem,
     WhoAmI,
@@ -146,6 +148,18 @@ async def publish(
         ) from None
     state.metrics.commands.labels(short_topic, str(record.get("type", short_topic))).inc()
     return topic
+
+
+def heatmap(state: AppState, org_id: str, as_of: str, grids: dict[str, dict[str, Any]]) -> Heatmap:
+    settings = state.settings
+    return Heatmap.model_validate(
+        {
+            "as_of": as_of,
+            "timezone": settings.org_timezones.get(org_id, settings.default_timezone),
+            "window_days": settings.window_days,
+            "channels": grids,
+        }
+    )
 
 
 def build_router(channels: tuple[str, ...]) -> APIRouter:
@@ -257,6 +271,44 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
     async def org_overview(org_id: str, _principal: Reader, state: State) -> Overview:
         counts = await org_views.overview(state.store, org_id, state.settings.channels)
         return Overview.model_validate(counts)
+
+    @router.get(
+        "/orgs/{org_id:id}/heatmap",
+        response_model=Heatmap,
+        responses=_AUTH_ERRORS,
+        summary="The org's interactions by hour of week, per channel",
+        tags=["read"],
+    )
+    async def org_heatmap(org_id: str, _principal: Reader, state: State) -> Heatmap:
+        as_of, grids = await org_activity.org_heatmap(state.store, org_id, state.settings.channels)
+        return heatmap(state, org_id, as_of, grids)
+
+    @router.get(
+        "/orgs/{org_id:id}/contacts/{contact_id:id}/heatmap",
+        response_model=Heatmap,
+        responses=_AUTH_ERRORS,
+        summary="The contact's interactions by hour of week, per channel",
+        tags=["read"],
+    )
+    async def contact_heatmap(
+        org_id: str, contact_id: ContactId, _principal: Reader, state: State
+    ) -> Heatmap:
+        await require_contact(state, org_id, contact_id)
+        as_of, grids = await org_activity.contact_heatmap(
+            state.store, org_id, contact_id, state.settings.channels
+        )
+        return heatmap(state, org_id, as_of, grids)
+
+    @router.get(
+        "/orgs/{org_id:id}/tier-changes",
+        response_model=TierChangesSummary,
+        responses=_AUTH_ERRORS,
+        summary="Tier changes of the last 24 hours and 7 days, and the newest ones",
+        tags=["read"],
+    )
+    async def org_tier_changes(org_id: str, _principal: Reader, state: State) -> TierChangesSummary:
+        summary = await org_activity.tier_changes(state.store, org_id, state.settings.channels)
+        return TierChangesSummary.model_validate(summary)
 
     @router.get(
         "/orgs/{org_id:id}/contacts",

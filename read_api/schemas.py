@@ -157,6 +157,56 @@ class Overview(BaseModel):
     subscriptions: dict[str, SubscriptionCounts]
 
 
+class HeatmapChannel(BaseModel):
+    total: int = Field(description="Counted interactions of the window on this channel.")
+    hours: list[list[int]] = Field(
+        description="7 rows, Monday first, of 24 hourly counts, in the org's time zone."
+    )
+
+
+class Heatmap(BaseModel):
+    """Interactions by hour of week: each message's first counted open, click and reply of the
+    window, as the best send times count them (issue 15)."""
+
+    as_of: str
+    timezone: str
+    window_days: int
+    channels: dict[str, HeatmapChannel]
+
+
+class DirectionCounts(BaseModel):
+    """Tier changes by direction: `new` is a first tier, `lost` a tier lost (no delivery left
+    in the window, or the contact deleted)."""
+
+    up: int
+    down: int
+    new: int
+    lost: int
+
+
+class TierChangeCounts(BaseModel):
+    overall: DirectionCounts
+    by_channel: dict[str, DirectionCounts]
+
+
+class RecentTierChange(BaseModel):
+    changed_at: str
+    contact_id: str
+    name: str | None
+    previous_tier: Tier | None
+    tier: Tier | None
+
+
+class TierChangesSummary(BaseModel):
+    """How tiers moved lately, exact at `as_of` (issue 15): counts of the last 24 hours and 7
+    days, and the newest overall changes."""
+
+    as_of: str
+    last_24h: TierChangeCounts
+    last_7d: TierChangeCounts
+    recent: list[RecentTierChange]
+
+
 class SearchItem(BaseModel):
     contact_id: str
     name: str | None

@@ -16,7 +16,7 @@ const RATE_NOTES = {
 const POLL_MS = 500;
 const POLL_LIMIT_MS = 30000;
 
-const state = { who: null, contact: null, snapshot: null, segCursor: null };
+const state = { who: null, contact: null, snapshot: null, segCursor: null, orgHeat: null };
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs = {}, ...children) {
@@ -121,6 +121,8 @@ function showApp() {
     if ($("send-channel")) $("send-channel").append(el("option", { value: ch }, channelLabel(ch)));
   }
   loadOverview();
+  loadTierChanges();
+  loadOrgHeatmap();
   const fromHash = decodeURIComponent(window.location.hash.replace(/^#contact=/, ""));
   if (window.location.hash.startsWith("#contact=") && fromHash) openContact(fromHash);
   loadSegment(false);
@@ -173,6 +175,84 @@ async function loadOverview() {
         el("td", {}, String(s.subscribed)), el("td", {}, String(s.unsubscribed)))));
   } catch (err) {
     setStatus(`Overview: ${err.message}`, "err");
+  }
+}
+
+const WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+const DAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+
+// An hour-of-week heatmap as a table: 7 rows of 24 hours. Every non-empty cell shows its
+// number; the shade (5 levels, relative to the busiest hour) only helps the eye.
+function heatTable(grid, caption) {
+  const top = Math.max(1, ...grid.hours.flat());
+  const level = (n) => (n === 0 ? 0 : Math.min(4, 1 + Math.floor((n / top) * 3.999)));
+  const hours = Array.from({ length: 24 }, (_, h) => el("th", { scope: "col" }, String(h).padStart(2, "0")));
+  return el("table", { class: "heat" },
+    el("caption", { class: "muted small" }, caption),
+    el("thead", {}, el("tr", {}, el("td", {}), ...hours)),
+    el("tbody", {}, ...grid.hours.map((row, day) => el("tr", { dataset: { day: WEEKDAYS[day] } },
+      el("th", { scope: "row", title: DAY_NAMES[day] }, WEEKDAYS[day]),
+      ...row.map((n, hour) => el("td", {
+        class: `h${level(n)}`, dataset: { hour: String(hour) },
+        title: `${DAY_NAMES[day]} ${String(hour).padStart(2, "0")}:00 — ${n} interaction${n === 1 ? "" : "s"}`,
+      }, n ? String(n) : el("span", { class: "sr-only" }, "0")))))));
+}
+
+async function loadOrgHeatmap() {
+  try {
+    const map = await api("GET", `/v1/orgs/${encodeURIComponent(state.who.org_id)}/heatmap`);
+    state.orgHeat = map;
+    const select = $("heat-channel");
+    if (!select.options.length) {
+      // the busiest channel first shown
+      const order = Object.entries(map.channels).sort((a, b) => b[1].total - a[1].total);
+      select.replaceChildren(...order.map(([ch]) => el("option", { value: ch }, channelLabel(ch))));
+    }
+    showOrgHeatmap();
+  } catch (err) {
+    setStatus(`Heatmap: ${err.message}`, "err");
+  }
+}
+
+function showOrgHeatmap() {
+  const map = state.orgHeat;
+  const ch = $("heat-channel").value;
+  if (!map || !map.channels[ch]) return;
+  const grid = map.channels[ch];
+  $("ov-heatmap").replaceChildren(heatTable(grid,
+    `${grid.total.toLocaleString()} ${channelLabel(ch)} interactions (first open, click or reply of each message) of the last ${map.window_days} days, by hour of week, ${map.timezone}`));
+}
+
+const DIRECTION_LABELS = { up: "Up", down: "Down", new: "New", lost: "Lost" };
+async function loadTierChanges() {
+  try {
+    const ch = await api("GET", `/v1/orgs/${encodeURIComponent(state.who.org_id)}/tier-changes`);
+    $("chg-rows").replaceChildren(...[["Last 24 hours", ch.last_24h], ["Last 7 days", ch.last_7d]].map(
+      ([label, counts]) => el("tr", {}, el("th", { scope: "row" }, label),
+        ...Object.keys(DIRECTION_LABELS).map((d) => el("td", { dataset: { direction: d } },
+          String(counts.overall[d]))))));
+    $("chg-recent").replaceChildren(...ch.recent.map((r) => el("li", {
+      tabindex: "0", dataset: { contact: r.contact_id },
+      onclick: () => openContact(r.contact_id),
+      onkeydown: (e) => { if (e.key === "Enter") openContact(r.contact_id); } },
+    el("span", {}, r.name || r.contact_id,
+      el("span", { class: "muted small" }, ` ${new Date(r.changed_at).toLocaleString()}`)),
+    el("span", {}, tierLabel(r.previous_tier), " → ", el("span", { class: `tier ${r.tier || "none"}` }, tierLabel(r.tier))))));
+    if (!ch.recent.length) $("chg-recent").append(el("li", { class: "muted" }, "No change in the last 7 days."));
+  } catch (err) {
+    setStatus(`Tier changes: ${err.message}`, "err");
+  }
+}
+
+async function loadContactHeatmap(contactId) {
+  try {
+    const map = await api("GET", `${monitorPath(contactId)}/heatmap`);
+    if (state.contact !== contactId) return;
+    const shown = Object.entries(map.channels).filter(([ch, g]) => g.total > 0 || (state.snapshot && state.snapshot.channels[ch]));
+    $("c-heat").replaceChildren(...shown.map(([ch, grid]) => el("div", { dataset: { channel: ch } },
+      heatTable(grid, `${channelLabel(ch)}: ${grid.total} interaction${grid.total === 1 ? "" : "s"} by hour of week, ${map.timezone}`))));
+  } catch (err) {
+    setStatus(`Heatmap: ${err.message}`, "err");
   }
 }
 
@@ -270,6 +350,7 @@ async function openContact(contactId) {
     render(snap);
     setStatus("");
     loadHistory(contactId);
+    loadContactHeatmap(contactId);
   } catch (err) {
     $("contact").hidden = true;
     $("placeholder").hidden = false;
@@ -465,6 +546,7 @@ document.addEventListener("DOMContentLoaded", () => {
   on("seg-more", "click", () => loadSegment(true));
   on("seg-export", "click", exportSegment);
   on("find", "input", findSoon);
+  on("heat-channel", "change", showOrgHeatmap);
   on("open-form", "submit", (event) => {
     event.preventDefault();
     const id = $("open-id").value.trim();

@@ -76,6 +76,9 @@ ROUTES: list[tuple[str, str, str, Any, bool, str | None]] = [
     ("overview", "GET", "/v1/orgs/{org}/overview", None, False, None),
     ("history", "GET", "/v1/orgs/{org}/contacts/{contact}/tier-history", None, False, None),
     ("search", "GET", "/v1/orgs/{org}/contacts?q=Ana", None, False, None),
+    ("heatmap", "GET", "/v1/orgs/{org}/heatmap", None, False, None),
+    ("heatmap_c", "GET", "/v1/orgs/{org}/contacts/{contact}/heatmap", None, False, None),
+    ("changes", "GET", "/v1/orgs/{org}/tier-changes", None, False, None),
     ("edit", "PATCH", "/v1/orgs/{org}/contacts/{contact}", {"name": "New"}, True, "contact"),
     ("delete", "DELETE", "/v1/orgs/{org}/contacts/{contact}", None, True, "contact"),
     (

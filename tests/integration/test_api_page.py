@@ -3,7 +3,7 @@
 Against the whole real chain: worker, Kafka, Redis and the API under uvicorn. An operator opens a
 contact, sees its figures, includes it in a list and sees the list appear once the worker has
 applied the command; an agent sees the same figures and no action at all. Screenshots go to
-`test-artifacts/` (and to `docs/monitor-page.png` with EM_UPDATE_DOCS_SCREENSHOT=1).
+`test-artifacts/` (and, with EM_UPDATE_DOCS_SCREENSHOT=1, to `docs/`: each view the README shows).
 """
 
 from __future__ import annotations
@@ -255,6 +255,24 @@ async def test_monitor_page_in_chromium(
         await expect(history.locator("li").first).to_be_visible()
         await expect(history).to_contain_text("Overall")
         await expect(history).to_contain_text(tier_label)
+        # the hour-of-week heatmap beside the best send times: each cell is the API's count
+        async with httpx.AsyncClient(base_url=base_url) as http:
+            heat = (
+                await http.get(
+                    f"/v1/orgs/{org}/contacts/ana/heatmap",
+                    headers={"Authorization": f"Bearer {tokens.by_role['operator']}"},
+                )
+            ).json()
+        email_heat = heat["channels"]["email"]
+        assert email_heat["total"] > 0
+        day, hour = next(
+            (d, h) for d, row in enumerate(email_heat["hours"]) for h, n in enumerate(row) if n
+        )
+        weekday = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[day]
+        cell = page.get_by_test_id("contact-heatmap").locator(
+            f"[data-channel=email] tr[data-day={weekday}] td[data-hour='{hour}']"
+        )
+        await expect(cell).to_have_text(str(email_heat["hours"][day][hour]))
 
         # the segment browser lists the org's contacts of the chosen tier and opens them
         await page.select_option("#seg-tier", snap["engagement"]["tier"])
@@ -278,8 +296,6 @@ async def test_monitor_page_in_chromium(
         await expect(page.get_by_test_id("status")).to_contain_text("done")
         await page.screenshot(path=str(ARTIFACTS / "monitor-page.png"), full_page=True)
         await no_serious_accessibility_findings(page, "the contact view")
-        if os.environ.get("EM_UPDATE_DOCS_SCREENSHOT") == "1":
-            shutil.copy(ARTIFACTS / "monitor-page.png", ROOT / "docs" / "monitor-page.png")
         stored = await snapshot(redis_client, org, "ana")
         assert stored is not None and {"list_id": "vip", "name": "VIP customers"} in stored["lists"]
 
@@ -306,6 +322,31 @@ async def test_monitor_page_in_chromium(
         subs = landing.get_by_test_id("ov-subs").locator("tr[data-channel=email] td")
         email_subs = overview["subscriptions"]["email"]
         await expect(subs.nth(0)).to_have_text(str(email_subs["subscribed"]))
+        # tier changes of the last 24 h and 7 days, and the org's heatmap, as the API says
+        async with httpx.AsyncClient(base_url=base_url) as http:
+            agent_auth = {"Authorization": f"Bearer {tokens.by_role['agent']}"}
+            changes = (await http.get(f"/v1/orgs/{org}/tier-changes", headers=agent_auth)).json()
+            org_heat = (await http.get(f"/v1/orgs/{org}/heatmap", headers=agent_auth)).json()
+        assert changes["last_24h"]["overall"]["new"] == 3  # each contact's first tier
+        rows = landing.get_by_test_id("ov-changes-table").locator("tbody tr")
+        for index, period in enumerate(("last_24h", "last_7d")):
+            for direction, count in changes[period]["overall"].items():
+                cell = rows.nth(index).locator(f"td[data-direction={direction}]")
+                await expect(cell).to_have_text(str(count))
+        await expect(landing.get_by_test_id("ov-changes-recent").locator("li")).to_have_count(
+            len(changes["recent"])
+        )
+        busiest = max(org_heat["channels"], key=lambda c: org_heat["channels"][c]["total"])
+        await expect(landing.get_by_test_id("heat-channel")).to_have_value(busiest)
+        grid = org_heat["channels"][busiest]
+        heatmap = landing.get_by_test_id("ov-heatmap")
+        await expect(heatmap).to_contain_text(f"{grid['total']} ")
+        for day, row in enumerate(grid["hours"]):
+            for hour, count in enumerate(row):
+                if count:
+                    weekday = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[day]
+                    cell = heatmap.locator(f"tr[data-day={weekday}] td[data-hour='{hour}']")
+                    await expect(cell).to_have_text(str(count))
         await landing.screenshot(path=str(ARTIFACTS / "overview-page.png"), full_page=True)
         await no_serious_accessibility_findings(landing, "the overview")
         await landing.get_by_test_id("find").fill("ana@exa")  # an e-mail prefix, as you type
@@ -340,6 +381,9 @@ async def test_monitor_page_in_chromium(
         visible = await agent.locator("button:visible").all_inner_texts()
         assert set(visible) <= {"Sign out", "Open", "Show", "More", "Export CSV"}, visible
         await agent.screenshot(path=str(ARTIFACTS / "monitor-page-agent.png"), full_page=True)
+        if os.environ.get("EM_UPDATE_DOCS_SCREENSHOT") == "1":
+            for view in ("monitor-page.png", "overview-page.png", "monitor-page-agent.png"):
+                shutil.copy(ARTIFACTS / view, ROOT / "docs" / view)
     finally:
         server.should_exit = True
         await asyncio.wait_for(serving, 15)

@@ -174,6 +174,30 @@ async def test_write_commands_reach_the_snapshot(
             assert overview["subscriptions"]["whatsapp"] == {"subscribed": 1, "unsubscribed": 0}
             assert overview["tiers"]["by_channel"]["sms"]["none"] == 0  # not shown: not counted
 
+            # the landing's heatmaps are the histogram the best send times come from, and the
+            # org's is the sum of its contacts' (one contact here: the same)
+            mine = (await api.get(f"{base}/heatmap")).json()["channels"]
+            week = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+            for channel, best in snap["best_send_times"].items():
+                for top in best["top_hours"]:
+                    row = mine[channel]["hours"][week.index(top["weekday"])]
+                    assert row[top["hour"]] == top["interactions"]
+            assert sum(c["total"] for c in mine.values()) == 2  # two messages opened
+            org_heat = (await api.get(f"/v1/orgs/{org}/heatmap")).json()["channels"]
+            assert org_heat == mine
+            # and the tier changes just published are the org's changes of the last 24 h
+            recent = (await api.get(f"/v1/orgs/{org}/tier-changes")).json()
+            day = recent["last_24h"]
+            overall_changes = [h for h in history if h["channel"] is None]
+            assert sum(day["overall"].values()) == len(overall_changes)
+            assert day["overall"]["new"] == 1
+            for channel in ("email", "whatsapp"):
+                assert sum(day["by_channel"][channel].values()) == len(
+                    [h for h in history if h["channel"] == channel]
+                )
+            assert [r["contact_id"] for r in recent["recent"]] == ["c1"] * len(overall_changes)
+            assert recent["recent"][0]["tier"] == "very_high"
+
             async def found(q: str) -> list[str]:
                 page = (await api.get(f"/v1/orgs/{org}/contacts", params={"q": q})).json()
                 return [item["contact_id"] for item in page["items"]]
@@ -212,6 +236,11 @@ async def test_write_commands_reach_the_snapshot(
                 "unsubscribed": 0,
             }
             assert await found("ana") == []
+            # its interactions leave the org's heatmap with it; its changes leave the counts
+            org_heat = (await api.get(f"/v1/orgs/{org}/heatmap")).json()["channels"]
+            assert all(c["total"] == 0 for c in org_heat.values())
+            recent = (await api.get(f"/v1/orgs/{org}/tier-changes")).json()
+            assert recent["recent"] == [] and sum(recent["last_7d"]["overall"].values()) == 0
             # and further writes to it are refused like any unknown contact
             assert (await api.put(f"{base}/lists/vip")).status_code == 404
     finally:
