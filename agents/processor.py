@@ -39,6 +39,7 @@ from counting import (
 from counting.send_times import Hours
 from counting.timeutil import to_us
 from engagement_monitor.keyspace import split_state_key, state_key
+from engagement_monitor.snapshot_codec import pack_snapshot
 from models.events import RecordRejected, parse_record
 from streams.dead_letters import DEAD_LETTER_TOPIC, dead_letter_headers
 from streams.envelope import KIND_FORWARDED, KIND_TICK, Entry, EnvelopeWriter
@@ -90,7 +91,7 @@ class SnapshotWrite:
     org_id: str
     contact_id: str
     version: int
-    snapshot: bytes | None
+    snapshot: bytes | None  # its stored form (`engagement_monitor.snapshot_codec`)
     tiers: Published
     index: OrgIndex = NO_INDEX  # what the org's overview and search know of it (§7.4)
     history: bytes | None = None  # its tier changes of the window, newest first (§7.4)
@@ -115,7 +116,7 @@ def snapshot_write(
         org_id,
         contact_id,
         stored.version,
-        orjson.dumps(snapshot),
+        pack_snapshot(orjson.dumps(snapshot)),
         published,
         org_index(snapshot, hours, changes),
         history_json(history) if history else None,

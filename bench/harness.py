@@ -59,6 +59,7 @@ from bench.common import (
 from bench.names import SCENARIOS, TITLES
 from counting import CountingConfig
 from engagement_monitor import keyspace as ks
+from engagement_monitor.snapshot_codec import unpack_snapshot
 from streams.topics import TopicNames
 
 TIERS = ("no_engagement", "low", "high", "very_high")
@@ -375,7 +376,7 @@ async def _compare(
         chunk = keys[start : start + 500]
         raws = await ctx.redis.mget([ks.redis_snapshot_key(o, c) for o, c in chunk])
         for key, raw in zip(chunk, raws, strict=True):
-            got = orjson.loads(raw) if raw is not None else None
+            got = orjson.loads(unpack_snapshot(raw)) if raw is not None else None
             if bl.figures(got) != bl.figures(expected[key]):
                 wrong.append(key)
     return wrong
@@ -403,7 +404,7 @@ async def check_exact(ctx: Context, sample: list[int]) -> dict[str, Any]:
         result["first_mismatch"] = {
             "org_id": org,
             "contact_id": contact,
-            "got": bl.figures(orjson.loads(raw)) if raw else None,
+            "got": bl.figures(orjson.loads(unpack_snapshot(raw))) if raw else None,
             "expected": bl.figures(expected[(org, contact)]),
         }
     return result
@@ -513,43 +514,60 @@ async def scenario_pipeline(ctx: Context) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- footprint
 async def redis_footprint(ctx: Context, sample: list[int]) -> dict[str, Any]:
-    """Redis memory per contact: snapshot string, membership hash, share of segment sets."""
+    """Redis memory per contact (MEMORY USAGE): its own keys (stored snapshot, membership hash,
+    tier history) for a sample, plus every org-wide key (segments, overview and search
+    indexes, heatmap, tier-change sets) divided by the org's contacts."""
     assert ctx.backlog is not None
     contacts = ctx.backlog.contacts
     snap_bytes: list[int] = []
+    stored_bytes: list[int] = []
     json_bytes: list[int] = []
     mem_bytes: list[int] = []
+    hist_bytes: list[int] = []
     for idx in sample:
         org, contact = contacts[idx]
-        usage = await ctx.redis.memory_usage(ks.redis_snapshot_key(org, contact), samples=0)
+        key = ks.redis_snapshot_key(org, contact)
+        usage = await ctx.redis.memory_usage(key, samples=0)
         if usage is None:
             continue
         snap_bytes.append(int(usage))
-        json_bytes.append(int(await ctx.redis.strlen(ks.redis_snapshot_key(org, contact))))
+        stored = await ctx.redis.get(key)
+        if stored is None:
+            continue
+        stored_bytes.append(len(stored))
+        json_bytes.append(len(unpack_snapshot(stored)))
         hash_usage = await ctx.redis.memory_usage(ks.redis_membership_key(org, contact), samples=0)
         mem_bytes.append(int(hash_usage or 0))
+        hist_usage = await ctx.redis.memory_usage(ks.redis_history_key(org, contact), samples=0)
+        hist_bytes.append(int(hist_usage or 0))
     per_org: Counter[str] = Counter(contacts[i][0] for i in ctx.backlog.touched())
-    segment_total = 0
-    scopes: list[str | None] = [None, *CountingConfig().channels]
+    by_kind: Counter[str] = Counter()
     for org in per_org:
-        for scope in scopes:
-            for tier in TIERS:
-                segment_total += int(
-                    await ctx.redis.memory_usage(ks.redis_segment_key(org, scope, tier), samples=0)
-                    or 0
-                )
+        async for key in ctx.redis.scan_iter(match=ks.redis_org_pattern(org), count=1000):
+            kind = ks.split_redis_key(key.decode())[0]
+            if kind in ("snap", "mem", "hist"):
+                continue  # per contact: sampled above
+            by_kind[kind] += int(await ctx.redis.memory_usage(key, samples=0) or 0)
     n = max(1, len(snap_bytes))
+    org_contacts = max(1, sum(per_org.values()))
     snap = sum(snap_bytes) / n
     mem = sum(mem_bytes) / n
-    seg = segment_total / max(1, sum(per_org.values()))
+    hist = sum(hist_bytes) / n
+    seg = by_kind["seg"] / org_contacts
+    del by_kind["seg"]
+    indexes = sum(by_kind.values()) / org_contacts
     return {
         "status": "ok" if snap_bytes else "no snapshots",
         "contacts_sampled": len(snap_bytes),
         "redis_snapshot_bytes": round(snap),
+        "redis_snapshot_stored_bytes": round(sum(stored_bytes) / n),
         "redis_snapshot_json_bytes": round(sum(json_bytes) / n),
         "redis_membership_bytes": round(mem),
+        "redis_history_bytes": round(hist),
         "redis_segment_bytes_per_contact": round(seg),
-        "redis_bytes_per_contact": round(snap + mem + seg),
+        "redis_index_bytes_per_contact": round(indexes),
+        "redis_index_bytes_by_kind": {k: round(v / org_contacts) for k, v in by_kind.items()},
+        "redis_bytes_per_contact": round(snap + mem + hist + seg + indexes),
     }
 
 

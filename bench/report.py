@@ -127,9 +127,13 @@ def rows(doc: dict[str, Any]) -> list[Row]:
                 "Redis bytes / contact",
                 _num(item.get("redis_bytes_per_contact"), "B"),
                 f"snapshot {_num(item.get('redis_snapshot_bytes'), 'B')} "
-                f"(JSON {_num(item.get('redis_snapshot_json_bytes'), 'B')}), membership "
-                f"{_num(item.get('redis_membership_bytes'), 'B')}, segments "
-                f"{_num(item.get('redis_segment_bytes_per_contact'), 'B')}",
+                f"(stored {_num(item.get('redis_snapshot_stored_bytes'), 'B')} of JSON "
+                f"{_num(item.get('redis_snapshot_json_bytes'), 'B')}), membership "
+                f"{_num(item.get('redis_membership_bytes'), 'B')}, history "
+                f"{_num(item.get('redis_history_bytes'), 'B')}, segments "
+                f"{_num(item.get('redis_segment_bytes_per_contact'), 'B')}, org indexes "
+                f"{_num(item.get('redis_index_bytes_per_contact'), 'B')} "
+                f"{item.get('redis_index_bytes_by_kind') or ''}",
             )
         )
         out.append(

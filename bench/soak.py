@@ -63,6 +63,7 @@ from bench.common import (
 from bench.harness import commit, machine
 from counting import CountingConfig
 from engagement_monitor import keyspace as ks
+from engagement_monitor.snapshot_codec import unpack_snapshot
 from streams.topics import TopicNames
 
 PROBES = 1_000
@@ -141,7 +142,7 @@ class Probes:
         raws = await redis.mget([ks.redis_snapshot_key(self.org, c) for c in contacts])
         now = time.perf_counter()
         counted = {
-            c: orjson.loads(raw)["dispatched"]["total"]
+            c: orjson.loads(unpack_snapshot(raw))["dispatched"]["total"]
             for c, raw in zip(contacts, raws, strict=True)
             if raw is not None
         }
@@ -420,7 +421,8 @@ async def _check_exact(
     wrong = [
         f"{org}/{c}"
         for (org, c), raw in zip(keys, raws, strict=True)
-        if bl.figures(orjson.loads(raw) if raw else None) != bl.figures(expected[(org, c)])
+        if bl.figures(orjson.loads(unpack_snapshot(raw)) if raw else None)
+        != bl.figures(expected[(org, c)])
     ]
     return {"checked": len(keys), "wrong": len(wrong), "examples": wrong[:5]}
 

@@ -32,8 +32,10 @@ def run_worker(settings: Settings) -> int:
     import faust
 
     from agents.engagement import EngagementWorker
+    from engagement_monitor.snapshot_codec import check_dictionaries
     from streams.app import create_app
 
+    check_dictionaries()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     streams = create_app(settings)
     worker_state = EngagementWorker(streams, settings)

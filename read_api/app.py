@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engagement_monitor.redis_client import connect
 from engagement_monitor.settings import Settings
+from engagement_monitor.snapshot_codec import check_dictionaries
 from models.identifiers import id_problem
 from models.origin import ORIGIN_TYPES
 from read_api.body_limit import BodyLimit
@@ -162,6 +163,7 @@ def create_app(
 ) -> FastAPI:
     """Build the app. Injected ``redis`` / ``producer`` are the caller's to start and close;
     the ones created here are closed when the app shuts down."""
+    check_dictionaries()  # every snapshot dictionary loads, or the API does not start
     owns_redis = redis is None
     client = (
         redis

@@ -116,14 +116,13 @@ async def search(
         members = await store.client.zrangebylex(key, low, high, start=0, num=room + 1)
         texts = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
         contacts = [ks.parse_search_member(m)[1] for m in texts]
-        raws = await store.client.mget([ks.redis_snapshot_key(org_id, c) for c in contacts])
-        for member, contact, found in zip(texts, contacts, raws, strict=True):
+        found_snapshots = await store.snapshots(org_id, contacts)
+        for member, contact, snapshot in zip(texts, contacts, found_snapshots, strict=True):
             if len(items) == limit:  # one more than fits: a next page starts after `after`
                 return items, f"{step}:{after or ''}"
             after = member
-            if found is None or contact == exact:
+            if snapshot is None or contact == exact:
                 continue  # a stale member, or the id match listed first
-            snapshot = orjson.loads(found)
             if not _matches_earlier(step, snapshot, query, digits):
                 items.append(_item(contact, snapshot))
         if len(texts) <= room:  # fewer than asked for: this step has no more

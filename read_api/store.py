@@ -7,11 +7,13 @@ token's org, so a request can only ever name keys of its own org.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 
 from engagement_monitor import keyspace as ks
+from engagement_monitor.snapshot_codec import unpack_snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,11 +27,18 @@ class SnapshotStore:
         self.client = client
 
     async def snapshot_json(self, org_id: str, contact_id: str) -> bytes | None:
-        """The snapshot exactly as the worker stored it (served as is: no re-encoding)."""
+        """The snapshot's JSON exactly as the worker built it (served as is: no re-encoding)."""
         raw = await self.client.get(ks.redis_snapshot_key(org_id, contact_id))
         if raw is None:
             return None
-        return raw if isinstance(raw, bytes) else str(raw).encode()
+        return unpack_snapshot(raw)
+
+    async def snapshots(self, org_id: str, contact_ids: list[str]) -> list[dict[str, Any] | None]:
+        """Several contacts' snapshots, parsed, in one round trip (None where there is none)."""
+        if not contact_ids:
+            return []
+        raws = await self.client.mget([ks.redis_snapshot_key(org_id, c) for c in contact_ids])
+        return [None if raw is None else orjson.loads(unpack_snapshot(raw)) for raw in raws]
 
     async def history_json(self, org_id: str, contact_id: str) -> bytes | None:
         """The contact's tier changes of the window as the worker stored them, newest first."""
@@ -64,15 +73,12 @@ class SnapshotStore:
     ) -> list[dict[str, str | None] | None]:
         """The `name`, `email` and `phone` of each contact's snapshot, in one round trip (None
         for a contact whose snapshot is gone: a segment member can outlive it briefly)."""
-        if not contact_ids:
-            return []
-        raws = await self.client.mget([ks.redis_snapshot_key(org_id, c) for c in contact_ids])
         out: list[dict[str, str | None] | None] = []
-        for raw in raws:
-            if raw is None:
+        for snapshot in await self.snapshots(org_id, contact_ids):
+            if snapshot is None:
                 out.append(None)
                 continue
-            registration = orjson.loads(raw).get("registration") or {}
+            registration = snapshot.get("registration") or {}
             out.append({k: registration.get(k) for k in ("name", "email", "phone")})
         return out
 

@@ -43,6 +43,7 @@ from agents.stored import StoredContact, peek, unpack
 from counting import CountingConfig
 from engagement_monitor.keyspace import record_key as contact_key
 from engagement_monitor.keyspace import state_key
+from engagement_monitor.snapshot_codec import unpack_snapshot
 from models.outputs import DispatchStatus, TierChange
 from streams import envelope
 from streams.dead_letters import (
@@ -281,7 +282,7 @@ def dues(batch: CheckpointBatch) -> dict[bytes, int | None]:
 
 def snapshot(write: SnapshotWrite) -> dict[str, Any]:
     assert write.snapshot is not None
-    snap: dict[str, Any] = orjson.loads(write.snapshot)
+    snap: dict[str, Any] = orjson.loads(unpack_snapshot(write.snapshot))
     return snap
 
 
@@ -854,7 +855,7 @@ def test_expiry_tick_after_the_window_takes_the_tier_away_with_cause_expiry(
     assert segment_members(write.org_id, write.contact_id, write.tiers) == []
     # every message left: the contact stays shown, with zeros, until it is deleted (SPEC §3)
     assert write.snapshot is not None
-    shown = orjson.loads(write.snapshot)
+    shown = orjson.loads(unpack_snapshot(write.snapshot))
     assert figures(shown, "email") == (0, 0, 0, 0, 0, 0)
     assert shown["channels"]["email"]["status"] == "subscribed"
     assert rate_tier(shown["engagement"]) == {"rate": None, "tier": None}
@@ -1304,7 +1305,10 @@ def test_expiry_tick_of_an_org_id_with_a_colon_updates_that_contact(
 
     write = only_write(out)
     assert (write.org_id, write.contact_id) == (org, "c1")
-    assert write.snapshot is not None and orjson.loads(write.snapshot)["dispatched"]["total"] == 0
+    assert (
+        write.snapshot is not None
+        and orjson.loads(unpack_snapshot(write.snapshot))["dispatched"]["total"] == 0
+    )
     assert removed(out) == [] and list(table.data) == [key]
     assert table.loaded() == Counter({key: 1})  # the same cached contact, not a new one
 

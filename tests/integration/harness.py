@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from engagement_monitor import keyspace as ks
+from engagement_monitor.snapshot_codec import unpack_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -211,7 +212,7 @@ class WorkerProcess:
 
 async def snapshot(client: aioredis.Redis, org_id: str, contact_id: str) -> dict[str, Any] | None:
     raw = await client.get(ks.redis_snapshot_key(org_id, contact_id))
-    return orjson.loads(raw) if raw is not None else None
+    return orjson.loads(unpack_snapshot(raw)) if raw is not None else None
 
 
 async def wait_for(

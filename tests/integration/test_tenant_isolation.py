@@ -20,6 +20,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from engagement_monitor import keyspace as ks
+from engagement_monitor.snapshot_codec import unpack_snapshot
 from read_api.app import create_app
 from read_api.commands import MemoryPublisher
 from tests.integration import legacy_layout as legacy
@@ -270,7 +271,7 @@ async def test_a_redis_filled_by_the_previous_release_is_purged_and_rebuilt(
     for org, contact in contacts:
         raw = await redis_client.get(ks.redis_snapshot_key(org, contact))
         assert raw is not None
-        snap = orjson.loads(raw)
+        snap = orjson.loads(unpack_snapshot(raw))
         tiers: dict[str | None, tuple[str, float | None]] = {
             None: (snap["engagement"]["tier"], snap["engagement"]["rate"]),
             **{
