@@ -1,12 +1,12 @@
 """What the org-wide views (SPEC §7.4: overview, search) need to know of one contact, taken
 from its snapshot when the worker builds it.
 
-The Redis sink writes these as members of per-org sorted sets, beside the tier segments and
-through the same script: so they land in the same call as the snapshot, are replaced
-atomically with it, are removed with it, and a replayed checkpoint never counts a contact
-twice. Counts are then ZCARDs (exact, never a scan): contacts of the org, contacts showing a
-channel, contacts subscribed / unsubscribed per channel. Search is a lexicographic range over
-lower-cased name, e-mail and phone.
+The Redis sink writes these through the same script as the tier segments: so they land in the
+same call as the snapshot, are replaced atomically with it, are removed with it, and a
+replayed checkpoint never counts a contact twice. The overview's counts (contacts, per
+channel, per subscription status) are counters the script moves by the difference between
+what the contact was and is counted in; search is a lexicographic range over lower-cased
+name, e-mail and phone in per-org sorted sets.
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ DIRECTIONS = ("up", "down", "new", "lost")  # what a tier change did; "new": fir
 class OrgIndex:
     """``search``: (field, lower-cased value) for each of name / email / phone that is set;
     ``channels``: (channel, status) for each channel the snapshot shows; ``heat``: its
-    interactions by channel and hour of week (`heat_field`); ``changes``: its tier changes of
-    the last 7 days as org-set members (`change_members`)."""
+    interactions by channel and hour of week (`heat_field`); ``changes``: its overall tier
+    changes of the last 7 days as membership fields (`change_members`)."""
 
     search: tuple[tuple[str, str], ...] = ()
     channels: tuple[tuple[str, str], ...] = ()
     heat: str = ""
-    changes: str = ""
+    changes: tuple[tuple[str, str], ...] = ()
 
 
 NO_INDEX = OrgIndex()
@@ -85,31 +85,29 @@ def direction(previous: str | None, tier: str | None) -> str:
     return "up" if TIERS.index(tier) > TIERS.index(previous) else "down"
 
 
-def change_members(
-    org_id: str, contact_id: str, history: Sequence[Sequence[Any]], now: datetime
-) -> str:
-    """The contact's tier changes of the last 7 days as lines `<set key>\t<member>`, sorted:
-    one sorted set per scope and direction, members `<epoch seconds, 10 digits>|<previous>|
-    <tier>|<contact>` (`-` for no tier), so a count since a moment is one ZLEXCOUNT. The
-    script diffs these lines against the ones it holds for the contact. ``history``: rows
-    `[changed_at, channel, previous_tier, tier, …]`, oldest first."""
+def change_members(history: Sequence[Sequence[Any]], now: datetime) -> tuple[tuple[str, str], ...]:
+    """The contact's overall tier changes of the last 7 days as (membership field, member
+    part): one sorted set per direction, members `<epoch seconds, 10 digits>|<previous>|<tier>|
+    <contact>` (`-` for no tier), so a count since a moment is one ZLEXCOUNT. The field is the
+    set's suffix and the part, as a contact may change several times the same way.
+    ``history``: rows `[changed_at, channel, previous_tier, tier, …]`, oldest first."""
     since = now.timestamp() - CHANGES_HORIZON_SECONDS
-    lines: list[str] = []
-    contact = ks.contact_member(contact_id)
+    out: list[tuple[str, str]] = []
     for changed_at, channel, previous, tier, *_ in reversed(history):
         seconds = int(datetime.fromisoformat(changed_at).timestamp())
         if seconds < since:
             break  # oldest first: the rest is older still
-        key = ks.redis_changes_key(org_id, channel, direction(previous, tier))
-        lines.append(f"{key}\t{seconds:010d}|{previous or '-'}|{tier or '-'}|{contact}")
-    lines.sort()
-    return "\n".join(lines)
+        if channel is not None:
+            continue  # the landing counts the overall tier's changes
+        part = f"{seconds:010d}|{previous or '-'}|{tier or '-'}"
+        out.append((f"{ks.changes_suffix(direction(previous, tier))}|{part}", part))
+    return tuple(out)
 
 
 def org_index(
     snapshot: dict[str, Any] | None,
     hours: Mapping[str, Mapping[int, int]] | None = None,
-    changes: str = "",
+    changes: tuple[tuple[str, str], ...] = (),
 ) -> OrgIndex:
     if snapshot is None:
         return OrgIndex()

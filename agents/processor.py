@@ -94,7 +94,8 @@ class SnapshotWrite:
     snapshot: bytes | None  # its stored form (`engagement_monitor.snapshot_codec`)
     tiers: Published
     index: OrgIndex = NO_INDEX  # what the org's overview and search know of it (§7.4)
-    history: bytes | None = None  # its tier changes of the window, newest first (§7.4)
+    history: bytes | None = None  # its tier changes of the window, newest first (§7.4), stored
+    # like the snapshot
 
 
 def snapshot_write(
@@ -111,7 +112,7 @@ def snapshot_write(
     if snapshot is None:
         return SnapshotWrite(org_id, contact_id, stored.version, None, published)
     history = stored.history
-    changes = change_members(org_id, contact_id, history, now) if history else ""
+    changes = change_members(history, now) if history else ()
     return SnapshotWrite(
         org_id,
         contact_id,
@@ -119,7 +120,7 @@ def snapshot_write(
         pack_snapshot(orjson.dumps(snapshot)),
         published,
         org_index(snapshot, hours, changes),
-        history_json(history) if history else None,
+        pack_snapshot(history_json(history)) if history else None,
     )
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import redis.asyncio as aioredis
+
 from agents.org_index import OrgIndex
 from agents.processor import SnapshotWrite
 from agents.stored import Published
@@ -27,26 +29,21 @@ CHUNK = 200  # contacts per script call: long enough to amortise a call, short e
 # hold Redis (single-threaded) for more than a millisecond or two
 
 
-def segment_members(org_id: str, contact_id: str, tiers: Published) -> list[tuple[str, str]]:
-    """(segment key, member) of every segment the contact is in: one per scope with a tier."""
+def segment_members(tiers: Published) -> list[tuple[str, str]]:
+    """(membership field, member part) of every segment the contact is in: one per scope with a
+    tier. The field is the segment's key suffix; the member is `<part>|<contact>`."""
     return [
-        (ks.redis_segment_key(org_id, scope, tier), ks.segment_member(contact_id, rate))
+        (ks.segment_suffix(scope, tier), ks.segment_part(rate))
         for scope, (tier, rate) in tiers.items()
         if tier is not None
     ]
 
 
-def index_members(org_id: str, contact_id: str, index: OrgIndex) -> list[tuple[str, str]]:
-    """(sorted set, member) of the org-wide views (SPEC §7.4) the contact is in: the org's
-    contacts, each channel it shows and that channel's status, and the search fields it has.
-    One member per set, so the membership hash remembers each, like a segment's."""
-    member = ks.contact_member(contact_id)
-    out = [(ks.redis_contacts_key(org_id), member)]
-    for channel, status in index.channels:
-        out.append((ks.redis_channel_key(org_id, channel), member))
-        out.append((ks.redis_subscription_key(org_id, channel, status), member))
-    for field, value in index.search:
-        out.append((ks.redis_search_key(org_id, field), ks.search_member(value, contact_id)))
+def index_members(index: OrgIndex) -> list[tuple[str, str]]:
+    """(membership field, member part) of the org-wide sorted sets (SPEC §7.4, issue 15) the
+    contact is in: each search field it has, and its overall tier changes of the last 7 days."""
+    out = [(ks.search_suffix(field), value) for field, value in index.search]
+    out += index.changes
     return out
 
 
@@ -55,35 +52,41 @@ def _script_input(
 ) -> tuple[list[str], list[bytes | str | int]]:
     """KEYS and ARGV of `WRITE_CONTACTS_LUA` for contacts of one org."""
     keys: list[str] = []
-    args: list[bytes | str | int] = [ks.redis_heat_key(org_id)]
+    args: list[bytes | str | int] = [ks.redis_org_prefix(org_id)]
     for write in writes:
         contact_id = write.contact_id
         keys.append(ks.redis_snapshot_key(org_id, contact_id))
         keys.append(ks.redis_membership_key(org_id, contact_id))
         keys.append(ks.redis_history_key(org_id, contact_id))
+        member = ks.contact_member(contact_id)
         if write.snapshot is None:
-            args += (write.version, b"", b"", b"", b"", -1)
+            args += (write.version, b"", b"", member, b"", 0, 0)
             continue
-        members = segment_members(org_id, contact_id, write.tiers)
-        members += index_members(org_id, contact_id, write.index)
         index = write.index
-        args += (
-            write.version,
-            write.snapshot,
-            write.history or b"",
-            index.heat,
-            index.changes,
-            len(members),
-        )
-        for segment, member in members:
-            args.append(segment)
-            args.append(member)
+        counters = ks.overview_counters(index.channels)
+        members = segment_members(write.tiers) + index_members(index)
+        args += (write.version, write.snapshot, write.history or b"", member, index.heat)
+        args.append(len(counters))
+        args += counters
+        args.append(len(members))
+        for field, part in members:
+            args.append(field)
+            args.append(part)
     return keys, args
 
 
 class RedisSink:
-    def __init__(self, url: str, app_id: str, timeout_seconds: float = 5.0) -> None:
-        self.client = connect(url, timeout_seconds)
+    def __init__(
+        self,
+        url: str,
+        app_id: str,
+        timeout_seconds: float = 5.0,
+        *,
+        client: aioredis.Redis | None = None,
+    ) -> None:
+        """``client``: write through this one (a caller's, which it closes) instead of
+        connecting to ``url``."""
+        self.client = client if client is not None else connect(url, timeout_seconds)
         self.app_id = app_id
         self._write = self.client.register_script(rl.WRITE_CONTACTS_LUA)
 

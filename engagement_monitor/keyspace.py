@@ -33,7 +33,10 @@ keys only: an org id ``a*`` would otherwise match org ``ab``'s keys.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
+
+from engagement_monitor.redis_layout import LAYOUT_REVISION
 
 # --------------------------------------------------------------------------- the escape itself
 _HEX_RUN = re.compile(r"(?:%[0-9A-F]{2})+")
@@ -131,9 +134,19 @@ def redis_membership_key(org_id: str, contact_id: str) -> str:
     return f"{_org_prefix(org_id)}:mem:{redis_part(contact_id)}"
 
 
-def redis_segment_key(org_id: str, scope: str | None, tier: str) -> str:
+def redis_org_prefix(org_id: str) -> str:
+    """What every key of the org starts with; the Redis script builds the org's set keys from
+    it and a suffix (`segment_suffix`, …), so a contact's membership hash stores suffixes only."""
+    return f"{_org_prefix(org_id)}:"
+
+
+def segment_suffix(scope: str | None, tier: str) -> str:
     """``scope`` is a channel, or None for the overall segment."""
-    return f"{_org_prefix(org_id)}:seg:{redis_part(scope or OVERALL_SCOPE)}:{redis_part(tier)}"
+    return f"seg:{redis_part(scope or OVERALL_SCOPE)}:{redis_part(tier)}"
+
+
+def redis_segment_key(org_id: str, scope: str | None, tier: str) -> str:
+    return redis_org_prefix(org_id) + segment_suffix(scope, tier)
 
 
 def redis_history_key(org_id: str, contact_id: str) -> str:
@@ -141,36 +154,57 @@ def redis_history_key(org_id: str, contact_id: str) -> str:
     return f"{_org_prefix(org_id)}:hist:{redis_part(contact_id)}"
 
 
-def redis_contacts_key(org_id: str) -> str:
-    """Sorted set: every contact of the org with a snapshot (SPEC §7.4 overview)."""
-    return f"{_org_prefix(org_id)}:all"
+def redis_overview_key(org_id: str) -> str:
+    """Hash of counters (SPEC §7.4 overview): `contacts`, `chan:<channel>` (contacts showing
+    it) and `sub:<channel>:<status>`; the sums of what each contact's membership hash says it
+    is counted in (`overview_counters`)."""
+    return f"{_org_prefix(org_id)}:ov"
 
 
-def redis_channel_key(org_id: str, channel: str) -> str:
-    """Sorted set: the contacts whose snapshot shows the channel."""
-    return f"{_org_prefix(org_id)}:chan:{redis_part(channel)}"
+def overview_counters(channels: Iterable[tuple[str, str]]) -> list[str]:
+    """The counters of `redis_overview_key` one contact with a snapshot adds 1 to, given the
+    (channel, status) of each channel its snapshot shows."""
+    out = [CONTACTS_COUNTER]
+    for channel, status in channels:
+        out.append(channel_counter(channel))
+        out.append(subscription_counter(channel, status))
+    return out
 
 
-def redis_subscription_key(org_id: str, channel: str, status: str) -> str:
-    """Sorted set: the contacts whose channel has this status (subscribed / unsubscribed)."""
-    return f"{_org_prefix(org_id)}:sub:{redis_part(channel)}:{redis_part(status)}"
+CONTACTS_COUNTER = "contacts"
+
+
+def channel_counter(channel: str) -> str:
+    return f"chan:{redis_part(channel)}"
+
+
+def subscription_counter(channel: str, status: str) -> str:
+    return f"sub:{redis_part(channel)}:{redis_part(status)}"
+
+
+def search_suffix(field: str) -> str:
+    return f"find:{redis_part(field)}"
 
 
 def redis_search_key(org_id: str, field: str) -> str:
     """Sorted set, scores 0: members `<lower-cased value>|<contact>` for prefix search."""
-    return f"{_org_prefix(org_id)}:find:{redis_part(field)}"
+    return redis_org_prefix(org_id) + search_suffix(field)
 
 
 def redis_heat_key(org_id: str) -> str:
     """Hash: `<channel>:<hour of week>` -> the org's counted interactions of the window in
-    that hour (SPEC §7.4 landing heatmap), the sum of its contacts' histograms."""
+    that hour (issue 15 landing heatmap), the sum of its contacts' histograms."""
     return f"{_org_prefix(org_id)}:heat"
 
 
-def redis_changes_key(org_id: str, scope: str | None, direction: str) -> str:
-    """Sorted set, scores 0: the org's tier changes of the last 7 days in one scope (a channel,
-    or None: overall) that went this way (up, down, new, lost)."""
-    return f"{_org_prefix(org_id)}:chg:{redis_part(scope or OVERALL_SCOPE)}:{redis_part(direction)}"
+def changes_suffix(direction: str) -> str:
+    return f"chg:{redis_part(direction)}"
+
+
+def redis_changes_key(org_id: str, direction: str) -> str:
+    """Sorted set, scores 0: the org's overall tier changes of the last 7 days that went this
+    way (up, down, new, lost), members `<epoch seconds>|<previous>|<tier>|<contact>`."""
+    return redis_org_prefix(org_id) + changes_suffix(direction)
 
 
 def contact_member(contact_id: str) -> str:
@@ -216,13 +250,13 @@ def redis_meta_pattern(app_id: str) -> str:
 
 def redis_sentinel_key(app_id: str, partition: int) -> str:
     """Present while partition `partition`'s snapshots are all in Redis (see agents.redis_sink)."""
-    return f"{REDIS_NAMESPACE}:meta:{redis_part(app_id)}:p{partition}"
+    return f"{REDIS_NAMESPACE}:meta:{redis_part(app_id)}:p{partition}:r{LAYOUT_REVISION}"
 
 
 def split_redis_key(key: str) -> tuple[str, ...]:
     """The parts of a Redis key made here, unescaped: ("snap", org, contact),
     ("mem", org, contact), ("seg", org, scope, tier), ("pmsg", org, provider, id) or
-    ("meta", app, "p<n>")."""
+    ("meta", app, "p<n>", "r<layout revision>")."""
     prefix = REDIS_NAMESPACE + ":"
     if not key.startswith(prefix):
         raise ValueError(f"not a key of the {REDIS_NAMESPACE} layout: {key!r}")
@@ -242,8 +276,13 @@ def segment_member(contact_id: str, rate: float | None) -> str:
     ``<inverted rate>`` is ``10000 - rate in hundredths``, five digits, so the first ``|`` ends it
     and a page cursor is simply the last member returned.
     """
+    return f"{segment_part(rate)}|{redis_part(contact_id)}"
+
+
+def segment_part(rate: float | None) -> str:
+    """A segment member without its contact: what the membership hash keeps."""
     hundredths = round((rate or 0.0) * 100)
-    return f"{RATE_SCALE - hundredths:05d}|{redis_part(contact_id)}"
+    return f"{RATE_SCALE - hundredths:05d}"
 
 
 def parse_member(member: str) -> tuple[str, float]:

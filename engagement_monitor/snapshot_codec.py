@@ -1,13 +1,14 @@
-"""The stored form of a snapshot in Redis: its JSON compressed with zstd and a dictionary trained
-on snapshots (issue 14), so that ten million contacts fit in a few GB of Redis.
+"""The stored form of a snapshot (and of a tier history) in Redis: its JSON compressed with zstd
+and a dictionary trained on snapshots (issue 14), so that ten million contacts fit in a few GB
+of Redis.
 
 A snapshot's JSON is ~1.6 KB, mostly the same field names and figures in every contact; with a
 dictionary of those, zstd (level 3) makes it ~200 B in ~3 µs, and gives the JSON back in ~1.5
 µs. The API serves the JSON it gets back as it is: byte for byte what the worker built (no
 parsing, no re-encoding), so a reader cannot tell the stored form from the JSON.
 
-Every value says how to read it: a JSON document starts with `{`; a zstd frame starts with zstd's
-magic number and names its dictionary by id. Readers keep every dictionary ever shipped
+Every value says how to read it: a JSON document starts with `{` or `[`; a zstd frame starts
+with zstd's magic number and names its dictionary by id. Readers keep every dictionary ever shipped
 (`DICTIONARIES`), so a worker writing with a newer one never makes older readers fail silently:
 they fail loudly naming the id, and a rolling upgrade ships readers first. Plain JSON (what
 releases before this one wrote) is read as it is, so no migration step is needed.
@@ -76,7 +77,7 @@ def unpack_snapshot(stored: bytes | str) -> bytes:
     that decodes responses hands a str: only plain JSON can come back that way)."""
     if isinstance(stored, str):
         stored = stored.encode()
-    if stored[:1] == b"{":
+    if stored[:1] in (b"{", b"["):
         return stored  # written before compression, or by a tool
     if stored[:4] != ZSTD_MAGIC:
         raise ValueError("a stored snapshot is neither JSON nor a zstd frame")

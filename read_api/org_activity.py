@@ -16,9 +16,9 @@ from typing import Any
 
 from agents.org_index import CHANGES_HORIZON_SECONDS, DIRECTIONS, parse_heat_field
 from engagement_monitor import keyspace as ks
+from engagement_monitor.redis_layout import HEAT_FIELD
 from read_api.store import SnapshotStore
 
-HEAT_FIELD = "__h"  # the membership hash's field the worker's script keeps the histogram in
 DAY = 86400
 RECENT = 10
 
@@ -66,32 +66,23 @@ def _since(now: datetime, seconds: int) -> str:
     return f"[{int(now.timestamp()) - seconds:010d}"
 
 
-async def tier_changes(
-    store: SnapshotStore, org_id: str, channels: tuple[str, ...]
-) -> dict[str, Any]:
-    """Counts of tier changes per scope and direction in the last 24 h and 7 days, and the
-    most recent overall changes with the contact's name: one transaction, then one MGET."""
+async def tier_changes(store: SnapshotStore, org_id: str) -> dict[str, Any]:
+    """Counts of overall tier changes per direction in the last 24 h and 7 days, and the most
+    recent ones with the contact's name: one transaction, then one MGET."""
     now, as_of = _now()
-    scopes: list[str | None] = [None, *channels]
     pipe = store.client.pipeline(transaction=True)
     for since in (DAY, CHANGES_HORIZON_SECONDS):
         low = _since(now, since)
-        for scope in scopes:
-            for direction in DIRECTIONS:
-                pipe.zlexcount(ks.redis_changes_key(org_id, scope, direction), low, "+")
+        for direction in DIRECTIONS:
+            pipe.zlexcount(ks.redis_changes_key(org_id, direction), low, "+")
     week = _since(now, CHANGES_HORIZON_SECONDS)
     for direction in DIRECTIONS:
-        pipe.zrevrangebylex(
-            ks.redis_changes_key(org_id, None, direction), "+", week, start=0, num=RECENT
-        )
+        pipe.zrevrangebylex(ks.redis_changes_key(org_id, direction), "+", week, start=0, num=RECENT)
     results = iter(await pipe.execute())
-    periods: dict[str, Any] = {}
-    for period in ("last_24h", "last_7d"):
-        counts = {
-            scope: {direction: int(next(results)) for direction in DIRECTIONS} for scope in scopes
-        }
-        overall = counts.pop(None)
-        periods[period] = {"overall": overall, "by_channel": counts}
+    periods = {
+        period: {direction: int(next(results)) for direction in DIRECTIONS}
+        for period in ("last_24h", "last_7d")
+    }
     newest = heapq.nlargest(RECENT, (_text(member) for _ in DIRECTIONS for member in next(results)))
     parsed = [member.split("|", 3) for member in newest]
     contacts = [ks.parse_contact_member(contact) for _, _, _, contact in parsed]

@@ -25,35 +25,38 @@ STEPS = ("id", "name", "email", "phone")
 
 
 async def overview(store: SnapshotStore, org_id: str, channels: tuple[str, ...]) -> dict[str, Any]:
+    """The org's counters and segment sizes, read in one MULTI: one consistent moment."""
     pipe = store.client.pipeline(transaction=True)
-    pipe.zcard(ks.redis_contacts_key(org_id))
-    for tier in TIERS:
-        pipe.zcard(ks.redis_segment_key(org_id, None, tier))
-    for channel in channels:
-        pipe.zcard(ks.redis_channel_key(org_id, channel))
+    pipe.hgetall(ks.redis_overview_key(org_id))
+    for scope in (None, *channels):
         for tier in TIERS:
-            pipe.zcard(ks.redis_segment_key(org_id, channel, tier))
-        for status in STATUSES:
-            pipe.zcard(ks.redis_subscription_key(org_id, channel, status))
-    counts = iter(await pipe.execute())
+            pipe.zcard(ks.redis_segment_key(org_id, scope, tier))
+    answers = await pipe.execute()
     as_of = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    contacts = int(next(counts))
-    overall: dict[str, int] = {tier: int(next(counts)) for tier in TIERS}
+    held = {_text(k): int(v) for k, v in answers[0].items()}
+    sizes = iter(answers[1:])
+    contacts = held.get(ks.CONTACTS_COUNTER, 0)
+    overall: dict[str, int] = {tier: int(next(sizes)) for tier in TIERS}
     overall["none"] = contacts - sum(overall.values())
     by_channel: dict[str, dict[str, int]] = {}
     subscriptions: dict[str, dict[str, int]] = {}
     for channel in channels:
-        showing = int(next(counts))
-        tiers: dict[str, int] = {tier: int(next(counts)) for tier in TIERS}
-        tiers["none"] = showing - sum(tiers.values())
+        tiers: dict[str, int] = {tier: int(next(sizes)) for tier in TIERS}
+        tiers["none"] = held.get(ks.channel_counter(channel), 0) - sum(tiers.values())
         by_channel[channel] = tiers
-        subscriptions[channel] = {status: int(next(counts)) for status in STATUSES}
+        subscriptions[channel] = {
+            status: held.get(ks.subscription_counter(channel, status), 0) for status in STATUSES
+        }
     return {
         "as_of": as_of,
         "contacts": contacts,
         "tiers": {"overall": overall, "by_channel": by_channel},
         "subscriptions": subscriptions,
     }
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _item(contact_id: str, snapshot: dict[str, Any]) -> dict[str, Any]:

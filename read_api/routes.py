@@ -307,7 +307,7 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
         tags=["read"],
     )
     async def org_tier_changes(org_id: str, _principal: Reader, state: State) -> TierChangesSummary:
-        summary = await org_activity.tier_changes(state.store, org_id, state.settings.channels)
+        summary = await org_activity.tier_changes(state.store, org_id)
         return TierChangesSummary.model_validate(summary)
 
     @router.get(

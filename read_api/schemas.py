@@ -184,11 +184,6 @@ class DirectionCounts(BaseModel):
     lost: int
 
 
-class TierChangeCounts(BaseModel):
-    overall: DirectionCounts
-    by_channel: dict[str, DirectionCounts]
-
-
 class RecentTierChange(BaseModel):
     changed_at: str
     contact_id: str
@@ -198,12 +193,12 @@ class RecentTierChange(BaseModel):
 
 
 class TierChangesSummary(BaseModel):
-    """How tiers moved lately, exact at `as_of` (issue 15): counts of the last 24 hours and 7
-    days, and the newest overall changes."""
+    """How the overall tiers moved lately, exact at `as_of` (issue 15): counts of the last 24
+    hours and 7 days, and the newest changes."""
 
     as_of: str
-    last_24h: TierChangeCounts
-    last_7d: TierChangeCounts
+    last_24h: DirectionCounts
+    last_7d: DirectionCounts
     recent: list[RecentTierChange]
 
 

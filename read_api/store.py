@@ -43,9 +43,7 @@ class SnapshotStore:
     async def history_json(self, org_id: str, contact_id: str) -> bytes | None:
         """The contact's tier changes of the window as the worker stored them, newest first."""
         raw = await self.client.get(ks.redis_history_key(org_id, contact_id))
-        if raw is None:
-            return None
-        return raw if isinstance(raw, bytes) else str(raw).encode()
+        return None if raw is None else unpack_snapshot(raw)
 
     async def has_snapshot(self, org_id: str, contact_id: str) -> bool:
         return bool(await self.client.exists(ks.redis_snapshot_key(org_id, contact_id)))

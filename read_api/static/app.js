@@ -230,7 +230,7 @@ async function loadTierChanges() {
     $("chg-rows").replaceChildren(...[["Last 24 hours", ch.last_24h], ["Last 7 days", ch.last_7d]].map(
       ([label, counts]) => el("tr", {}, el("th", { scope: "row" }, label),
         ...Object.keys(DIRECTION_LABELS).map((d) => el("td", { dataset: { direction: d } },
-          String(counts.overall[d]))))));
+          String(counts[d]))))));
     $("chg-recent").replaceChildren(...ch.recent.map((r) => el("li", {
       tabindex: "0", dataset: { contact: r.contact_id },
       onclick: () => openContact(r.contact_id),

@@ -17,7 +17,6 @@ from agents.org_index import (
 )
 from counting import ContactState, CountingConfig, apply_event, build_snapshot
 from counting.send_times import Hours
-from engagement_monitor import keyspace as ks
 from models.events import parse_record
 from tests.read_api.support import sample_snapshot
 
@@ -40,43 +39,32 @@ def _row(
     return [at, channel, previous, tier, 40.0, "event"]
 
 
-def test_change_members_keep_the_last_7_days_by_scope_and_direction() -> None:
+def test_change_members_keep_the_overall_changes_of_the_last_7_days_by_direction() -> None:
     history = [
         _row(8, None, None, "low"),  # older than 7 days: not a member
         _row(6, None, "low", "high"),
-        _row(2, "email", "high", "low"),
+        _row(2, "email", "high", "low"),  # a channel's: the landing counts the overall tier
         _row(1, None, "high", None),
     ]
-    lines = change_members("org", "c|1", history, NOW).split("\n")
     seconds = int(NOW.timestamp())
-    member = ks.contact_member("c|1")
-    assert lines == sorted(
-        [
-            f"{ks.redis_changes_key('org', None, 'up')}\t"
-            f"{seconds - 6 * 86400:010d}|low|high|{member}",
-            f"{ks.redis_changes_key('org', 'email', 'down')}\t"
-            f"{seconds - 2 * 86400:010d}|high|low|{member}",
-            f"{ks.redis_changes_key('org', None, 'lost')}\t{seconds - 86400:010d}|high|-|{member}",
-        ]
+    up = f"{seconds - 6 * 86400:010d}|low|high"
+    lost = f"{seconds - 86400:010d}|high|-"
+    assert change_members(history, NOW) == (
+        (f"chg:lost|{lost}", lost),  # newest first; the set is the field's part before `|`
+        (f"chg:up|{up}", up),
     )
-    assert change_members("org", "c", [_row(7.01, None, None, "low")], NOW) == ""
+    assert change_members([_row(7.01, None, None, "low")], NOW) == ()
     assert CHANGES_HORIZON_SECONDS == 7 * 86400
-    assert [
-        direction(*p) for p in [(None, "low"), ("low", None), ("low", "high"), ("high", "low")]
-    ] == [
-        "new",
-        "lost",
-        "up",
-        "down",
-    ]
+    pairs = [(None, "low"), ("low", None), ("low", "high"), ("high", "low")]
+    assert [direction(*p) for p in pairs] == ["new", "lost", "up", "down"]
 
 
 def test_org_index_carries_heat_and_changes_only_when_given() -> None:
     snap = sample_snapshot("org", "c1")
     plain = org_index(snap)
-    assert (plain.heat, plain.changes) == ("", "")
-    full = org_index(snap, {"email": {3: 2}}, "k\tm")
-    assert (full.heat, full.changes) == ("email:3=2", "k\tm")
+    assert (plain.heat, plain.changes) == ("", ())
+    full = org_index(snap, {"email": {3: 2}}, (("chg:up|x", "x"),))
+    assert (full.heat, full.changes) == ("email:3=2", (("chg:up|x", "x"),))
 
 
 def test_the_heat_is_the_histogram_best_send_times_come_from() -> None:

@@ -362,9 +362,9 @@ def test_keyed_messages_on_their_partition_give_one_write_one_snapshot_and_the_d
     assert snap["dispatched"] == {"total": 1, "by_channel": {"email": 1}}
     assert rate_tier(snap["engagement"]) == {"rate": 100.0, "tier": "very_high"}
     assert write.tiers == {None: ("very_high", 100.0), "email": ("very_high", 100.0)}
-    assert sorted(segment_members(write.org_id, write.contact_id, write.tiers)) == [
-        ("em:v2:{org-1}:seg:all:very_high", "00000|c1"),
-        ("em:v2:{org-1}:seg:email:very_high", "00000|c1"),
+    assert sorted(segment_members(write.tiers)) == [
+        ("seg:all:very_high", "00000"),  # set em:v2:{org-1}:seg:all:very_high, member 00000|c1
+        ("seg:email:very_high", "00000"),
     ]
 
     # the dispatch leaves the window one microsecond after sent + 90 days
@@ -852,7 +852,7 @@ def test_expiry_tick_after_the_window_takes_the_tier_away_with_cause_expiry(
     write = only_write(out)
     assert (write.org_id, write.contact_id) == (ORG, "c1")
     assert write.tiers == {None: (None, None), "email": (None, None)}
-    assert segment_members(write.org_id, write.contact_id, write.tiers) == []
+    assert segment_members(write.tiers) == []
     # every message left: the contact stays shown, with zeros, until it is deleted (SPEC §3)
     assert write.snapshot is not None
     shown = orjson.loads(unpack_snapshot(write.snapshot))

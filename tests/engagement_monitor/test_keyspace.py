@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engagement_monitor import keyspace as ks
+from engagement_monitor.redis_layout import LAYOUT_REVISION
 from streams.partitioning import contact_partition, state_partition
 
 NASTY = "{}:|%\\/*?[] \t\n\x00\x1f\x7f\x85\u2028é漢🙂"
@@ -120,7 +121,7 @@ def test_an_org_pattern_matches_that_orgs_keys_and_no_others(
 def test_sentinel_keys_are_injective(app_a: str, p_a: int, app_b: str, p_b: int) -> None:
     key_a, key_b = ks.redis_sentinel_key(app_a, p_a), ks.redis_sentinel_key(app_b, p_b)
     assert (key_a == key_b) == ((app_a, p_a) == (app_b, p_b))
-    assert ks.split_redis_key(key_a) == ("meta", app_a, f"p{p_a}")
+    assert ks.split_redis_key(key_a) == ("meta", app_a, f"p{p_a}", f"r{LAYOUT_REVISION}")
     assert fnmatch.fnmatchcase(key_a, ks.redis_meta_pattern(app_a))
 
 

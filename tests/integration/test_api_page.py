@@ -327,10 +327,10 @@ async def test_monitor_page_in_chromium(
             agent_auth = {"Authorization": f"Bearer {tokens.by_role['agent']}"}
             changes = (await http.get(f"/v1/orgs/{org}/tier-changes", headers=agent_auth)).json()
             org_heat = (await http.get(f"/v1/orgs/{org}/heatmap", headers=agent_auth)).json()
-        assert changes["last_24h"]["overall"]["new"] == 3  # each contact's first tier
+        assert changes["last_24h"]["new"] == 3  # each contact's first tier
         rows = landing.get_by_test_id("ov-changes-table").locator("tbody tr")
         for index, period in enumerate(("last_24h", "last_7d")):
-            for direction, count in changes[period]["overall"].items():
+            for direction, count in changes[period].items():
                 cell = rows.nth(index).locator(f"td[data-direction={direction}]")
                 await expect(cell).to_have_text(str(count))
         await expect(landing.get_by_test_id("ov-changes-recent").locator("li")).to_have_count(

@@ -45,7 +45,7 @@ def write(
     if hours is None:
         return SnapshotWrite(org, contact, version, None, {})
     snap = sample_snapshot(org, contact, name=name)
-    changes = change_members(org, contact, history or [], NOW)
+    changes = change_members(history or [], NOW)
     return SnapshotWrite(
         org,
         contact,
@@ -113,19 +113,22 @@ async def test_org_heatmap_is_the_sum_of_its_contacts_through_every_kind_of_writ
 async def test_tier_change_sets_follow_the_contacts_history(
     sink: RedisSink, redis_client: aioredis.Redis, org: str
 ) -> None:
-    up = ks.redis_changes_key(org, None, "up")
-    new = ks.redis_changes_key(org, None, "new")
+    up = ks.redis_changes_key(org, "up")
+    new = ks.redis_changes_key(org, "new")
+    down = ks.redis_changes_key(org, "down")
     history = [_row(3, None, None, "low"), _row(0.5, None, "low", "high")]
     await sink.apply([write(org, "a", 1, {}, history), write(org, "a", 1, {}, history)])
     assert (await redis_client.zcard(new), await redis_client.zcard(up)) == (1, 1)
-    # a new change is added, the held ones are kept once
-    history2 = [*history, _row(0.1, "email", None, "low")]
+    # a new change is added, the held ones are kept once; a channel's is not counted
+    history2 = [*history, _row(0.2, "email", None, "low"), _row(0.1, None, "high", "low")]
     await sink.apply([write(org, "a", 2, {}, history2)])
-    email_new = ks.redis_changes_key(org, "email", "new")
-    assert [await redis_client.zcard(k) for k in (new, up, email_new)] == [1, 1, 1]
+    assert [await redis_client.zcard(k) for k in (new, up, down)] == [1, 1, 1]
+    # two contacts changing the same way at the same second are two changes
+    await sink.apply([write(org, "b", 1, {}, [_row(0.1, None, "high", "low")])])
+    assert await redis_client.zcard(down) == 2
     # removal takes them all away
-    await sink.apply([write(org, "a", 3, None)])
-    assert [await redis_client.zcard(k) for k in (new, up, email_new)] == [0, 0, 0]
+    await sink.apply([write(org, "a", 3, None), write(org, "b", 2, None)])
+    assert [await redis_client.zcard(k) for k in (new, up, down)] == [0, 0, 0]
 
 
 @pytest.fixture
@@ -185,9 +188,8 @@ async def test_api_serves_the_heatmaps_and_the_change_counts(
 
     changes = (await client.get(f"/v1/orgs/{org}/tier-changes", headers=headers)).json()
     zero = {"up": 0, "down": 0, "new": 0, "lost": 0}
-    assert changes["last_24h"]["overall"] == {**zero, "new": 1}
-    assert changes["last_24h"]["by_channel"]["sms"] == {**zero, "down": 1}
-    assert changes["last_7d"]["overall"] == {**zero, "new": 1, "up": 1}  # 10 days ago: not
+    assert changes["last_24h"] == {**zero, "new": 1}  # b's sms change: not the overall tier
+    assert changes["last_7d"] == {**zero, "new": 1, "up": 1}  # 10 days ago: not
     assert [(r["contact_id"], r["name"], r["tier"]) for r in changes["recent"]] == [
         ("b", "Bia New", "low"),
         ("a", "Ana Up", "high"),
@@ -201,3 +203,38 @@ async def test_api_serves_the_heatmaps_and_the_change_counts(
         assert response.status_code == 404 and "Ana" not in response.text
     missing = await client.get(f"/v1/orgs/{org}/contacts/zz/heatmap", headers=headers)
     assert missing.status_code == 404
+
+
+async def test_a_contact_of_the_previous_layout_moves_to_this_one_when_written(
+    sink: RedisSink, redis_client: aioredis.Redis, org: str
+) -> None:
+    """Layout revision 2 kept whole keys and members in the membership hash and counted the
+    overview with sorted sets: the first write in this layout removes every one of them and
+    counts the contact once (workers rewrite every contact when they find no sentinel of this
+    revision)."""
+    prefix = ks.redis_org_prefix(org)
+    old_sets = {
+        f"{prefix}seg:all:high": "05000|a",
+        f"{prefix}all": "a",
+        f"{prefix}chan:email": "a",
+        f"{prefix}sub:email:subscribed": "a",
+        f"{prefix}find:name": "ana souza|a",
+    }
+    pipe = redis_client.pipeline()
+    for key, member in old_sets.items():
+        pipe.zadd(key, {member: 0})
+    pipe.hset(ks.redis_membership_key(org, "a"), mapping={"__v": 5, **old_sets})
+    await pipe.execute()
+    await sink.apply([write(org, "a", 6, {"email": {1: 1}})])
+    for key, member in old_sets.items():
+        if key.endswith((":all", ":chan:email", ":sub:email:subscribed")):
+            assert await redis_client.exists(key) == 0, key  # the old counting sets are gone
+    assert await redis_client.zrange(f"{prefix}seg:all:high", 0, -1) == [b"05000|a"]
+    assert await redis_client.zrange(f"{prefix}find:name", 0, -1) == [b"ana souza|a"]
+    overview = await redis_client.hgetall(ks.redis_overview_key(org))
+    assert overview[b"contacts"] == b"1" and overview[b"chan:email"] == b"1"
+    held = await redis_client.hgetall(ks.redis_membership_key(org, "a"))
+    assert not any(field.startswith(b"em:v2:") for field in held)
+    # written again: nothing moves
+    await sink.apply([write(org, "a", 7, {"email": {1: 1}})])
+    assert await redis_client.hgetall(ks.redis_overview_key(org)) == overview

@@ -3,6 +3,7 @@ Redis with the worker's layout (so API tests do not need a worker)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,11 @@ import orjson
 import redis.asyncio as aioredis
 
 from agents.org_index import org_index
-from agents.redis_sink import index_members
+from agents.processor import SnapshotWrite
+from agents.redis_sink import RedisSink
 from engagement_monitor import keyspace as ks
 from engagement_monitor.settings import Settings, load_settings
+from engagement_monitor.snapshot_codec import pack_snapshot
 from read_api.tokens import ROLES, create_token
 
 ROLE_NAMES = ROLES
@@ -145,22 +148,20 @@ async def seed_contact(
     overall: tuple[str, float] = ("high", 50.0),
     per_channel: dict[str, tuple[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """Write a snapshot and its segment memberships the way the worker lays them out."""
+    """Write a snapshot, its segment memberships and the org-wide figures through the worker's
+    own Redis script (`agents.redis_sink`), as the worker would."""
     snap = sample_snapshot(org_id, contact_id, name=name)
     channels = per_channel if per_channel is not None else {"email": ("high", 66.67)}
-    pipe = client.pipeline()
-    pipe.set(ks.redis_snapshot_key(org_id, contact_id), orjson.dumps(snap))
-    tier, rate = overall
-    pipe.zadd(ks.redis_segment_key(org_id, None, tier), {ks.segment_member(contact_id, rate): 0})
-    for channel, (ch_tier, ch_rate) in channels.items():
-        pipe.zadd(
-            ks.redis_segment_key(org_id, channel, ch_tier),
-            {ks.segment_member(contact_id, ch_rate): 0},
-        )
-    # the org-wide views (SPEC §7.4), as the worker's sink writes them beside the segments
-    for key, member in index_members(org_id, contact_id, org_index(snap)):
-        pipe.zadd(key, {member: 0})
-    await pipe.execute()
+    tiers: dict[str | None, tuple[str | None, float | None]] = {None: overall, **channels}
+    write = SnapshotWrite(
+        org_id,
+        contact_id,
+        time.time_ns() // 1000,  # increasing: a contact seeded again replaces the first
+        pack_snapshot(orjson.dumps(snap)),
+        tiers,
+        org_index(snap),
+    )
+    await RedisSink("", "tests", client=client).apply([write])
     return snap
 
 
