@@ -155,31 +155,25 @@ def redis_history_key(org_id: str, contact_id: str) -> str:
 
 
 def redis_overview_key(org_id: str) -> str:
-    """Hash of counters (SPEC §7.4 overview): `contacts`, `chan:<channel>` (contacts showing
-    it) and `sub:<channel>:<status>`; the sums of what each contact's membership hash says it
-    is counted in (`overview_counters`)."""
+    """Hash of counters (SPEC §7.4 overview): `n` (contacts) and `<channel>:<status>`
+    (contacts showing the channel with that subscription status; every shown channel has
+    one, so their sum is the contacts showing it); the sums of what each contact's membership
+    hash says it is counted in (`overview_counters`). Names are short: each contact's hash
+    repeats them."""
     return f"{_org_prefix(org_id)}:ov"
 
 
 def overview_counters(channels: Iterable[tuple[str, str]]) -> list[str]:
     """The counters of `redis_overview_key` one contact with a snapshot adds 1 to, given the
     (channel, status) of each channel its snapshot shows."""
-    out = [CONTACTS_COUNTER]
-    for channel, status in channels:
-        out.append(channel_counter(channel))
-        out.append(subscription_counter(channel, status))
-    return out
+    return [CONTACTS_COUNTER, *(subscription_counter(ch, status) for ch, status in channels)]
 
 
-CONTACTS_COUNTER = "contacts"
-
-
-def channel_counter(channel: str) -> str:
-    return f"chan:{redis_part(channel)}"
+CONTACTS_COUNTER = "n"
 
 
 def subscription_counter(channel: str, status: str) -> str:
-    return f"sub:{redis_part(channel)}:{redis_part(status)}"
+    return f"{redis_part(channel)}:{redis_part(status)}"
 
 
 def search_suffix(field: str) -> str:

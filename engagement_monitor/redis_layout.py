@@ -12,7 +12,7 @@ module that builds keys from ids.
 | `em:v2:{<org>}:seg:<scope>:<tier>` | sorted set, scores 0 | members `<inverted rate>|<contact>` |
 | `em:v2:{<org>}:mem:<contact>` | hash | what the contact is in and counted in (see the script) |
 | `em:v2:{<org>}:hist:<contact>` | string | its tier changes of the window, newest first, stored |
-| `em:v2:{<org>}:ov` | hash | counters: `contacts`, `chan:<ch>`, `sub:<ch>:<status>` |
+| `em:v2:{<org>}:ov` | hash | counters: `n` (contacts), `<ch>:<status>` |
 | `em:v2:{<org>}:find:<field>` | sorted set, scores 0 | `<lower-cased value>|<contact>` |
 | `em:v2:{<org>}:heat` | hash | `<channel>:<hour of week>` -> interactions of the window |
 | `em:v2:{<org>}:chg:<dir>` | sorted set, scores 0 | `<epoch s>|<prev>|<tier>|<contact>` |
@@ -54,7 +54,7 @@ LAYOUT_REVISION = 3  # 3: compressed snapshots and histories, overview counters,
 # The membership hash, kept small (Redis stores a hash of short fields as one listpack):
 #   `__v`            the version written;
 #   `__h`            the contact's hour-of-week histogram (`<channel>:<hour>=<n>;…`);
-#   `#<counter>`     a counter of the org's overview hash it adds 1 to (`contacts`, `chan:…`);
+#   `#<counter>`     a counter of the org's overview hash it adds 1 to (`n`, `<ch>:<status>`);
 #   `<suffix>[|…]`   a sorted-set membership: the set is `<org prefix><suffix>` (the suffix ends
 #                    at the first `|`), the member `<value>|<contact>`.
 # Fields of the layout before this one hold a whole key (`em:v2:{org}:…`) and a whole member:

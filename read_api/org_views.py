@@ -42,11 +42,12 @@ async def overview(store: SnapshotStore, org_id: str, channels: tuple[str, ...])
     subscriptions: dict[str, dict[str, int]] = {}
     for channel in channels:
         tiers: dict[str, int] = {tier: int(next(sizes)) for tier in TIERS}
-        tiers["none"] = held.get(ks.channel_counter(channel), 0) - sum(tiers.values())
-        by_channel[channel] = tiers
-        subscriptions[channel] = {
+        statuses = {
             status: held.get(ks.subscription_counter(channel, status), 0) for status in STATUSES
         }
+        tiers["none"] = sum(statuses.values()) - sum(tiers.values())
+        by_channel[channel] = tiers
+        subscriptions[channel] = statuses
     return {
         "as_of": as_of,
         "contacts": contacts,
