@@ -74,6 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     s.add_argument("--latency-seconds", type=float, help="(20)")
     s.add_argument("--api-rate", type=float, help="offered requests/s (1000)")
+    s.add_argument("--api-high-rate", type=float, help="offered requests/s of 5b (5000)")
     s.add_argument("--api-seconds", type=float, help="(15)")
     s.add_argument("--recovery-contacts", type=int, help="contacts a restarted worker holds (100k)")
     s.add_argument(
@@ -128,6 +129,7 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         "latency_high_rate": "latency_high_rate",
         "latency_seconds": "latency_seconds",
         "api_rate": "api_rate",
+        "api_high_rate": "api_high_rate",
         "api_seconds": "api_seconds",
         "recovery_contacts": "recovery_contacts",
         "webhook_batches": "webhook_batches",

@@ -106,13 +106,18 @@ def rows(doc: dict[str, Any]) -> list[Row]:
             f"{item.get('probes_seen')}/{item.get('probes')} probes, "
             f"achieved {_num(item.get('achieved_events_per_second'))} ev/s",
         )
-    if not status_row("api"):
-        item = s["api"]
-        note = f"at {_num(item.get('offered_rps'))} rps offered"
-        out.append((TITLES["api"], "p50", _num(item.get("p50_ms"), "ms"), note))
+    for name in ("api", "api_high"):
+        if name not in s or status_row(name):
+            continue
+        item = s[name]
+        note = (
+            f"at {_num(item.get('offered_rps'))} rps offered, "
+            f"{item.get('api_processes', 1)} API process(es)"
+        )
+        out.append((TITLES[name], "p50", _num(item.get("p50_ms"), "ms"), note))
         out.append(
             (
-                TITLES["api"],
+                TITLES[name],
                 "p99",
                 _num(item.get("p99_ms"), "ms"),
                 f"{item.get('ok')}/{item.get('requests')} ok, "

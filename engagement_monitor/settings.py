@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     expiry_sweep_seconds: float = Field(3600.0, gt=0)
     api_host: str = "127.0.0.1"
     api_port: int = Field(8080, ge=1, le=65535)
+    # API processes sharing the port (uvicorn's workers): the API is CPU-bound per request
+    # (token check, one Redis GET, decompression), so one process per core serves the most.
+    api_workers: int = Field(1, ge=1, le=64)
     api_tokens_file: Path = Path("./var/tokens.json")
     # SPEC §7.5: provider webhooks. `[{"org_id", "provider", "secret"}]`; see read_api/webhooks.
     webhook_secrets_file: Path = Path("./var/webhook-secrets.json")

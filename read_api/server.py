@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
-from engagement_monitor.settings import Settings
+from engagement_monitor.settings import Settings, load_settings
 from read_api.app import create_app
 from read_api.tokens import TokenFileError, read_token_file
 from read_api.webhooks.secrets import WebhookSecretsError, read_secrets_file
@@ -25,23 +27,37 @@ def run_api(settings: Settings) -> int:
     except (TokenFileError, WebhookSecretsError) as exc:
         print(f"engagement-monitor: {exc}", file=sys.stderr)
         return 2
-    app = create_app(settings)
     print(
         f"engagement-monitor api: http://{settings.api_host}:{settings.api_port}/ "
         f"(monitor page), /docs, /openapi.json; {len(tokens)} token(s) in "
         f"{settings.api_tokens_file}; provider webhooks for {len(webhooks)} org/provider "
-        f"pair(s) in {settings.webhook_secrets_file}",
+        f"pair(s) in {settings.webhook_secrets_file}; {settings.api_workers} process(es)",
         flush=True,
     )
-    config = uvicorn.Config(
-        app,
-        host=settings.api_host,
-        port=settings.api_port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-    )
-    server = uvicorn.Server(config)
+    options: dict[str, Any] = {
+        "host": settings.api_host,
+        "port": settings.api_port,
+        "log_level": settings.log_level.lower(),
+        "access_log": False,
+        "proxy_headers": False,
+        "server_header": False,
+    }
+    if settings.api_workers > 1:
+        # uvicorn's supervisor binds the port once and starts the processes, each building its
+        # app from the same environment (`app_from_environment`); it restarts one that dies.
+        uvicorn.run(
+            "read_api.server:app_from_environment",
+            factory=True,
+            workers=settings.api_workers,
+            **options,
+        )
+        return 0
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), **options))
     server.run()
     return 0 if server.started else 1
+
+
+def app_from_environment() -> FastAPI:
+    """One of several API processes (EM_API_WORKERS): settings from the environment, as the
+    process that started them read them."""
+    return create_app(load_settings())
