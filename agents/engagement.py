@@ -88,7 +88,10 @@ class EngagementWorker:
             cache_budget_bytes=settings.state_cache_mb * MIB,
         )
         self.sink = RedisSink(
-            str(settings.redis_url), settings.app_id, settings.redis_timeout_seconds
+            str(settings.redis_url),
+            settings.app_id,
+            settings.redis_timeout_seconds,
+            cluster=settings.redis_cluster,
         )
         self.redis = RedisHealth()
         self.snapshots = OutageAwareSnapshots(self.sink.apply, self.redis)

@@ -82,13 +82,15 @@ class RedisSink:
         app_id: str,
         timeout_seconds: float = 5.0,
         *,
+        cluster: bool = False,
         client: aioredis.Redis | None = None,
     ) -> None:
-        """``client``: write through this one (a caller's, which it closes) instead of
-        connecting to ``url``."""
-        self.client = client if client is not None else connect(url, timeout_seconds)
+        """``cluster``: ``url`` is a node of a Redis Cluster (EM_REDIS_CLUSTER); ``client``:
+        write through this one (a caller's, which it closes) instead of connecting."""
+        self.client = (
+            client if client is not None else connect(url, timeout_seconds, cluster=cluster)
+        )
         self.app_id = app_id
-        self._write = self.client.register_script(rl.WRITE_CONTACTS_LUA)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -110,7 +112,10 @@ class RedisSink:
             for org_id, group in by_org.items():
                 for start in range(0, len(group), CHUNK):
                     keys, args = _script_input(org_id, group[start : start + CHUNK])
-                    await self._write(keys=keys, args=args, client=pipe)
+                    # EVAL, not EVALSHA: the body (4 KB beside ~60 KB of arguments) travels
+                    # with every call, so a restarted server or cluster node never answers
+                    # NOSCRIPT; Redis still compiles it once and caches it by its digest.
+                    pipe.eval(rl.WRITE_CONTACTS_LUA, len(keys), *keys, *args)
             await pipe.execute()
 
     async def versions(self, contacts: Sequence[tuple[str, str]]) -> list[int | None]:
@@ -136,20 +141,36 @@ class RedisSink:
             async for key in self.client.scan_iter(match=pattern, count=chunk):
                 batch.append(key)
                 if len(batch) >= chunk:
-                    purged += int(await self.client.unlink(*batch))
+                    purged += await self._unlink(batch)
                     batch = []
             if batch:
-                purged += int(await self.client.unlink(*batch))
+                purged += await self._unlink(batch)
         return purged
+
+    async def _unlink(self, keys: Sequence[bytes | str]) -> int:
+        """Keys of any slots: one command each, pipelined (a cluster client sends each to its
+        node; a multi-key UNLINK would be refused across slots)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.unlink(key)
+            return sum(int(n) for n in await pipe.execute())
 
     async def missing_sentinels(self, partitions: Sequence[int]) -> list[int]:
         if not partitions:
             return []
-        values = await self.client.mget([ks.redis_sentinel_key(self.app_id, p) for p in partitions])
+        async with self.client.pipeline(transaction=False) as pipe:  # sentinels: many slots
+            for p in partitions:
+                pipe.get(ks.redis_sentinel_key(self.app_id, p))
+            values = await pipe.execute()
         return [p for p, v in zip(partitions, values, strict=True) if v is None]
 
     async def set_sentinels(self, partitions: Sequence[int]) -> None:
         if partitions:
-            await self.client.mset(
-                {ks.redis_sentinel_key(self.app_id, p): b"1" for p in partitions}
-            )
+            async with self.client.pipeline(transaction=False) as pipe:
+                for p in partitions:
+                    pipe.set(ks.redis_sentinel_key(self.app_id, p), b"1")
+                await pipe.execute()
+
+    async def drop_sentinels(self, partitions: Sequence[int]) -> None:
+        """Ask every worker to rewrite these partitions' contacts (`resnapshot`)."""
+        await self._unlink([ks.redis_sentinel_key(self.app_id, p) for p in partitions])

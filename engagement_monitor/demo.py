@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis.asyncio as aioredis
 from rich.console import Console
 from rich.table import Table
 
 from engagement_monitor import keyspace as ks
+from engagement_monitor.redis_client import connect
 from engagement_monitor.settings import Settings
 
 TIERS = ("no_engagement", "low", "high", "very_high")
@@ -109,7 +109,9 @@ async def _wait_caught_up(port: int, expected: int, limit: float = 600) -> float
 async def report(
     settings: Settings, worker_port: int, orgs: list[str], seconds: float, produced: int
 ) -> None:
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = connect(
+        settings.redis_url, settings.redis_timeout_seconds, cluster=settings.redis_cluster
+    )
     try:
         table = Table(title="Contacts per engagement tier (Redis segments)")
         table.add_column("org")

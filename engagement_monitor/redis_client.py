@@ -8,10 +8,11 @@ does not fail.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import (
     Connection,
     ConnectionPool,
@@ -61,7 +62,29 @@ _PACKING = {
 }
 
 
-def connect(url: str, timeout_seconds: float, **options: Any) -> aioredis.Redis:
+def connect(
+    url: str, timeout_seconds: float, *, cluster: bool = False, **options: Any
+) -> aioredis.Redis:
+    """A client for the Redis at ``url``, or (``cluster``, EM_REDIS_CLUSTER) for the Redis
+    Cluster that ``url`` is any node of.
+
+    A cluster client offers the same commands and is typed as one here: callers keep every
+    multi-key command and every transaction inside one org (one hash tag, one slot), and touch
+    keys of several slots only through pipelines of single-key commands, which a cluster client
+    sends to each key's node."""
+    if cluster:
+        return cast(
+            aioredis.Redis,
+            RedisCluster.from_url(
+                url,
+                socket_timeout=timeout_seconds,
+                socket_connect_timeout=timeout_seconds,
+                health_check_interval=30,
+                retry=Retry(NoBackoff(), 1),
+                retry_on_error=[RedisConnectionError, RedisTimeoutError],
+                **{k: v for k, v in options.items() if k != "connection_class"},
+            ),
+        )
     settings: dict[str, Any] = {
         "socket_timeout": timeout_seconds,
         "socket_connect_timeout": timeout_seconds,

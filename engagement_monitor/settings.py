@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     # --- SPEC §6, names and defaults to the letter ---
     kafka_bootstrap: str = Field("127.0.0.1:9092", min_length=1)
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # EM_REDIS_URL names any node of a Redis Cluster; every key of an org shares one slot.
+    redis_cluster: bool = False
     topic_prefix: str = "engagement."
     app_id: str = Field("engagement-monitor", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     partitions: int = Field(8, ge=1, le=1024)

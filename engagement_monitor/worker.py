@@ -93,19 +93,17 @@ async def request_resnapshot(settings: Settings) -> int:
     em:v2 are deleted first (see docs/operations.md, "Upgrading").
     """
     from agents.redis_sink import RedisSink
-    from engagement_monitor import keyspace as ks
 
-    sink = RedisSink(str(settings.redis_url), settings.app_id)
-    client = sink.client
+    sink = RedisSink(str(settings.redis_url), settings.app_id, cluster=settings.redis_cluster)
     try:
         purged = await sink.purge_legacy()
         if purged:
             log.info("deleted %d Redis key(s) of the layout before em:v2", purged)
-        keys = [ks.redis_sentinel_key(settings.app_id, p) for p in range(settings.partitions)]
-        await client.delete(*keys)
+        partitions = range(settings.partitions)
+        await sink.drop_sentinels(partitions)
         for _ in range(300):
             await asyncio.sleep(0.5)
-            if all(v is not None for v in await client.mget(keys)):
+            if not await sink.missing_sentinels(partitions):
                 return 0
         return 1
     finally:

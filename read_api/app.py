@@ -168,7 +168,12 @@ def create_app(
     client = (
         redis
         if redis is not None
-        else connect(settings.redis_url, settings.redis_timeout_seconds, max_connections=64)
+        else connect(
+            settings.redis_url,
+            settings.redis_timeout_seconds,
+            cluster=settings.redis_cluster,
+            max_connections=64,
+        )
     )
     owns_producer = producer is None
     publisher: Publisher = (
