@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from engagement_monitor.settings import Settings
-from models.identifiers import ORG_ID_MAX, OrgId, check_id, id_problem
+from models.identifiers import ORG_ID_MAX, OrgId, check_id
+from read_api.json_files import FileWatch, read_entries
 
 log = logging.getLogger(__name__)
 
@@ -71,25 +72,9 @@ def digest(token: str) -> str:
 
 def read_token_file(path: Path) -> list[TokenRecord]:
     """The stored records; a missing file means no tokens yet (every request is then 401)."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise TokenFileError(f"EM_API_TOKENS_FILE: cannot read {path}: {exc}") from None
-    if not raw.strip():
-        return []
-    try:
-        return _RECORDS.validate_json(raw)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
-        message = id_problem(first) or first["msg"]
-        problem = f"{where}: {message}" if where else message
-        raise TokenFileError(
-            f"EM_API_TOKENS_FILE: {path} is not a list of "
-            f'{{"org_id", "role", "sha256", "name"}} ({problem})'
-        ) from None
+    return read_entries(
+        path, _RECORDS, "EM_API_TOKENS_FILE", '{"org_id", "role", "sha256", "name"}', TokenFileError
+    )
 
 
 class TokenStore:
@@ -98,7 +83,7 @@ class TokenStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._records: list[TokenRecord] = read_token_file(path)
-        self._stamp = self._file_stamp()
+        self._watch = FileWatch(path)
         if not self._records:
             log.warning(
                 "no API tokens in %s: every request will be refused (401); create one with "
@@ -106,16 +91,8 @@ class TokenStore:
                 path,
             )
 
-    def _file_stamp(self) -> tuple[int, int, int] | None:
-        try:
-            st = self.path.stat()
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
-
     def _refresh(self) -> None:
-        stamp = self._file_stamp()
-        if stamp == self._stamp:
+        if not self._watch.changed():
             return
         try:
             self._records = read_token_file(self.path)
@@ -123,7 +100,6 @@ class TokenStore:
             # Keep serving with the tokens we had rather than locking everyone out because of
             # a half-edited file; the log says what is wrong.
             log.error("%s; keeping the %d token(s) loaded before", exc, len(self._records))
-        self._stamp = stamp
 
     def authenticate(self, token: str) -> Principal | None:
         """The principal of a token, or None. Every record is compared, in constant time, so

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-from models.identifiers import OrgId, id_problem
+from models.identifiers import OrgId
+from read_api.json_files import FileWatch, read_entries
 from read_api.webhooks.signatures import load_sendgrid_key
 
 log = logging.getLogger(__name__)
@@ -53,24 +54,13 @@ _ENTRIES = TypeAdapter(list[WebhookSecret])
 
 
 def read_secrets_file(path: Path) -> list[WebhookSecret]:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise WebhookSecretsError(f"EM_WEBHOOK_SECRETS_FILE: cannot read {path}: {exc}") from None
-    if not raw.strip():
-        return []
-    try:
-        entries = _ENTRIES.validate_json(raw)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
-        message = id_problem(first) or first["msg"]
-        raise WebhookSecretsError(
-            f'EM_WEBHOOK_SECRETS_FILE: {path} is not a list of {{"org_id", "provider", '
-            f'"secret"}} ({where}: {message})'
-        ) from None
+    entries = read_entries(
+        path,
+        _ENTRIES,
+        "EM_WEBHOOK_SECRETS_FILE",
+        '{"org_id", "provider", "secret"}',
+        WebhookSecretsError,
+    )
     seen: set[tuple[str, str]] = set()
     for entry in entries:
         pair = (entry.org_id, entry.provider)
@@ -97,10 +87,9 @@ class WebhookSecrets:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._stamp: tuple[int, int, int] | None = None
         self._by_pair: dict[tuple[str, str], OrgSecret] = {}
         self._load(read_secrets_file(path))
-        self._stamp = self._file_stamp()
+        self._watch = FileWatch(path)
 
     def _load(self, entries: list[WebhookSecret]) -> None:
         self._by_pair = {
@@ -112,21 +101,12 @@ class WebhookSecrets:
             for e in entries
         }
 
-    def _file_stamp(self) -> tuple[int, int, int] | None:
-        try:
-            st = self.path.stat()
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
-
     def get(self, org_id: str, provider: str) -> OrgSecret | None:
-        stamp = self._file_stamp()
-        if stamp != self._stamp:
+        if self._watch.changed():
             try:
                 self._load(read_secrets_file(self.path))
             except WebhookSecretsError as exc:
                 log.error("%s; keeping the %d entries loaded before", exc, len(self._by_pair))
-            self._stamp = stamp
         return self._by_pair.get((org_id, provider))
 
     def __len__(self) -> int:
