@@ -54,6 +54,7 @@ from read_api.tokens import Principal
 ContactId = Annotated[ids.ContactId, Path(description="The contact's id.")]
 ListId = Annotated[ids.ListId, Path(description="The list's id.")]
 State = Annotated[AppState, Depends(app_state)]
+TierQuery = Annotated[Tier, Query(description="The engagement tier.")]
 Idempotency = Annotated[
     str | None,
     Header(
@@ -167,6 +168,9 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
     # The configured channels as an enum in the OpenAPI document (clients and schemathesis see
     # the real choices); the check itself is ``check_channel``, with a message that lists them.
     channel_type = Annotated[str, WithJsonSchema({"type": "string", "enum": list(channels)})]
+    SegmentChannel = Annotated[
+        channel_type | None, Query(description="Omit for the overall segment.")
+    ]
     router = APIRouter(prefix="/v1")
 
     @router.get(
@@ -213,11 +217,8 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
         org_id: str,
         _principal: Reader,
         state: State,
-        tier: Annotated[Tier, Query(description="The engagement tier.")],
-        channel: Annotated[
-            channel_type | None,
-            Query(description="Omit for the overall segment."),
-        ] = None,
+        tier: TierQuery,
+        channel: SegmentChannel = None,
         cursor: Annotated[
             str | None,
             Query(
@@ -362,11 +363,8 @@ def build_router(channels: tuple[str, ...]) -> APIRouter:
         org_id: str,
         _principal: Reader,
         state: State,
-        tier: Annotated[Tier, Query(description="The engagement tier.")],
-        channel: Annotated[
-            channel_type | None,
-            Query(description="Omit for the overall segment."),
-        ] = None,
+        tier: TierQuery,
+        channel: SegmentChannel = None,
     ) -> StreamingResponse:
         if channel is not None:
             check_channel(state, "query.channel", channel)
