@@ -9,6 +9,11 @@
 # and controller; replication factor 3, min.insync.replicas 2 for every topic); point the worker at
 # it with the EM_KAFKA_BOOTSTRAP and EM_REPLICATION_FACTOR that `up` prints.
 #
+# EM_LOCAL_REDIS_CLUSTER=true starts a three-master Redis Cluster on 127.0.0.1 instead of one
+# redis-server: ports EM_LOCAL_REDIS_CLUSTER_PORT (default 7100), +1, +2 (and +10000 for the cluster
+# bus), append-only files kept, so a restarted master comes back with its data; point the worker
+# and the API at it with the EM_REDIS_URL and EM_REDIS_CLUSTER that `up` prints.
+#
 # EM_KAFKA_BOOTSTRAP / EM_REDIS_URL pointing at running servers: nothing is started for them, they are
 # only checked. Everything lives under var/services (ignored by git); pid files make `down` stop
 # exactly what `up` started and nothing else.
@@ -22,6 +27,8 @@ CONTROLLER_PORT="${EM_LOCAL_KAFKA_CONTROLLER_PORT:-9093}"
 REDIS_PORT="${EM_LOCAL_REDIS_PORT:-6379}"
 KAFKA_HEAP="${EM_LOCAL_KAFKA_HEAP:-768m}"
 KAFKA_BROKERS="${EM_LOCAL_KAFKA_BROKERS:-1}"
+REDIS_CLUSTER="${EM_LOCAL_REDIS_CLUSTER:-false}"
+REDIS_CLUSTER_PORT="${EM_LOCAL_REDIS_CLUSTER_PORT:-7100}"
 LIBS="$ROOT/.cache/kafka-$KAFKA_VERSION/libs"
 PY="$ROOT/.venv/bin/python"
 [ -x "$PY" ] || PY=python3
@@ -126,12 +133,7 @@ kafka_up() {
 }
 
 # ---------------------------------------------------------------- Redis
-redis_up() {
-  local dir="$VAR/redis" pid="$VAR/redis/redis.pid"
-  if alive "$pid"; then log "redis already running (pid $(cat "$pid"))"; return 1; fi
-  if port_open "$REDIS_PORT"; then
-    die "port $REDIS_PORT is taken by a process this script did not start; stop it or set EM_REDIS_URL to use it"
-  fi
+redis_install() {
   if ! command -v redis-server >/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
       log "installing redis-server from Debian's packages"
@@ -141,6 +143,15 @@ redis_up() {
       die "redis-server is missing: install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis) or set EM_REDIS_URL"
     fi
   fi
+}
+
+redis_up() {
+  local dir="$VAR/redis" pid="$VAR/redis/redis.pid"
+  if alive "$pid"; then log "redis already running (pid $(cat "$pid"))"; return 1; fi
+  if port_open "$REDIS_PORT"; then
+    die "port $REDIS_PORT is taken by a process this script did not start; stop it or set EM_REDIS_URL to use it"
+  fi
+  redis_install
   mkdir -p "$dir"
   log "starting redis-server on 127.0.0.1:$REDIS_PORT"
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes --pidfile "$pid" \
@@ -150,6 +161,59 @@ redis_up() {
   # redis-server writes its pid file itself, a moment after daemonizing.
   for _ in $(seq 50); do [ -s "$pid" ] && break; sleep 0.1; done
   return 0
+}
+
+# Node i (1-based, of 3) of the local Redis Cluster: var/services/redis-cluster/node-i, on
+# REDIS_CLUSTER_PORT+i-1 (7100, 7101, 7102 by default; the cluster bus on the port + 10000).
+redis_cluster_dir() { echo "$VAR/redis-cluster/node-$1"; }
+redis_cluster_port() { echo $((REDIS_CLUSTER_PORT + $1 - 1)); }
+redis_cluster_url() { echo "redis://127.0.0.1:$REDIS_CLUSTER_PORT/0"; }
+redis_cluster_pidfiles() { ls "$VAR"/redis-cluster/node-*/redis.pid 2>/dev/null || true; }
+redis_cluster_field() { # $1: port, $2: a CLUSTER INFO field. Prints its value (nothing when no answer).
+  local info; info="$(redis-cli -h 127.0.0.1 -p "$1" cluster info 2>/dev/null || true)"
+  sed -n "s/^$2://p" <<<"${info//$'\r'/}"
+}
+
+redis_cluster_up() {
+  local i dir pid port started=1
+  for i in 1 2 3; do
+    dir="$(redis_cluster_dir "$i")"; pid="$dir/redis.pid"; port="$(redis_cluster_port "$i")"
+    if alive "$pid"; then log "redis cluster node $i already running (pid $(cat "$pid"))"; continue; fi
+    if port_open "$port" || port_open $((port + 10000)); then
+      die "port $port or $((port + 10000)) is taken by a process this script did not start; stop it, set EM_LOCAL_REDIS_CLUSTER_PORT, or set EM_REDIS_URL to use a running server"
+    fi
+    redis_install
+    mkdir -p "$dir"
+    # Its own --dir: a restarted node finds its nodes.conf (its id, its slots) and its AOF there.
+    log "starting redis-server (cluster node $i of 3) on 127.0.0.1:$port"
+    redis-server --bind 127.0.0.1 --port "$port" --daemonize yes --pidfile "$pid" \
+      --dir "$dir" --logfile "$dir/redis.log" --protected-mode yes \
+      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+      --appendonly yes --appendfsync everysec --save "" >&2
+    started=0
+  done
+  [ "$started" = 0 ] || return 1
+  for i in 1 2 3; do
+    dir="$(redis_cluster_dir "$i")"; port="$(redis_cluster_port "$i")"
+    "$PY" "$ROOT/scripts/wait_ready.py" redis "127.0.0.1:$port" --timeout 30 || {
+      tail -n 20 "$dir/redis.log" >&2 || true
+      die "Redis cluster node $i did not become ready; log in ${dir#"$ROOT"/}/redis.log"
+    }
+    for _ in $(seq 50); do [ -s "$dir/redis.pid" ] && break; sleep 0.1; done
+  done
+  local first; first="$(redis_cluster_port 1)"
+  if [ "$(redis_cluster_field "$first" cluster_slots_assigned)" = 0 ]; then
+    log "creating the cluster (3 masters, no replicas, 16384 slots)"
+    local out
+    out="$(redis-cli --cluster create "127.0.0.1:$first" "127.0.0.1:$(redis_cluster_port 2)" \
+             "127.0.0.1:$(redis_cluster_port 3)" --cluster-replicas 0 --cluster-yes 2>&1)" \
+      || die "redis-cli --cluster create failed: $(tail -n 5 <<<"$out")"
+  fi
+  for _ in $(seq 150); do
+    [ "$(redis_cluster_field "$first" cluster_state)" = ok ] && return 0
+    sleep 0.2
+  done
+  die "the Redis cluster is not ok after 30 s (state '$(redis_cluster_field "$first" cluster_state)', $(redis_cluster_field "$first" cluster_slots_assigned) slots assigned); logs in ${VAR#"$ROOT"/}/redis-cluster/node-*/redis.log, remove that directory to start afresh"
 }
 
 stop_pid() {
@@ -180,6 +244,12 @@ cmd_up() {
   if external EM_REDIS_URL; then
     log "EM_REDIS_URL=$EM_REDIS_URL: using that server"
     "$PY" "$ROOT/scripts/wait_ready.py" redis "$EM_REDIS_URL" --timeout 30 || die "no Redis answers at $EM_REDIS_URL"
+  elif [ "$REDIS_CLUSTER" = true ]; then
+    if redis_cluster_up; then
+      [ -n "$started_file" ] && echo redis-cluster >> "$started_file"
+    fi
+    log "a three-master Redis Cluster on 127.0.0.1:$(redis_cluster_port 1)-$(redis_cluster_port 3): use"
+    log "  export EM_REDIS_URL=$(redis_cluster_url) EM_REDIS_CLUSTER=true"
   elif redis_up; then
     [ -n "$started_file" ] && echo redis >> "$started_file"
   fi
@@ -193,6 +263,14 @@ cmd_down() {
     only="$(cat "$2")"
   fi
   if [ -z "${1:-}" ] || grep -qx redis <<<"$only"; then stop_pid redis "$VAR/redis/redis.pid"; fi
+  if [ -z "${1:-}" ] || grep -qx redis-cluster <<<"$only"; then
+    # SIGTERM: each node flushes its AOF and saves nodes.conf, so `up` brings the same data back.
+    local node
+    for node in $(redis_cluster_pidfiles); do
+      stop_pid "redis cluster ($(basename "$(dirname "$node")"))" "$node" &
+    done
+    wait
+  fi
   if [ -z "${1:-}" ] || grep -qx kafka <<<"$only"; then
     # Every node at once: the last node of a cluster stopped alone waits for a quorum that is gone.
     local pid
@@ -208,6 +286,19 @@ cmd_status() {
   done
   [ -n "$any" ] || echo "kafka: stopped"
   alive "$VAR/redis/redis.pid" && echo "redis: running (pid $(cat "$VAR/redis/redis.pid"))" || echo "redis: stopped"
+  any=""
+  for pid in $(redis_cluster_pidfiles); do
+    if alive "$pid"; then
+      any=1
+      echo "redis cluster ($(basename "$(dirname "$pid")")): running (pid $(cat "$pid"))"
+    fi
+  done
+  if [ -n "$any" ]; then
+    local state; state="$(redis_cluster_field "$(redis_cluster_port 1)" cluster_state)"
+    echo "redis cluster: cluster_state ${state:-unknown} at $(redis_cluster_url)"
+  elif [ "$REDIS_CLUSTER" = true ]; then
+    echo "redis cluster: stopped"
+  fi
 }
 
 case "${1:-}" in
