@@ -21,14 +21,24 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from aiokafka import TopicPartition
 from faust.stores import memory as faust_memory
 from faust.stores import rocksdb as faust_rocksdb
+
+from streams.changelog_preload import preload_changelog
 
 ROCKSDB_SCHEME = "emrocksdb"
 MEMORY_SCHEME = "emmemory"
 
 # What the subclasses use of Faust's stores (checked at start-up on the table's store).
-ROCKSDB_INTERNALS = ("_db_for_partition", "_key_index", "offset_key", "persisted_offset")
+ROCKSDB_INTERNALS = (
+    "_db_for_partition",
+    "_key_index",
+    "offset_key",
+    "persisted_offset",
+    "on_rebalance",
+    "table",
+)
 MEMORY_INTERNALS = ("data", "_key_partition")
 
 # RocksDB properties of the memory a database holds, by the kind the metric names.
@@ -92,6 +102,38 @@ class RocksDBCheckpointStore(CheckpointStore, faust_rocksdb.Store):
                 index.pop(key, None)
             else:
                 index[key] = partition
+
+    def load_changelog(self, partition: int, records: Sequence[Write], last_offset: int) -> None:
+        """Changelog records as Faust's `apply_changelog_batch` writes them, with Faust's
+        offset key in the same batch (`streams.changelog_preload`)."""
+        batch = _write_batch(self.use_rocksdict)
+        for key, value in records:
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        batch.put(self.offset_key, str(last_offset).encode())
+        self._db_for_partition(partition).write(batch)
+
+    async def on_rebalance(
+        self,
+        assigned: set[Any],
+        revoked: set[Any],
+        newly_assigned: set[Any],
+        generation_id: int = 0,
+    ) -> None:
+        """Faust's own rebalance (databases of revoked partitions closed, new ones opened),
+        then the newly assigned changelog partitions loaded in bulk before Faust's recovery
+        reads their persisted offsets (`streams.changelog_preload`)."""
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        topics = self.table.changelog_topic.topics
+        changelogs = [
+            TopicPartition(tp.topic, tp.partition) for tp in newly_assigned if tp.topic in topics
+        ]
+        if changelogs:
+            conf = self.table.app.conf
+            bootstrap = ",".join(f"{url.host}:{url.port}" for url in conf.broker)
+            await preload_changelog(self, bootstrap, changelogs)
 
     def memory_bytes(self) -> dict[str, int]:
         """Memtables, block cache and table readers summed over the partitions' databases
