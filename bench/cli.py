@@ -76,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--api-rate", type=float, help="offered requests/s (1000)")
     s.add_argument("--api-high-rate", type=float, help="offered requests/s of 5b (5000)")
     s.add_argument("--api-seconds", type=float, help="(15)")
-    s.add_argument("--recovery-contacts", type=int, help="contacts a restarted worker holds (100k)")
+    s.add_argument("--recovery-contacts", type=int, help="contacts a restarted worker holds (1M)")
     s.add_argument(
         "--webhook-batches", type=int, help="SendGrid batches of 1,000 posted by scenario 8 (200)"
     )

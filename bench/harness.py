@@ -90,7 +90,7 @@ class BenchConfig:
     api_high_rate: float = 5000.0
     api_high_workers: int = 2  # EM_API_WORKERS of scenario 5b: one API process per core
     api_seconds: float = 15.0
-    recovery_contacts: int = 100_000
+    recovery_contacts: int = 1_000_000  # issue 14: a million contacts from an empty disk
     webhook_batches: int = 200  # SendGrid batches of webhook_batch events (scenario 8)
     webhook_batch: int = 1000
     webhook_concurrency: int = 8
