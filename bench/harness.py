@@ -91,6 +91,9 @@ class BenchConfig:
     api_high_workers: int = 2  # EM_API_WORKERS of scenario 5b: one API process per core
     api_seconds: float = 15.0
     recovery_contacts: int = 1_000_000  # issue 14: a million contacts from an empty disk
+    failover_session_seconds: int = 6  # EM_SESSION_TIMEOUT_SECONDS of scenario 7b's workers
+    failover_settle_seconds: float = 120.0  # at most, waiting for the group to settle
+    failover_window_seconds: float = 20.0
     webhook_batches: int = 200  # SendGrid batches of webhook_batch events (scenario 8)
     webhook_batch: int = 1000
     webhook_concurrency: int = 8
@@ -978,6 +981,118 @@ async def scenario_recovery(ctx: Context) -> dict[str, Any]:
     return result
 
 
+# --------------------------------------------------------------------------- fail-over
+async def scenario_failover(ctx: Context) -> dict[str, Any]:
+    """How long a killed worker's contacts go unserved: two workers with a standby replica of
+    each table partition (`EM_STANDBY_REPLICAS=1`) and `EM_SESSION_TIMEOUT_SECONDS` of
+    `failover_session_seconds`; probes (dispatches to new contacts, every partition) flow at a
+    steady rate; one worker is killed -9. The fail-over time is the longest event -> snapshot
+    latency of the probes sent after the kill: those of the killed worker's partitions wait
+    until its session expires, the group rebalances and the standby takes over."""
+    cfg = ctx.cfg
+    name = "failover"
+    prefix = ctx.prefix(name)
+    names = TopicNames(prefix)
+    app_id = ctx.app_id(name)
+    probe_org = ctx.org_prefix("probe-failover")
+    ctx.topics_created += list(names.all)
+    extra = {
+        "EM_STANDBY_REPLICAS": "1",
+        "EM_SESSION_TIMEOUT_SECONDS": str(cfg.failover_session_seconds),
+    }
+    procs: list[tuple[Proc, int]] = []
+    for worker in ("a", "b"):
+        port = free_port()
+        env = {
+            **ctx.services.worker_env(prefix, app_id, ctx.workdir / name / worker, port),
+            **extra,
+        }
+        procs.append((ctx.services.start_worker(f"{name}-{worker}", env), port))
+        await wait_healthy(*procs[-1])
+    producer = AIOKafkaProducer(bootstrap_servers=ctx.services.bootstrap, linger_ms=5)
+    await producer.start()
+    sent_at: dict[str, float] = {}
+    seen_at: dict[str, float] = {}
+    try:
+
+        async def probe(i: int) -> None:
+            contact = f"f{i:06d}"
+            value = orjson.dumps(
+                {
+                    "event_id": uuid.uuid4().hex,
+                    "org_id": probe_org,
+                    "contact_id": contact,
+                    "channel": "sms",
+                    "message_id": "m1",
+                    "dispatch_kind": "single",
+                    "occurred_at": datetime.now(UTC).isoformat(),
+                }
+            )
+            sent_at[contact] = time.perf_counter()
+            await producer.send(
+                names.full("dispatch"), value, key=ks.record_key(probe_org, contact)
+            )
+
+        async def poll_until(deadline: float) -> None:
+            while time.perf_counter() < deadline and len(seen_at) < len(sent_at):
+                pending = [c for c in sent_at if c not in seen_at][:1000]
+                raws = await ctx.redis.mget([ks.redis_snapshot_key(probe_org, c) for c in pending])
+                now = time.perf_counter()
+                for contact, raw in zip(pending, raws, strict=True):
+                    if raw is not None:
+                        seen_at[contact] = now
+                await asyncio.sleep(0.01)
+
+        # warm: both workers serve and standbys are assigned (the second join rebalances, maybe
+        # more than once): wait until 40 probes in a row are served within a second
+        i = 0
+        calm = 0
+        settle = time.perf_counter() + cfg.failover_settle_seconds
+        while calm < 40 and time.perf_counter() < settle:
+            await probe(i)
+            i += 1
+            await asyncio.sleep(0.05)
+            await poll_until(time.perf_counter() + 0.05)
+            latest = f"f{i - 20:06d}" if i >= 20 else None
+            if latest is not None:
+                ok = latest in seen_at and seen_at[latest] - sent_at[latest] < 1.0
+                calm = calm + 1 if ok else 0
+        await poll_until(time.perf_counter() + 30)
+        settled = [f"f{n:06d}" for n in range(max(0, i - 40), i)]
+        before = sorted((seen_at[c] - sent_at[c]) * 1000 for c in settled if c in seen_at)
+        victim, _ = procs[0]
+        assert victim.proc is not None
+        victim.proc.kill()  # SIGKILL: no goodbye to the group, no last commit
+        killed = time.perf_counter()
+        first_after = i
+        end = killed + cfg.failover_window_seconds
+        while time.perf_counter() < end:
+            await probe(i)
+            i += 1
+            await asyncio.sleep(0.05)
+            await poll_until(time.perf_counter() + 0.05)
+        await poll_until(time.perf_counter() + 120)
+        after = [f"f{n:06d}" for n in range(first_after, i)]
+        lost = [c for c in after if c not in seen_at]
+        latencies = sorted((seen_at[c] - sent_at[c]) * 1000 for c in after if c in seen_at)
+        served = max((seen_at[c] for c in after if c in seen_at), default=killed)
+        return {
+            "status": "ok" if not lost else "lost probes",
+            "session_timeout_seconds": cfg.failover_session_seconds,
+            "probes_after_kill": len(after),
+            "probes_lost": len(lost),
+            "failover_seconds": round(max(latencies, default=0.0) / 1000, 2),
+            "p50_ms_after_kill": round(percentile(latencies, 50), 1) if latencies else None,
+            "p99_ms_before_kill": round(percentile(before, 99), 1) if before else None,
+            "settled": calm >= 40,
+            "all_served_seconds_after_kill": round(served - killed, 2),
+        }
+    finally:
+        await producer.stop()
+        for proc, _ in procs:
+            proc.stop()
+
+
 # --------------------------------------------------------------------------- run
 RUNNERS: dict[str, Callable[[Context], Coroutine[Any, Any, dict[str, Any]]]] = {
     "empty": scenario_empty,
@@ -991,6 +1106,7 @@ RUNNERS: dict[str, Callable[[Context], Coroutine[Any, Any, dict[str, Any]]]] = {
     "api": scenario_api,
     "api_high": scenario_api_high,
     "recovery": scenario_recovery,
+    "failover": scenario_failover,
     "webhooks": scenario_webhooks,
 }
 

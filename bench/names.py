@@ -15,6 +15,7 @@ SCENARIOS: tuple[str, ...] = (
     "api_high",
     "footprint",
     "recovery",
+    "failover",
     "webhooks",
 )
 TITLES: dict[str, str] = {
@@ -30,5 +31,6 @@ TITLES: dict[str, str] = {
     "api_high": "5b API snapshot GET latency, high rate",
     "footprint": "6 bytes per contact",
     "recovery": "7 recovery of a restarted worker",
+    "failover": "7b fail-over to a standby",
     "webhooks": "8 provider webhooks into Kafka",
 }

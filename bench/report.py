@@ -167,7 +167,21 @@ def rows(doc: dict[str, Any]) -> list[Row]:
                 TITLES["recovery"],
                 "store wiped",
                 _num(item.get("store_wiped_seconds"), "s"),
-                f"full changelog replay ({_num(item.get('changelog_records'))} records)",
+                "changelog loaded in bulk, then Faust's recovery "
+                f"({_num(item.get('changelog_records'))} records)",
+            )
+        )
+    if "failover" in s and not status_row("failover"):
+        item = s["failover"]
+        out.append(
+            (
+                TITLES["failover"],
+                "fail-over",
+                _num(item.get("failover_seconds"), "s"),
+                f"longest event -> snapshot of {item.get('probes_after_kill')} probes after a "
+                f"kill -9 ({item.get('probes_lost')} lost); standby replicas 1, session "
+                f"timeout {item.get('session_timeout_seconds')} s; p50 "
+                f"{_num(item.get('p50_ms_after_kill'), 'ms')}",
             )
         )
     if not status_row("webhooks"):
