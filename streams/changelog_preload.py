@@ -10,6 +10,10 @@ What is written is exactly what Faust's `apply_changelog_batch` writes (the reco
 value bytes, a delete for a tombstone) plus Faust's own offset key in the same batch, so Faust's
 recovery, standbys and later checkpoints carry on from it unchanged. A crash mid-load leaves a
 consistent prefix (each batch holds its records and their offset) that the next start resumes.
+
+A store whose persisted offset lies beyond the changelog's end (its topic deleted and created
+again, or records lost) is discarded and rebuilt from the changelog, as Kafka Streams does with a
+store its changelog cannot account for, instead of stopping the worker.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ class ChangelogTarget(Protocol):
     def load_changelog(
         self, partition: int, records: Sequence[tuple[bytes, bytes | None]], last_offset: int
     ) -> None: ...
+
+    def discard_partition(self, partition: int) -> int: ...
 
 
 async def preload_changelog(
@@ -64,6 +70,20 @@ async def preload_changelog(
         todo: dict[TopicPartition, int] = {}
         for tp in tps:
             persisted = store.persisted_offset(tp)
+            if persisted is not None and persisted >= ends[tp]:
+                # The store holds an offset the changelog never reached: the topic was deleted
+                # and created again, or lost records. The changelog is the truth (Faust would
+                # stop with a ConsistencyError; Kafka Streams wipes such a store): rebuild.
+                deleted = store.discard_partition(tp.partition)
+                log.warning(
+                    "the local store of %s was ahead of its changelog (offset %d, changelog "
+                    "ends at %d): discarded its %d keys, rebuilding it from the changelog",
+                    tp,
+                    persisted,
+                    ends[tp],
+                    deleted,
+                )
+                persisted = None
             start = 0 if persisted is None else persisted + 1
             if start < ends[tp]:
                 consumer.seek(tp, start)

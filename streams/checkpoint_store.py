@@ -88,14 +88,7 @@ class RocksDBCheckpointStore(CheckpointStore, faust_rocksdb.Store):
     ) -> None:
         """Values and the changelog offset in one atomic write (what `apply_changelog_batch`
         does for recovery, with the offset inside the same batch)."""
-        batch = _write_batch(self.use_rocksdict)
-        for key, value in writes:
-            if value is None:
-                batch.delete(key)
-            else:
-                batch.put(key, value)
-        batch.put(self.offset_key, str(changelog_offset).encode())
-        self._db_for_partition(partition).write(batch)
+        self._write_with_offset(partition, writes, changelog_offset)
         index = self._key_index
         for key, value in writes:
             if value is None:
@@ -106,13 +99,33 @@ class RocksDBCheckpointStore(CheckpointStore, faust_rocksdb.Store):
     def load_changelog(self, partition: int, records: Sequence[Write], last_offset: int) -> None:
         """Changelog records as Faust's `apply_changelog_batch` writes them, with Faust's
         offset key in the same batch (`streams.changelog_preload`)."""
+        self._write_with_offset(partition, records, last_offset)
+
+    def discard_partition(self, partition: int) -> int:
+        """Delete every key of the partition's database, Faust's offset key included, so it
+        is rebuilt from the changelog (`streams.changelog_preload`: a store ahead of its
+        changelog). Returns the keys deleted."""
+        db = self._db_for_partition(partition)
         batch = _write_batch(self.use_rocksdict)
-        for key, value in records:
+        deleted = 0
+        for key in db.keys():  # noqa: SIM118 - an Rdict, not a dict
+            batch.delete(key)
+            deleted += 1
+        db.write(batch)
+        index = self._key_index
+        for key in [k for k, p in list(index.items()) if p == partition]:
+            index.pop(key, None)
+        return deleted
+
+    def _write_with_offset(self, partition: int, writes: Sequence[Write], offset: int) -> None:
+        """Puts and deletes plus Faust's changelog offset key, in one RocksDB `WriteBatch`."""
+        batch = _write_batch(self.use_rocksdict)
+        for key, value in writes:
             if value is None:
                 batch.delete(key)
             else:
                 batch.put(key, value)
-        batch.put(self.offset_key, str(last_offset).encode())
+        batch.put(self.offset_key, str(offset).encode())
         self._db_for_partition(partition).write(batch)
 
     async def on_rebalance(

@@ -1,6 +1,7 @@
 """What checkpoints promise, on the real broker and Redis: exact through three workers joining
 and leaving (one killed -9), a wiped local store rebuilt from the changelog with the same
-figures, and committed envelopes purged.
+figures, a store ahead of its changelog (the topic deleted and created again) rebuilt from it
+instead of stopping the worker, and committed envelopes purged.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from counting import CountingConfig
 from engagement_monitor import keyspace as ks
@@ -126,6 +128,40 @@ async def test_a_wiped_store_is_rebuilt_from_the_changelog_with_the_same_figures
 
     await pipeline.produce(later)  # and counts on from the recovered states
     await _assert_exact(redis_client, reference(records, CountingConfig()))
+
+
+async def test_a_store_ahead_of_its_changelog_is_rebuilt_from_it_instead_of_stopping(
+    pipeline: Pipeline, redis_client: aioredis.Redis, kafka_admin: AIOKafkaAdminClient
+) -> None:
+    """Faust stops with a ConsistencyError when a store's persisted offset lies beyond the
+    changelog's end (the topic deleted under a worker that keeps its disk, as a reset of a
+    development Kafka does). The changelog is the truth, as in Kafka Streams: the worker
+    discards the store, rebuilds it from the changelog and serves on."""
+    pipeline.store = "rocksdb"
+    org = f"ahead-{pipeline.unique}"
+    records = engagement_stream(org, contacts=40, messages=5, seed=31)
+    first, later = records[: len(records) // 2], records[len(records) // 2 :]
+
+    worker = await pipeline.start_worker("w1")
+    await pipeline.produce(first)
+    await _assert_exact(redis_client, reference(first, CountingConfig()))
+    worker.stop()
+
+    changelog = f"{pipeline.app_id}-contacts-changelog"
+    await kafka_admin.delete_topics([changelog])
+    await wait_for(lambda: _topic_gone(kafka_admin, changelog), timeout=30)
+    await _drop_redis_copy(redis_client, pipeline, org)
+
+    restarted = await pipeline.start_worker("w1")  # would die with a ConsistencyError
+    assert "was ahead of its changelog" in restarted.tail(10**6), restarted.tail()
+    # The counted states went with their changelog: only what follows is counted.
+    await pipeline.produce(later)
+    await _assert_exact(redis_client, reference(later, CountingConfig()))
+    assert await restarted.health() == 200
+
+
+async def _topic_gone(admin: AIOKafkaAdminClient, topic: str) -> bool:
+    return topic not in await admin.list_topics()
 
 
 async def _envelope_starts(pipeline: Pipeline) -> dict[TopicPartition, int]:

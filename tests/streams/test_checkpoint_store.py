@@ -99,3 +99,17 @@ def test_the_memory_store_forgets_partitions_owned_elsewhere(tmp_path: Path) -> 
     store.write_checkpoint(1, [(b"o:y", b"Y")], changelog_offset=0)
     assert store.forget_partitions(frozenset({1})) == 1
     assert dict(store.items_in_partitions(frozenset({0, 1}))) == {b"o:x": b"X"}
+
+
+def test_a_discarded_partition_is_empty_and_forgets_its_offset(tmp_path: Path) -> None:
+    """What the changelog loader does to a store that is ahead of its changelog."""
+    store, changelog = _store(tmp_path, "rocksdb")
+    store.write_checkpoint(2, [(b"o:a", b"A"), (b"o:b", b"B")], changelog_offset=40)
+    store.write_checkpoint(1, [(b"o:c", b"C")], changelog_offset=5)
+
+    assert store.discard_partition(2) == 3  # type: ignore[attr-defined]  # two keys + offset
+
+    assert list(store.items_in_partitions(frozenset({2}))) == []
+    assert store.persisted_offset(TP(changelog, 2)) is None  # type: ignore[attr-defined]
+    assert store.get_in_partition(1, b"o:c") == b"C"  # other partitions untouched
+    assert store.persisted_offset(TP(changelog, 1)) == 5  # type: ignore[attr-defined]
