@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agents.history_view import HistoryView
 from agents.stored import StoredContact, unpack
 from counting import ContactState, CountingConfig
 
@@ -46,6 +47,7 @@ class HotContact:
     org_id: str
     contact_id: str
     by_event: bool = False  # changed by an event since the last checkpoint (else by expiry only)
+    history: HistoryView | None = None  # its tier history as rendered at the last checkpoint
     size: int = ENTRY_OVERHEAD_BYTES  # estimated bytes held (`estimated_bytes`)
 
 

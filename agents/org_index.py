@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from agents.stored import history_moment
 from engagement_monitor import keyspace as ks
 from models.tiers import TIERS
 
@@ -94,7 +95,7 @@ def change_members(history: Sequence[Sequence[Any]], now: datetime) -> tuple[tup
     since = now.timestamp() - CHANGES_HORIZON_SECONDS
     out: list[tuple[str, str]] = []
     for changed_at, channel, previous, tier, *_ in reversed(history):
-        seconds = int(datetime.fromisoformat(changed_at).timestamp())
+        seconds = history_moment(changed_at)[1]
         if seconds < since:
             break  # oldest first: the rest is older still
         if channel is not None:

@@ -25,8 +25,10 @@ from typing import Any, Literal
 import orjson
 
 from agents.contact_cache import ContactCache, HotContact, Load
+from agents.history_view import HistoryView, history_json
+from agents.history_view import advance as advance_history
 from agents.org_index import NO_INDEX, OrgIndex, change_members, org_index
-from agents.stored import HISTORY_MAX, HistoryEntry, Published, StoredContact, pack
+from agents.stored import Published, StoredContact, pack
 from counting import (
     CountingConfig,
     apply_event,
@@ -37,7 +39,6 @@ from counting import (
     tiers,
 )
 from counting.send_times import Hours
-from counting.timeutil import to_us
 from engagement_monitor.keyspace import split_state_key, state_key
 from engagement_monitor.snapshot_codec import pack_snapshot
 from models.events import RecordRejected, parse_record
@@ -47,29 +48,6 @@ from streams.partitioning import contact_partition, state_partition
 from streams.topics import ENVELOPE_TOPIC, TopicNames
 
 Headers = list[tuple[str, bytes]]
-
-
-def history_after(
-    history: list[HistoryEntry],
-    changes: list[dict[str, Any]],
-    now: datetime,
-    cfg: CountingConfig,
-) -> list[HistoryEntry]:
-    """The contact's tier changes of the window (SPEC §7.4), oldest first, the new ones added:
-    older than the window or beyond the most recent HISTORY_MAX, they are dropped."""
-    start = to_us(now) - cfg.window_us
-    added = [
-        [c["changed_at"], c["channel"], c["previous_tier"], c["tier"], c["rate"], c["cause"]]
-        for c in changes
-    ]
-    kept = [e for e in history + added if to_us(datetime.fromisoformat(e[0])) >= start]
-    return kept[-HISTORY_MAX:]
-
-
-def history_json(history: list[HistoryEntry]) -> bytes:
-    """The Redis form of a history: the API's `tier-history` items, newest first."""
-    keys = ("changed_at", "channel", "previous_tier", "tier", "rate", "cause")
-    return orjson.dumps([dict(zip(keys, entry, strict=True)) for entry in reversed(history)])
 
 
 @dataclass(slots=True)
@@ -106,21 +84,27 @@ def snapshot_write(
     published: Published,
     hours: Hours,
     now: datetime,
+    view: HistoryView | None = None,
 ) -> SnapshotWrite:
     """What Redis must show for a contact whose snapshot was just built, with the tiers it
-    shows: the one place a checkpoint and a Redis rebuild both make it."""
+    shows: the one place a checkpoint and a Redis rebuild both make it. `view`: the contact's
+    history already rendered (`agents.history_view`), else it is rendered here."""
     if snapshot is None:
         return SnapshotWrite(org_id, contact_id, stored.version, None, published)
-    history = stored.history
-    changes = change_members(history, now) if history else ()
+    if view is not None:
+        members, packed_history = view.members, view.packed
+    else:
+        history = stored.history
+        members = change_members(history, now) if history else ()
+        packed_history = pack_snapshot(history_json(history)) if history else None
     return SnapshotWrite(
         org_id,
         contact_id,
         stored.version,
         pack_snapshot(orjson.dumps(snapshot)),
         published,
-        org_index(snapshot, hours, changes),
-        pack_snapshot(history_json(history)) if history else None,
+        org_index(snapshot, hours, members),
+        packed_history,
     )
 
 
@@ -338,8 +322,7 @@ class EngagementProcessor:
         for change in changes:
             batch.outputs.append(Outbound("tier-changes", key, orjson.dumps(change)))
             batch.tier_changes[cause] += 1
-        if changes or stored.history:
-            stored.history = history_after(stored.history, changes, now, self.cfg)
+        view = hot.history = advance_history(stored, hot.history, changes, now, self.cfg)
         stored.published = current
         # The write's time in ms, bumped to stay increasing: Redis refuses older versions (and
         # keeps a removed contact's for a day), so a contact that comes back after its table
@@ -348,7 +331,9 @@ class EngagementProcessor:
         due = next_expiry(state, self.cfg)
         # Nothing left, not even a tombstone to honour: the table entry goes.
         value = None if state.is_empty() else pack(stored, due)
-        write = snapshot_write(hot.org_id, hot.contact_id, stored, snapshot, current, hours, now)
+        write = snapshot_write(
+            hot.org_id, hot.contact_id, stored, snapshot, current, hours, now, view
+        )
         return ContactChange(key, hot.partition, value, write, due)
 
     def landed(self, batch: CheckpointBatch) -> None:

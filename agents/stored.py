@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
 
 from counting import ContactState, CountingConfig, TierMap, decode, encode, next_expiry
+from counting.timeutil import to_us
 
 FORMAT = 2
 FORMAT_1 = 1  # read, never written
@@ -44,6 +47,14 @@ Published = TierMap
 # A tier change as stored: [changed_at (RFC 3339), channel or None, previous, tier, rate, cause]
 HistoryEntry = list[Any]
 HISTORY_MAX = 100  # the most recent changes of the window a contact keeps
+
+
+@lru_cache(maxsize=1024)
+def history_moment(changed_at: str) -> tuple[int, int]:
+    """(µs since the epoch, whole seconds) of a history row's `changed_at`. Cached: the rows a
+    checkpoint adds share one time, and each row is read at every checkpoint of its contact."""
+    moment = datetime.fromisoformat(changed_at)
+    return to_us(moment), int(moment.timestamp())
 
 
 @dataclass(slots=True)

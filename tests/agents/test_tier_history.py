@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from agents.processor import history_after, history_json
+from agents.history_view import history_after, history_json
 from agents.stored import HISTORY_MAX, StoredContact, pack, unpack
 from counting import ContactState, CountingConfig
 
