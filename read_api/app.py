@@ -15,6 +15,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
@@ -29,6 +30,7 @@ from read_api.body_limit import BodyLimit
 from read_api.commands import KafkaPublisher, Publisher
 from read_api.id_paths import RawPathRouting
 from read_api.metrics import ApiMetrics, MetricsMiddleware
+from read_api.monitor_fast_path import MonitorFastPath
 from read_api.routes import build_router
 from read_api.schemas import Health, Problem, ValidationProblem
 from read_api.state import AppState
@@ -160,9 +162,11 @@ def create_app(
     *,
     redis: aioredis.Redis | None = None,
     producer: Publisher | None = None,
+    monitor_fast_path: bool = True,
 ) -> FastAPI:
     """Build the app. Injected ``redis`` / ``producer`` are the caller's to start and close;
-    the ones created here are closed when the app shuts down."""
+    the ones created here are closed when the app shuts down. ``monitor_fast_path=False``
+    leaves every request to FastAPI (tests compare both)."""
     check_dictionaries()  # every snapshot dictionary loads, or the API does not start
     owns_redis = redis is None
     client = (
@@ -228,7 +232,17 @@ def create_app(
             swagger_favicon_url="/docs-static/favicon.png",
         )
 
-    app.include_router(build_router(settings.channels))
+    router = build_router(settings.channels)
+    app.include_router(router)
+    # The route's template as the metrics label it (the router's paths carry its prefix).
+    monitor_route = next(
+        route.path_format
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.name == "monitor"
+    )
+    if monitor_fast_path:
+        # Outermost: an ordinary snapshot GET is answered before any other middleware runs.
+        app.add_middleware(MonitorFastPath, state=state, route=monitor_route)
     app.include_router(build_webhook_router())
 
     @app.get(
