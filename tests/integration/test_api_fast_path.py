@@ -77,7 +77,7 @@ def _cases(a: Apps) -> list[tuple[str, str, dict[str, str], bool]]:
         ("GET", f"{own}/{'x' * 128}/monitor", bearer, True),
         ("GET", f"{own}/c1/monitor", {"Authorization": f"bearer {token}"}, True),
         ("GET", f"{own}/c1/monitor", {"Authorization": f"Bearer   {token}  "}, True),
-        ("GET", f"{own}/c1/monitor", {"Authorization": f"Bearer {a.tokens.by_role['admin']}"}, True),
+        ("GET", f"{own}/c1/monitor", a.tokens.header("admin"), True),
         # to the app: ids that need decoding, too long, absent; odd requests; every refusal
         ("GET", f"{own}/c%203/monitor", bearer, False),
         ("GET", f"{own}/c%2F4/monitor", bearer, False),
