@@ -1220,6 +1220,7 @@ async def run_bench(
             "quixstreams",
             "kstreams",
             "api",
+            "api_high",
             "footprint",
         } & set(selected):
             await prepare_backlog(ctx)
@@ -1227,7 +1228,11 @@ async def run_bench(
         for name in selected:
             if name == "footprint":
                 continue  # measured inside the pipeline scenario
-            if name == "api" and "pipeline" not in selected and _api_available() is None:
+            if (
+                name in ("api", "api_high")
+                and "pipeline" not in selected
+                and _api_available() is None
+            ):
                 doc["scenarios"][name] = {"status": "skipped: needs the pipeline scenario"}
                 continue
             log(f"{TITLES[name]} ...")
