@@ -57,6 +57,7 @@ from bench.common import (
     watch_drain,
 )
 from bench.names import SCENARIOS, TITLES
+from bench.probes import Probes
 from counting import CountingConfig
 from engagement_monitor import keyspace as ks
 from engagement_monitor.snapshot_codec import unpack_snapshot
@@ -647,49 +648,23 @@ async def _latency(ctx: Context, name: str, rate: float) -> dict[str, Any]:
     try:
         healthy = await wait_healthy(proc, port)
         await producer.start()
-        sent_at: dict[str, float] = {}
-        seen_at: dict[str, float] = {}
+        probes = Probes(ctx.redis, producer, names, probe_org)
         producing = True
 
         async def poll() -> None:
-            while producing or (len(seen_at) < len(sent_at)):
-                pending = [c for c in sent_at if c not in seen_at][:1000]
-                if pending:
-                    raws = await ctx.redis.mget(
-                        [ks.redis_snapshot_key(probe_org, c) for c in pending]
-                    )
-                    now = time.perf_counter()
-                    for contact, raw in zip(pending, raws, strict=True):
-                        if raw is not None:
-                            seen_at[contact] = now
+            while producing or probes.pending:
+                await probes.poll()
                 await asyncio.sleep(0.005)
 
         poller = asyncio.create_task(poll())
         start = time.perf_counter()
         sent = 0
-        probes = 0
         bg = iter(background)
         while sent < total:
             due = min(total, int((time.perf_counter() - start) * rate))
             while sent < due:
                 if sent % every == 0:
-                    contact = f"p{probes:06d}"
-                    probes += 1
-                    value = orjson.dumps(
-                        {
-                            "event_id": uuid.uuid4().hex,
-                            "org_id": probe_org,
-                            "contact_id": contact,
-                            "channel": "sms",
-                            "message_id": "m1",
-                            "dispatch_kind": "single",
-                            "occurred_at": datetime.now(UTC).isoformat(),
-                        }
-                    )
-                    sent_at[contact] = time.perf_counter()
-                    await producer.send(
-                        names.full("dispatch"), value, key=ks.record_key(probe_org, contact)
-                    )
+                    await probes.send(f"p{len(probes.sent_at):06d}")
                 else:
                     record = next(bg, None)
                     if record is not None:
@@ -702,14 +677,14 @@ async def _latency(ctx: Context, name: str, rate: float) -> dict[str, Any]:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(poller, timeout=60)
         poller.cancel()
-        latencies = sorted((seen_at[c] - sent_at[c]) * 1000 for c in seen_at)
+        latencies = probes.latencies_ms()
         return {
-            "status": "ok" if len(seen_at) == len(sent_at) else "lost probes",
+            "status": "ok" if not probes.pending else "lost probes",
             "offered_events_per_second": rate,
             "achieved_events_per_second": round(sent / elapsed),
             "seconds": round(elapsed, 1),
-            "probes": len(sent_at),
-            "probes_seen": len(seen_at),
+            "probes": len(probes.sent_at),
+            "probes_seen": len(probes.seen_at),
             "p50_ms": round(percentile(latencies, 50), 1),
             "p95_ms": round(percentile(latencies, 95), 1),
             "p99_ms": round(percentile(latencies, 99), 1),
@@ -1011,36 +986,16 @@ async def scenario_failover(ctx: Context) -> dict[str, Any]:
         await wait_healthy(*procs[-1])
     producer = AIOKafkaProducer(bootstrap_servers=ctx.services.bootstrap, linger_ms=5)
     await producer.start()
-    sent_at: dict[str, float] = {}
-    seen_at: dict[str, float] = {}
+    probes = Probes(ctx.redis, producer, names, probe_org)
+    sent_at, seen_at = probes.sent_at, probes.seen_at
     try:
 
         async def probe(i: int) -> None:
-            contact = f"f{i:06d}"
-            value = orjson.dumps(
-                {
-                    "event_id": uuid.uuid4().hex,
-                    "org_id": probe_org,
-                    "contact_id": contact,
-                    "channel": "sms",
-                    "message_id": "m1",
-                    "dispatch_kind": "single",
-                    "occurred_at": datetime.now(UTC).isoformat(),
-                }
-            )
-            sent_at[contact] = time.perf_counter()
-            await producer.send(
-                names.full("dispatch"), value, key=ks.record_key(probe_org, contact)
-            )
+            await probes.send(f"f{i:06d}")
 
         async def poll_until(deadline: float) -> None:
-            while time.perf_counter() < deadline and len(seen_at) < len(sent_at):
-                pending = [c for c in sent_at if c not in seen_at][:1000]
-                raws = await ctx.redis.mget([ks.redis_snapshot_key(probe_org, c) for c in pending])
-                now = time.perf_counter()
-                for contact, raw in zip(pending, raws, strict=True):
-                    if raw is not None:
-                        seen_at[contact] = now
+            while time.perf_counter() < deadline and probes.pending:
+                await probes.poll()
                 await asyncio.sleep(0.01)
 
         # warm: both workers serve and standbys are assigned (the second join rebalances, maybe
@@ -1059,7 +1014,7 @@ async def scenario_failover(ctx: Context) -> dict[str, Any]:
                 calm = calm + 1 if ok else 0
         await poll_until(time.perf_counter() + 30)
         settled = [f"f{n:06d}" for n in range(max(0, i - 40), i)]
-        before = sorted((seen_at[c] - sent_at[c]) * 1000 for c in settled if c in seen_at)
+        before = probes.latencies_ms(settled)
         victim, _ = procs[0]
         assert victim.proc is not None
         victim.proc.kill()  # SIGKILL: no goodbye to the group, no last commit
@@ -1074,7 +1029,7 @@ async def scenario_failover(ctx: Context) -> dict[str, Any]:
         await poll_until(time.perf_counter() + 120)
         after = [f"f{n:06d}" for n in range(first_after, i)]
         lost = [c for c in after if c not in seen_at]
-        latencies = sorted((seen_at[c] - sent_at[c]) * 1000 for c in after if c in seen_at)
+        latencies = probes.latencies_ms(after)
         served = max((seen_at[c] for c in after if c in seen_at), default=killed)
         return {
             "status": "ok" if not lost else "lost probes",

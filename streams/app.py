@@ -63,7 +63,9 @@ def create_app(settings: Settings) -> Streams:
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
         broker_session_timeout=settings.session_timeout_seconds,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
+        # A sixth of the session: after a member dies, the survivors learn of the rebalance at
+        # their next heartbeat, so with a short session (fast fail-over) this is a share of it.
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 6),
         producer_linger_ms=5,
         producer_max_batch_size=262144,
         producer_acks=-1,
