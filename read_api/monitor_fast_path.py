@@ -77,8 +77,8 @@ class MonitorFastPath:
     async def _snapshot(self, scope: Scope) -> bytes | None:
         """The stored snapshot when the request is an ordinary one that may read it, else
         None (the app then answers it)."""
-        path = scope.get("raw_path") or str(scope.get("path", "")).encode("latin-1")
-        match = PATH.fullmatch(path)
+        path = scope.get("raw_path")  # a server that does not give it: the app's path
+        match = PATH.fullmatch(path) if isinstance(path, bytes) else None
         if match is None or scope.get("query_string"):
             return None
         token = None
