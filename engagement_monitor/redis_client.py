@@ -14,6 +14,7 @@ import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import (
+    BlockingConnectionPool,
     Connection,
     ConnectionPool,
     SSLConnection,
@@ -82,7 +83,14 @@ def connect(
                 health_check_interval=30,
                 retry=Retry(NoBackoff(), 1),
                 retry_on_error=[RedisConnectionError, RedisTimeoutError],
-                **{k: v for k, v in options.items() if k != "connection_class"},
+                **{
+                    k: v
+                    for k, v in options.items()
+                    if k not in ("connection_class", "max_connections")
+                },
+                # per node; a cluster client's pool cannot wait for a free connection, so it is
+                # sized for bursts rather than bounded tight (see the single-node pool below)
+                max_connections=max(1024, options.get("max_connections", 0)),
             ),
         )
     settings: dict[str, Any] = {
@@ -96,4 +104,11 @@ def connect(
     }
     plain = settings.get("connection_class", Connection)
     settings["connection_class"] = _PACKING.get(plain, plain)
+    if "max_connections" in settings:
+        # A bounded pool that waits for a free connection (up to the timeout) rather than
+        # failing at once: a burst of requests (the API at thousands of rps) must queue, not
+        # get "Too many connections" answered as 503.
+        return aioredis.Redis(
+            connection_pool=BlockingConnectionPool(timeout=timeout_seconds, **settings)
+        )
     return aioredis.Redis(connection_pool=ConnectionPool(**settings))

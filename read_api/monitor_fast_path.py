@@ -9,7 +9,8 @@ process served ~1,800 snapshots/s on this machine's core, most of it spent there
 This pure ASGI middleware answers the request itself only when everything about it is ordinary:
 a GET on that exact path with plain ids (unreserved URL characters, within the id limits), a
 bearer token that authenticates, the path's org equal to the token's, and a snapshot in Redis.
-Anything else, every error included (401, 404, 422, 503 on a Redis error), goes on to the app
+Anything else, every error included (401, 404, 413, 422, 503 on a Redis error, and any
+failure while reading), goes on to the app
 unchanged, which answers it exactly as before, so the contract has one implementation of each
 refusal. The answer is the app's: 200, `application/json`, the stored bytes; the request is
 counted in the same metrics, under the route's own template.
@@ -20,7 +21,6 @@ from __future__ import annotations
 import re
 import time
 
-from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from models.identifiers import CONTACT_ID_MAX, ORG_ID_MAX
@@ -37,6 +37,7 @@ PATH = re.compile(
     + rb"{1,%d})/monitor" % CONTACT_ID_MAX
 )
 _JSON = b"application/json"
+_BODY_HEADERS = (b"content-length", b"transfer-encoding")
 
 
 class MonitorFastPath:
@@ -83,6 +84,8 @@ class MonitorFastPath:
             return None
         token = None
         for name, value in scope["headers"]:
+            if name in _BODY_HEADERS:
+                return None  # a GET with a body is not ordinary (the app may answer 413)
             if name == b"authorization":
                 if token is not None:
                     return None  # two Authorization headers
@@ -100,5 +103,5 @@ class MonitorFastPath:
             return None
         try:
             return await self.state.store.snapshot_json(org_id, match.group(2).decode())
-        except RedisError:
-            return None  # the app asks again, and answers 503 if Redis still fails
+        except Exception:  # the app asks again, and answers (and counts) what it gets:
+            return None  # 503 if Redis still fails, 500 for what the app would not expect

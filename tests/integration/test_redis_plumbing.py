@@ -24,3 +24,20 @@ async def test_pipelined_round_trip(redis_client: aioredis.Redis, unique: str) -
     await asyncio.sleep(0.4)
     assert await redis_client.get(f"t:{unique}:ttl") is None
     await redis_client.delete(*[f"t:{unique}:{i}" for i in range(100)], f"t:{unique}:z")
+
+
+async def test_a_bounded_pool_queues_a_burst_instead_of_failing(
+    redis_url: str, unique: str
+) -> None:
+    """The API's client has at most 64 connections; a burst of more concurrent reads than that
+    waits for a free connection (at 5,000 rps, bursts over the bound were answered 503)."""
+    from engagement_monitor.redis_client import connect
+
+    client = connect(redis_url, 5.0, max_connections=2)
+    try:
+        await client.set(f"burst:{unique}", b"v")
+        values = await asyncio.gather(*(client.get(f"burst:{unique}") for _ in range(50)))
+        assert values == [b"v"] * 50
+        await client.delete(f"burst:{unique}")
+    finally:
+        await client.aclose()

@@ -88,7 +88,40 @@ async def test_anything_else_goes_to_the_app() -> None:
         _scope(path, method="POST"),
         {**_scope(path), "raw_path": None},  # a server without raw_path
         {**_scope(path), "headers": [(b"authorization", b"Bearer good")] * 2},
+        # a body, however small: BodyLimit may refuse it (413), so the app decides
+        {
+            **_scope(path),
+            "headers": [(b"authorization", b"Bearer good"), (b"content-length", b"70000")],
+        },
+        {
+            **_scope(path),
+            "headers": [(b"authorization", b"Bearer good"), (b"transfer-encoding", b"chunked")],
+        },
     ):
         sent, reached, store = await _call(scope)
         assert reached and sent == [], scope
         assert ("other", "c1") not in store.reads
+
+
+async def test_a_failed_read_goes_to_the_app_which_answers_and_counts_it() -> None:
+    class Broken(Store):
+        async def snapshot_json(self, org_id: str, contact_id: str) -> bytes | None:
+            raise ValueError("a corrupt stored value")
+
+    state = cast(AppState, SimpleNamespace(metrics=ApiMetrics(), tokens=Tokens(), store=Broken()))
+    reached = False
+
+    async def app(_scope: Any, _receive: Any, _send: Any) -> None:
+        nonlocal reached
+        reached = True
+
+    async def send(_message: Any) -> None:
+        raise AssertionError("the fast path must not answer")
+
+    scope = _scope(b"/v1/orgs/acme/contacts/c1/monitor")
+    await MonitorFastPath(app, state, ROUTE)(scope, _receive, send)
+    assert reached
+
+
+async def _receive() -> Any:
+    return {"type": "http.request", "body": b""}
