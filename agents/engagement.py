@@ -40,6 +40,7 @@ from engagement_monitor.settings import MIB, Settings
 from streams import envelope
 from streams.app import Streams
 from streams.checkpoint_store import CheckpointStore, MemoryCheckpointStore
+from streams.delivery_guard import STALL_CHECK_SECONDS
 from streams.envelope_purge import EnvelopePurger
 from streams.faust_seams import GuardedConsumer
 from streams.ingest import Ingest
@@ -174,6 +175,10 @@ class EngagementWorker:
         @app.timer(2.0, name="maintenance", on_leader=False)  # type: ignore[untyped-decorator]
         async def maintenance() -> None:
             await self.maintain()
+
+        @app.timer(STALL_CHECK_SECONDS, name="delivery_guard", on_leader=False)  # type: ignore[untyped-decorator]
+        async def delivery_guard() -> None:
+            await self.resolve_stalls()
 
         interval = min(0.05, settings.checkpoint_linger_seconds)
 
@@ -529,6 +534,19 @@ class EngagementWorker:
             return self.ingest_processes.reported
         return self.ingest is not None and self.ingest.consumer is not None
 
+    async def resolve_stalls(self) -> None:
+        """Read again a record Faust skipped (`streams.delivery_guard`). Often: after a
+        rebalance (a fail-over) a skipped record holds a partition back until it is found."""
+        if self.app.rebalancing or not self.recovered():
+            return
+        # Envelopes applied and not yet landed hold their acks back: not a stall.
+        try:
+            await self.guard.resolve_stalls(
+                busy=self.lock.locked() or bool(self.pending) or self.landing is not None
+            )
+        except KafkaError as exc:  # the broker is away: asked again at the next tick
+            log.warning("could not look for stalled partitions (%s)", exc)
+
     async def maintain(self) -> None:
         """Rebuild the due index after an assignment; keep Redis equal to the tables.
 
@@ -538,13 +556,6 @@ class EngagementWorker:
             return
         assigned = self.assigned_partitions()
         self._lag(assigned)
-        # Envelopes applied and not yet landed hold their acks back: not a stall.
-        try:
-            await self.guard.resolve_stalls(
-                busy=self.lock.locked() or bool(self.pending) or self.landing is not None
-            )
-        except KafkaError as exc:  # the broker is away: asked again at the next tick
-            log.warning("could not look for stalled partitions (%s)", exc)
         self._guard_metrics()
         self._ingest_metrics()
         for kind, held in self.store.memory_bytes().items():

@@ -26,7 +26,7 @@ is an override of a consumer method, not a patch:
 * after the seek that ends a rebalance, a partition never committed is sent back to its
   beginning like the others are to their committed offsets (Faust leaves it where the fetcher
   was, past whatever it fetched and dropped meanwhile);
-* `resolve_stalls` (run by the worker every few seconds) looks at a partition whose commit is
+* `resolve_stalls` (run by the worker every half second) looks at a partition whose commit is
   held by a missing offset (acks wait behind it, or, with the agent idle, records past it were
   fetched and none was acked) and asks the broker what is there: no record (a transaction
   marker, say) and the offsets count as done; a record, and the partition is sought back to it
@@ -53,7 +53,11 @@ from faust.transport.drivers.aiokafka import server_list
 
 log = logging.getLogger("engagement_monitor.delivery")
 
-STALL_GRACE_SECONDS = 2.0
+# A missing offset must hold a partition back this long before the broker is asked about it
+# (checked every STALL_CHECK_SECONDS by the worker): after a fail-over, the time to notice a
+# record Faust skipped adds to the time the lost worker's contacts go unserved.
+STALL_GRACE_SECONDS = 1.0
+STALL_CHECK_SECONDS = 0.5
 IDLE_SECONDS = 3.0  # no batch handled for this long: whatever was fetched has been delivered
 
 
