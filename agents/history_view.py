@@ -84,8 +84,9 @@ def advance(
     if changes or stored.history:
         stored.history = history_after(stored.history, changes, now, cfg)
     history = stored.history
+    packed, members = render(history, now)
     if not history:
-        return HistoryView(None, (), _NEVER, now_us)
+        return HistoryView(packed, members, _NEVER, now_us)
     # The first moment a row leaves the window, or one `change_members` took (newest first,
     # up to the first row older than the horizon) leaves the horizon.
     moments = [history_moment(entry[0]) for entry in history]
@@ -95,6 +96,12 @@ def advance(
         if second < since:
             break
         until = min(until, second * 1_000_000 + _HORIZON_US)
-    return HistoryView(
-        pack_snapshot(history_json(history)), change_members(history, now), until, now_us
-    )
+    return HistoryView(packed, members, until, now_us)
+
+
+def render(history: list[HistoryEntry], now: datetime) -> tuple[bytes | None, Members]:
+    """What Redis shows of a history at `now`: the compressed `tier-history` array (None when
+    empty) and the overall tier changes of the last 7 days (`change_members`)."""
+    if not history:
+        return None, ()
+    return pack_snapshot(history_json(history)), change_members(history, now)

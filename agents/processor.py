@@ -25,9 +25,10 @@ from typing import Any, Literal
 import orjson
 
 from agents.contact_cache import ContactCache, HotContact, Load
-from agents.history_view import HistoryView, history_json
+from agents.history_view import HistoryView
 from agents.history_view import advance as advance_history
-from agents.org_index import NO_INDEX, OrgIndex, change_members, org_index
+from agents.history_view import render as render_history
+from agents.org_index import NO_INDEX, OrgIndex, org_index
 from agents.stored import Published, StoredContact, pack
 from counting import (
     CountingConfig,
@@ -92,11 +93,9 @@ def snapshot_write(
     if snapshot is None:
         return SnapshotWrite(org_id, contact_id, stored.version, None, published)
     if view is not None:
-        members, packed_history = view.members, view.packed
+        packed_history, members = view.packed, view.members
     else:
-        history = stored.history
-        members = change_members(history, now) if history else ()
-        packed_history = pack_snapshot(history_json(history)) if history else None
+        packed_history, members = render_history(stored.history, now)
     return SnapshotWrite(
         org_id,
         contact_id,

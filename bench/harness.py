@@ -988,46 +988,43 @@ async def scenario_failover(ctx: Context) -> dict[str, Any]:
     await producer.start()
     probes = Probes(ctx.redis, producer, names, probe_org)
     sent_at, seen_at = probes.sent_at, probes.seen_at
+    contacts: list[str] = []  # the probes, in the order sent
     try:
-
-        async def probe(i: int) -> None:
-            await probes.send(f"f{i:06d}")
 
         async def poll_until(deadline: float) -> None:
             while time.perf_counter() < deadline and probes.pending:
                 await probes.poll()
                 await asyncio.sleep(0.01)
 
+        async def step() -> None:
+            """One more probe (~every 100 ms), and a look at Redis."""
+            contacts.append(f"f{len(contacts):06d}")
+            await probes.send(contacts[-1])
+            await asyncio.sleep(0.05)
+            await poll_until(time.perf_counter() + 0.05)
+
         # warm: both workers serve and standbys are assigned (the second join rebalances, maybe
         # more than once): wait until 40 probes in a row are served within a second
-        i = 0
         calm = 0
         settle = time.perf_counter() + cfg.failover_settle_seconds
         while calm < 40 and time.perf_counter() < settle:
-            await probe(i)
-            i += 1
-            await asyncio.sleep(0.05)
-            await poll_until(time.perf_counter() + 0.05)
-            latest = f"f{i - 20:06d}" if i >= 20 else None
-            if latest is not None:
+            await step()
+            if len(contacts) >= 20:
+                latest = contacts[-20]
                 ok = latest in seen_at and seen_at[latest] - sent_at[latest] < 1.0
                 calm = calm + 1 if ok else 0
         await poll_until(time.perf_counter() + 30)
-        settled = [f"f{n:06d}" for n in range(max(0, i - 40), i)]
-        before = probes.latencies_ms(settled)
+        before = probes.latencies_ms(contacts[-40:])
         victim, _ = procs[0]
         assert victim.proc is not None
         victim.proc.kill()  # SIGKILL: no goodbye to the group, no last commit
         killed = time.perf_counter()
-        first_after = i
+        first_after = len(contacts)
         end = killed + cfg.failover_window_seconds
         while time.perf_counter() < end:
-            await probe(i)
-            i += 1
-            await asyncio.sleep(0.05)
-            await poll_until(time.perf_counter() + 0.05)
+            await step()
         await poll_until(time.perf_counter() + 120)
-        after = [f"f{n:06d}" for n in range(first_after, i)]
+        after = contacts[first_after:]
         lost = [c for c in after if c not in seen_at]
         latencies = probes.latencies_ms(after)
         served = max((seen_at[c] for c in after if c in seen_at), default=killed)
