@@ -18,6 +18,11 @@ Between checkpoints the worker only applies envelope entries to decoded contacts
 6. **Acks** (by the worker, ``agents.engagement``): the checkpoint's envelopes are marked
    handled, and only then do their offsets count toward a commit.
 
+The worker lands a large checkpoint in parts, each while it builds the next: steps 1-4 of one
+part after those of the part before (``land_state``), step 5 of each part on the side once its
+step 4 is done (``land_redis``: Redis keeps the higher version of a contact, so these need no
+order among themselves), step 6 once all of them are done (``agents.engagement``).
+
 Why this order. A crash after 1 publishes the outputs again on replay (at least once, never
 lost: the state that records them as published was not written). A crash after 3 or 4 replays
 envelopes onto a state that already holds them, which changes nothing (every transition is
@@ -34,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -71,7 +75,7 @@ def output_records(outputs: Sequence[Outbound], names: TopicNames) -> list[Recor
 
 
 class Checkpoint:
-    """Steps 1-5 above for one `CheckpointBatch`."""
+    """Steps 1-5 above for one `CheckpointBatch` (or one part of a checkpoint's)."""
 
     def __init__(
         self,
@@ -93,14 +97,31 @@ class Checkpoint:
 
     async def land(self, batch: CheckpointBatch, still_owner: Callable[[], bool]) -> bool:
         """Write the batch; False if it was abandoned (its states must then be forgotten)."""
+        if not await self.land_state(batch, still_owner):
+            return False
+        await self.land_redis(batch)
+        return True
+
+    async def land_state(self, batch: CheckpointBatch, still_owner: Callable[[], bool]) -> bool:
+        """Steps 1-4; False if the batch was abandoned (its states must then be forgotten).
+
+        The worker lands the parts of a checkpoint's states one after the other, and lets
+        each part's Redis write (`land_redis`) run meanwhile: Redis keeps the higher version
+        of a contact, so those writes need no order among themselves, only to come after
+        their part's states and before the checkpoint's acks."""
         try:
             await self._land(batch, still_owner)
         except Abandoned:
             return False
         return True
 
+    async def land_redis(self, batch: CheckpointBatch) -> None:
+        """Step 5."""
+        if batch.changes:
+            await self.snapshots.apply([c.redis for c in batch.changes])
+        self.crash("checkpoint-after-redis")
+
     async def _land(self, batch: CheckpointBatch, still_owner: Callable[[], bool]) -> None:
-        started = time.perf_counter()
         # 1. Outputs, acknowledged.
         if batch.outputs:
             records = output_records(batch.outputs, self.names)
@@ -130,10 +151,6 @@ class Checkpoint:
             for partition, writes in by_partition.items():
                 store.write_checkpoint(partition, writes, offsets[(topic, partition)])
             self.crash("checkpoint-after-store")
-            # 5. Redis.
-            await self.snapshots.apply([c.redis for c in changes])
-        self.crash("checkpoint-after-redis")
-        m.CHECKPOINT_SECONDS.observe(time.perf_counter() - started)
 
     async def _write(
         self, records: list[Record], still_owner: Callable[[], bool], what: str

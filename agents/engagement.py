@@ -30,7 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from agents import metrics as m
 from agents.checkpoint import Checkpoint, output_records
 from agents.due_index import DueIndex
-from agents.processor import CheckpointBatch, EngagementProcessor
+from agents.processor import CheckpointBatch, CheckpointBuild, EngagementProcessor
 from agents.redis_outage import REDIS_ERRORS, OutageAwareSnapshots, RedisHealth
 from agents.redis_sink import RedisSink
 from agents.stored import peek, unpack
@@ -54,6 +54,11 @@ REBUILD_CHUNK = 500
 COMMIT_SECONDS = 0.25
 # A stream this close to caught up lands after the linger, whatever the agent's rate.
 LINGER_FLOOR_ENTRIES = 2_000  # at most this often a commit right after a checkpoint
+# Contacts per part of a checkpoint (`_land`): a part lands while the next is built, so a large
+# checkpoint's landing (mostly waiting for the broker and Redis) overlaps its building (CPU).
+LAND_PART_CONTACTS = 2_000
+BUILD_STEP_CONTACTS = 100  # ~10 ms of building between turns of the event loop
+APPLY_YIELD_ENTRIES = 500  # ~7 ms of applying between turns of the event loop
 
 
 class WriterService(Service):
@@ -129,7 +134,8 @@ class EngagementWorker:
         self.purger = EnvelopePurger(settings.kafka_bootstrap)
         self._purged_at = time.monotonic()
         self.stopping = False
-        self.landing: asyncio.Future[bool] | None = None  # the checkpoint in flight
+        self.landing: asyncio.Future[bool] | None = None  # the checkpoint in flight, to its acks
+        self.states: asyncio.Future[bool] | None = None  # its last part's states (`_land_part`)
         self._committed_at = 0.0
         self._guard_seen = (0, 0, 0, 0)
         self._ingest_seen = IngestReport()
@@ -252,18 +258,21 @@ class EngagementWorker:
             m.REVOKED_SKIPPED.inc(len(events))
             return
         async with self.lock:
-            self._apply(events)
+            await self._apply(events)
             if self._checkpoint_due():
                 await self._land()
 
-    def _apply(self, events: list[Any]) -> None:
+    async def _apply(self, events: list[Any]) -> None:
+        """Apply envelopes to the cached contacts, letting the event loop run every
+        `APPLY_YIELD_ENTRIES` entries: a batch can hold a hundred thousand entries (seconds of
+        work), and the checkpoint landing meanwhile waits on the loop for every step."""
         started = time.perf_counter()
         # A batch can outlive the assignment it was fetched under. Records of partitions this
         # worker no longer owns are left to the new owner: their offsets cannot be committed
         # here, so it will read them again.
         assigned = self.app.consumer.assignment()
-        processor, pending, read_upto = self.processor, self.pending, self.read_upto
-        applied = skipped = 0
+        processor, read_upto = self.processor, self.read_upto
+        applied = skipped = since_yield = 0
         for event in events:
             message = event.message
             tp = message.tp
@@ -271,7 +280,7 @@ class EngagementWorker:
                 skipped += 1
                 continue
             read_upto[tp] = message.offset
-            pending.append(message)
+            self.pending.append(message)  # not a local: a failed landing may reset it below
             try:
                 entries = envelope.decode(message.value or b"")
             except envelope.EnvelopeError as exc:
@@ -281,7 +290,12 @@ class EngagementWorker:
                 m.BAD_ENVELOPES.inc()
                 log.error("%s[%d]@%d: %s", message.topic, message.partition, message.offset, exc)
                 continue
-            applied += processor.apply(entries, message.partition)
+            count = processor.apply(entries, message.partition)
+            applied += count
+            since_yield += count
+            if since_yield >= APPLY_YIELD_ENTRIES:
+                since_yield = 0
+                await asyncio.sleep(0)  # the landing in flight, fetchers, heartbeats
         if skipped:
             m.REVOKED_SKIPPED.inc(skipped)
             log.info("left %d record(s) of revoked partitions to their new owner", skipped)
@@ -348,38 +362,92 @@ class EngagementWorker:
         """Build a checkpoint of everything pending and start landing it (the lock is held).
 
         Building is CPU; landing is mostly waiting for the broker and Redis. So the agent
-        builds, waits for the previous checkpoint to have landed (checkpoints land one at a
-        time, in order), starts this one landing and goes back to applying envelopes. False if
-        the previous checkpoint was abandoned, which abandons this one too: it was built on
-        the changes of the first.
+        builds the checkpoint in parts of `LAND_PART_CONTACTS` contacts, and lands each part
+        as soon as it is built, while the next is built (`_land_part`). The agent then goes
+        back to applying envelopes while the last parts land. False if a checkpoint before it
+        was abandoned (or failed), which abandons this one too: it was built on the changes of
+        the first.
         """
         messages, self.pending = self.pending, []
         if not messages:
             return await self._landed()
-        build = self.processor.start_checkpoint()
-        more = build.step()
-        while more:
-            await asyncio.sleep(0)  # let the fetchers and heartbeats run meanwhile
+        states = self.states
+        if (
+            states is not None
+            and states.done()
+            and (states.cancelled() or states.exception() is not None or not states.result())
+        ):
+            # The chain ended in an abandoned (or failed) part, already answered for (its
+            # checkpoint's acks said so, and everything was forgotten): start a new one.
+            self.states = None
+        build = self.processor.start_checkpoint(BUILD_STEP_CONTACTS)
+        redis: list[asyncio.Future[None]] = []  # the Redis writes of this checkpoint's parts
+        acked = self.landing  # the checkpoint before, up to its acks
+        started = time.perf_counter()
+        while True:
             more = build.step()
+            if build.void:  # a checkpoint before it was abandoned meanwhile
+                break
+            if not more or build.unparted >= LAND_PART_CONTACTS:
+                part = build.take_part()
+                self.states = asyncio.ensure_future(
+                    self._land_part(self.states, build, part, messages, redis)
+                )
+                if not more:
+                    self.landing = asyncio.ensure_future(
+                        self._acknowledge(acked, self.states, redis, build, messages, started)
+                    )
+                    return True
+            await asyncio.sleep(0)  # let the fetchers, heartbeats and landings run meanwhile
+        # Void: everything since the last acks is forgotten. The parts of this one already
+        # started are waited for (they abandon too; the Redis writes of any that landed are
+        # harmless), so no landing of it is left running.
         try:
-            landed = await self._landed()
-        except BaseException:
-            self._abandon()  # this one was built on the changes of the one that failed
-            raise
-        if not landed or build.void:
+            await self._landed()
+            started_parts = [self.states] if self.states is not None else []
+            outcomes = await asyncio.gather(*started_parts, *redis, return_exceptions=True)
+            failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+            if failed is not None:
+                raise failed
+        finally:
+            self.states = None
             self._abandon()
-            return False
-        self.landing = asyncio.ensure_future(self._land_batch(build.batch, messages))
-        return True
+        return False
 
     async def _landed(self) -> bool:
-        """Wait for the checkpoint in flight, if any; False if it was abandoned."""
+        """Wait for the checkpoint in flight, if any, up to its acks; False if it was
+        abandoned."""
         landing, self.landing = self.landing, None
         if landing is None:
             return True
         return await landing
 
-    async def _land_batch(self, batch: CheckpointBatch, messages: list[Any]) -> bool:
+    async def _land_part(
+        self,
+        previous: asyncio.Future[bool] | None,
+        build: CheckpointBuild,
+        part: CheckpointBatch,
+        messages: list[Any],
+        redis: list[asyncio.Future[None]],
+    ) -> bool:
+        """Land one part's outputs and states (`Checkpoint.land_state`) once the part before
+        it (of this checkpoint or the one before) has landed its own, then start its Redis
+        write (`Checkpoint.land_redis`) and return: Redis keeps the higher version of a
+        contact, so Redis writes need no order among themselves, and the next part's states
+        need not wait for them. False if a part before was abandoned, or this one is."""
+        if previous is not None:
+            try:
+                landed = await previous
+            except BaseException:
+                self._abandon()  # built on the changes of the one that failed
+                raise
+            if not landed or build.void:
+                # A part before was abandoned: this one was built on its changes.
+                self._abandon()
+                return False
+        if build.void:
+            self._abandon()
+            return False
         tps = {message.tp for message in messages}
         consumer = self.app.consumer
 
@@ -388,9 +456,8 @@ class EngagementWorker:
             # so the partitions are ours for as long as the consumer says so.
             return tps <= consumer.assignment()
 
-        started = time.perf_counter()
         try:
-            landed = await self.checkpoint.land(batch, still_owner)
+            landed = await self.checkpoint.land_state(part, still_owner)
         except BaseException:
             # Cancelled or failed half-way: the cache holds changes that may not be written.
             self._abandon()
@@ -404,12 +471,42 @@ class EngagementWorker:
                 len(messages),
             )
             return False
-        self.processor.landed(batch)
+        self.processor.landed(part)
+        for change in part.changes:
+            self.due.set(change.key, change.due)
+        redis.append(asyncio.ensure_future(self.checkpoint.land_redis(part)))
+        return True
+
+    async def _acknowledge(
+        self,
+        acked: asyncio.Future[bool] | None,
+        states: asyncio.Future[bool],
+        redis: list[asyncio.Future[None]],
+        build: CheckpointBuild,
+        messages: list[Any],
+        started: float,
+    ) -> bool:
+        """Step 6, once every part's states and Redis writes have landed and the checkpoint
+        before has been acknowledged: the checkpoint's envelopes are marked handled."""
+        try:
+            landed = await states
+        finally:
+            # Every Redis write started is awaited, whatever happened since (none is left
+            # running behind the acks, or unobserved).
+            outcomes = await asyncio.gather(*redis, return_exceptions=True)
+        if acked is not None and not await acked:
+            return False
+        failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+        if failed is not None:
+            self._abandon()
+            raise failed
+        if not landed:
+            return False
+        batch = build.batch
+        m.CHECKPOINT_SECONDS.observe(time.perf_counter() - started)
         self.crash("checkpoint-before-ack")
         # 6. Only now may their acks count toward a commit (envelopes that held nothing too).
         self.guard.mark_handled(messages)
-        for change in batch.changes:
-            self.due.set(change.key, change.due)
         self._count(batch)
         log.debug(
             "checkpoint landed: %d entries, %d contacts, %.1f ms",
@@ -422,7 +519,7 @@ class EngagementWorker:
             # Commit what just landed now rather than at Faust's next commit tick: under a
             # backlog that is a second less to read again after a crash.
             self._committed_at = now
-            await consumer.commit()
+            await self.app.consumer.commit()
         return True
 
     def _abandon(self) -> None:
@@ -542,7 +639,9 @@ class EngagementWorker:
         # Envelopes applied and not yet landed hold their acks back: not a stall.
         try:
             await self.guard.resolve_stalls(
-                busy=self.lock.locked() or bool(self.pending) or self.landing is not None
+                busy=self.lock.locked()
+                or bool(self.pending)
+                or (self.landing is not None and not self.landing.done())
             )
         except KafkaError as exc:  # the broker is away: asked again at the next tick
             log.warning("could not look for stalled partitions (%s)", exc)

@@ -397,12 +397,31 @@ class CheckpointBuild:
         self.now = processor.clock()
         self.now_ms = int(self.now.timestamp() * 1000)
         self.epoch = processor.abandoned
+        self._parted = (0, 0)  # (outputs, changes) of `batch` already taken as parts
 
     @property
     def void(self) -> bool:
         """The processor forgot everything since this build began (its previous checkpoint
         was abandoned): what it would build rests on changes that will never land."""
         return self.epoch != self.processor.abandoned
+
+    @property
+    def unparted(self) -> int:
+        """Contacts built and not yet taken as a part."""
+        return len(self.batch.changes) - self._parted[1]
+
+    def take_part(self) -> CheckpointBatch:
+        """The outputs and contact changes built since the last part, to land while the rest
+        is built (`agents.engagement`). Parts land in order, and the checkpoint's envelopes
+        are acknowledged only after the last one: a crash between parts replays them onto
+        contacts some of which are landed, which changes nothing (as a crash between the
+        changelog and the acks does). The first part carries the outputs gathered while the
+        entries were applied (dead letters, dispatch statuses), ahead of any contact's state;
+        the counters stay on `batch`, counted once with the last part."""
+        outputs, changes = self.batch.outputs, self.batch.changes
+        first_output, first_change = self._parted
+        self._parted = (len(outputs), len(changes))
+        return CheckpointBatch(outputs[first_output:], changes[first_change:])
 
     def step(self) -> bool:
         """Build the next chunk; True while contacts remain (False at once once void)."""

@@ -109,6 +109,23 @@ async def test_outputs_then_changelog_then_store_with_its_offsets_then_redis() -
     ]
 
 
+async def test_the_states_of_a_part_land_without_redis_which_comes_after_them() -> None:
+    """The worker lands a part's states (`land_state`) and starts its Redis write
+    (`land_redis`) on the side, so the next part's states need not wait for Redis: the state
+    steps must not touch Redis, and Redis then gets exactly what `land` would have written."""
+    log: list[Any] = []
+    checkpoint = _checkpoint(log, Writer(log))
+    batch = _batch()
+    assert await checkpoint.land_state(batch, still_owner=lambda: True)
+    assert [entry[0] for entry in log if entry[0] == "redis"] == []
+    assert log[-1] == ("crash point", "checkpoint-after-store")
+    await checkpoint.land_redis(batch)
+    assert log[-2:] == [
+        ("redis", [("o", "a", 7), ("o", "b", 7), ("o", "c", 7)]),
+        ("crash point", "checkpoint-after-redis"),
+    ]
+
+
 async def test_a_worker_that_lost_a_partition_writes_no_state_after_its_outputs() -> None:
     log: list[Any] = []
     landed = await _checkpoint(log, Writer(log)).land(_batch(), still_owner=lambda: False)

@@ -1419,3 +1419,43 @@ def test_the_cache_forgets_what_it_held_per_partition() -> None:
     assert list(cache.hot) == [b"b"] and cache.bytes == estimated_bytes(0)
     cache.landed(b"b", None)  # removed from the table
     assert cache.bytes == 0 and len(cache) == 0
+
+
+def test_parts_of_a_checkpoint_hold_each_output_and_change_once_in_order(
+    clock: Clock,
+) -> None:
+    """The worker lands a checkpoint in parts while it builds the rest (`take_part`): the
+    parts must hold every output and contact change of the checkpoint exactly once, in the
+    order built, the outputs of the applied entries (dispatch statuses, dead letters) in the
+    first part, ahead of every contact's state; the counters stay on the whole batch."""
+    records = [
+        *engaged_message("c1", "m1", ago(days=3)),
+        *[rec("dispatch", dispatch(f"c{i}", "m1", ago(days=2))) for i in range(2, 8)],
+        rec("bounce", dispatch("c1", "m2", ago(days=1))),
+        rec("open", b"{not json", partition=0),
+    ]
+    whole_table, parted_table = Table(), Table()
+    whole, parted = make(whole_table, clock), make(parted_table, clock)
+    feed(whole, records)
+    feed(parted, records)
+    expected = whole.checkpoint()
+    applied_outputs = len(parted.pending.outputs)
+    assert applied_outputs > 0  # the dead letter at least
+
+    build = parted.start_checkpoint(chunk=2)
+    parts = []
+    while True:
+        more = build.step()
+        if build.unparted >= 3 or not more:
+            parts.append(build.take_part())
+        if not more:
+            break
+
+    assert [len(p.changes) for p in parts] == [4, 3]  # c1-c7, in steps of 2
+    assert [c for p in parts for c in p.changes] == expected.changes
+    assert [o for p in parts for o in p.outputs] == expected.outputs
+    assert parts[0].outputs[:applied_outputs] == expected.outputs[:applied_outputs]
+    assert all(not p.outcomes and not p.dead_by_code and p.entries == 0 for p in parts)
+    assert build.batch.entries == expected.entries == len(records)
+    assert build.batch.dead_by_code == expected.dead_by_code
+    assert build.take_part().changes == []  # nothing left
