@@ -19,6 +19,7 @@ never has to be recounted when a setting changes.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Collection
 
 LANE_BITS = 32
@@ -137,8 +138,20 @@ def build_table(tracked: Collection[str]) -> tuple[int, ...]:
     return tuple(table)
 
 
+_LANES = struct.Struct(f"<{len(FIGURES)}I")  # LANE_BITS = 32: one u32 per lane, low lane first
+assert LANE_BITS == 32
+
+
 def unpack(packed: int) -> tuple[int, ...]:
-    return tuple((packed >> (LANE_BITS * i)) & LANE_MASK for i in range(len(FIGURES)))
+    """The lanes of a packed total in ``FIGURES`` order. It runs for every channel of every
+    contact a checkpoint writes: the lanes are read as the little-endian u32s of the number's
+    bytes (one C call) rather than shifted out one by one. A total beyond the top lane (a lane
+    overflowed, which the counts never come near) is shifted out, its top lane truncated as
+    before."""
+    try:
+        return _LANES.unpack(packed.to_bytes(_LANES.size, "little"))
+    except OverflowError:
+        return tuple((packed >> (LANE_BITS * i)) & LANE_MASK for i in range(len(FIGURES)))
 
 
 # The snapshot's figures per channel, in the order it shows them (the ``*_all`` lanes are

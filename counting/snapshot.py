@@ -15,12 +15,11 @@ from counting.contrib import (
     DISPATCHED,
     FIGURES,
     LANE,
-    LANE_BITS,
-    LANE_MASK,
     RATE_RULES,
     SHOWN_AS_ALL,
     SHOWN_FIGURES,
     TABLE_INDEX_MASK,
+    unpack,
 )
 from counting.rates import as_number, percent, tier_of
 from counting.send_times import Hours, best_send_times, scan_interactions
@@ -60,13 +59,8 @@ def _channel_order(channels: set[str], cfg: CountingConfig) -> list[str]:
     return known + sorted(channels.difference(cfg.channels))
 
 
-_SHIFTS = tuple(LANE_BITS * i for i in range(len(FIGURES)))
-
-
-def _figures(packed: int) -> tuple[int, ...]:
-    """The lanes of a packed total in ``FIGURES`` order (``contrib.unpack`` with the shifts
-    precomputed: it runs per channel of every contact a checkpoint writes)."""
-    return tuple((packed >> shift) & LANE_MASK for shift in _SHIFTS)
+# The lanes of a packed total in ``FIGURES`` order.
+_figures = unpack
 
 
 _ZERO = (0,) * len(FIGURES)
