@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -99,3 +100,31 @@ def test_a_clock_set_back_renders_the_view_again() -> None:
     assert after_horizon.members == ()
     back = advance(stored, after_horizon, [], START + timedelta(days=1), CFG)
     assert back.members == change_members(stored.history, START + timedelta(days=1)) != ()
+
+
+def test_history_json_is_the_api_items_newest_first() -> None:
+    """The stored form the API serves as `tier-history` (SPEC §7.4): one object per row with
+    these field names, newest first."""
+    rows = [
+        ["2026-11-01T10:00:00+00:00", None, None, "low", 25.0, "event"],
+        ["2026-11-02T10:00:00+00:00", "sms", "low", "high", 60.5, "expiry"],
+    ]
+    assert orjson.loads(history_json(rows)) == [
+        {
+            "changed_at": "2026-11-02T10:00:00+00:00",
+            "channel": "sms",
+            "previous_tier": "low",
+            "tier": "high",
+            "rate": 60.5,
+            "cause": "expiry",
+        },
+        {
+            "changed_at": "2026-11-01T10:00:00+00:00",
+            "channel": None,
+            "previous_tier": None,
+            "tier": "low",
+            "rate": 25.0,
+            "cause": "event",
+        },
+    ]
+    assert history_json([]) == b"[]"
