@@ -11,7 +11,11 @@ COPY agents ./agents
 COPY read_api ./read_api
 COPY simulator ./simulator
 COPY bench ./bench
-RUN pip install .
+# The hot modules are compiled with mypyc (engagement_monitor/native.py), which needs a C
+# compiler and mypy's own configuration in pyproject.toml: so the image runs from /app.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+RUN pip install -e . 'mypy>=1.10' 'setuptools>=77' && python -m engagement_monitor.native build
 RUN useradd --create-home em && mkdir -p /data && chown em /data
 USER em
 ENV EM_DATA_DIR=/data EM_API_TOKENS_FILE=/data/tokens.json

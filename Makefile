@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: help install services down status test test-cluster test-unit lint format demo bench soak bench-core worker api schemas clean
+.PHONY: help install native clean-native services down status test test-cluster test-unit lint format demo bench soak bench-core worker api schemas clean
 
 help:
 	@echo "make demo      install, start Kafka + Redis + worker + API, replay a simulated stream"
@@ -15,6 +15,7 @@ help:
 	@echo "make test-cluster  a broker of a three-broker cluster killed mid-stream (a few minutes)"
 	@echo "make down      stop what 'make services' started"
 	@echo "make lint      ruff (lint + format check) and mypy --strict"
+	@echo "make native    compile the hot modules with mypyc (make install does; clean-native undoes)"
 	@echo "make bench     benchmarks"
 	@echo "make soak      20 minutes of steady traffic; RSS, lag, latency over time (RELIABILITY.md)"
 
@@ -24,7 +25,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
+# The hot modules compiled with mypyc (engagement_monitor/native.py): rebuilt when a source
+# changed, a no-op otherwise. `make install NATIVE=0` skips it (everything runs interpreted).
+NATIVE ?= 1
 install: $(STAMP)
+ifeq ($(NATIVE),1)
+	@$(PY) -m engagement_monitor.native build
+endif
+
+native: $(STAMP)
+	@$(PY) -m engagement_monitor.native build
+
+clean-native:
+	@test -x $(PY) && $(PY) -m engagement_monitor.native clean || true
 
 services: install
 	@scripts/services.sh up
@@ -97,5 +110,5 @@ api: install
 schemas: install
 	$(PY) scripts/gen_schemas.py
 
-clean: down
+clean: down clean-native
 	rm -rf var .cache

@@ -60,6 +60,7 @@ from bench.names import SCENARIOS, TITLES
 from bench.probes import Probes
 from counting import CountingConfig
 from engagement_monitor import keyspace as ks
+from engagement_monitor.native import status as native_status
 from engagement_monitor.snapshot_codec import unpack_snapshot
 from streams.topics import TopicNames
 
@@ -1084,6 +1085,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "load_average_at_start": [round(x, 2) for x in load],
+        "hot_modules": native_status().describe,
     }
 
 

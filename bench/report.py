@@ -232,6 +232,8 @@ def markdown_section(doc: dict[str, Any], json_path: Path | None) -> str:
         f"- machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, Python "
         f"{m['python']}; load average at start {m['load_average_at_start']}",
     ]
+    if "hot_modules" in m:
+        lines.append(f"- hot modules: {m['hot_modules']}")
     if b:
         lines.append(
             f"- backlog: {b['events']:,} events ({b['duplicates']:,} duplicates, "

@@ -3,6 +3,11 @@
 No Kafka, Faust or Redis here, so every rule can be tested and benchmarked in isolation.
 """
 
+from engagement_monitor.native import verify as _verify_native
+
+_verify_native()  # compiled modules of this package must match their sources
+
+# ruff: noqa: E402
 from counting.apply import ApplyOutcome, apply_event
 from counting.codec import decode, encode
 from counting.config import CountingConfig

@@ -36,6 +36,9 @@ def run_worker(settings: Settings) -> int:
     from streams.app import create_app
 
     check_dictionaries()
+    from engagement_monitor.native import verify
+
+    log.info("hot modules: %s", verify().describe)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     streams = create_app(settings)
     worker_state = EngagementWorker(streams, settings)

@@ -13,9 +13,9 @@ def shifted(packed: int) -> tuple[int, ...]:
     return tuple((packed >> (LANE_BITS * i)) & LANE_MASK for i in range(len(FIGURES)))
 
 
-lanes = st.lists(
-    st.integers(0, LANE_MASK), min_size=len(FIGURES), max_size=len(FIGURES)
-).map(lambda values: sum(v << (LANE_BITS * i) for i, v in enumerate(values)))
+lanes = st.lists(st.integers(0, LANE_MASK), min_size=len(FIGURES), max_size=len(FIGURES)).map(
+    lambda values: sum(v << (LANE_BITS * i) for i, v in enumerate(values))
+)
 
 
 @given(lanes)
