@@ -61,6 +61,13 @@ BUILD_STEP_CONTACTS = 100  # ~10 ms of building between turns of the event loop
 APPLY_YIELD_ENTRIES = 500  # ~7 ms of applying between turns of the event loop
 
 
+def _raise_first(outcomes: list[Any]) -> None:
+    """Raise the first exception `asyncio.gather(..., return_exceptions=True)` returned."""
+    failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+    if failed is not None:
+        raise failed
+
+
 class WriterService(Service):
     """Starts and stops the worker's producer with the app."""
 
@@ -405,10 +412,7 @@ class EngagementWorker:
         try:
             await self._landed()
             started_parts = [self.states] if self.states is not None else []
-            outcomes = await asyncio.gather(*started_parts, *redis, return_exceptions=True)
-            failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
-            if failed is not None:
-                raise failed
+            _raise_first(await asyncio.gather(*started_parts, *redis, return_exceptions=True))
         finally:
             self.states = None
             self._abandon()
@@ -441,8 +445,7 @@ class EngagementWorker:
             except BaseException:
                 self._abandon()  # built on the changes of the one that failed
                 raise
-            if not landed or build.void:
-                # A part before was abandoned: this one was built on its changes.
+            if not landed:  # a part before was abandoned: this one was built on its changes
                 self._abandon()
                 return False
         if build.void:
@@ -496,10 +499,11 @@ class EngagementWorker:
             outcomes = await asyncio.gather(*redis, return_exceptions=True)
         if acked is not None and not await acked:
             return False
-        failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
-        if failed is not None:
+        try:
+            _raise_first(outcomes)
+        except BaseException:
             self._abandon()
-            raise failed
+            raise
         if not landed:
             return False
         batch = build.batch
