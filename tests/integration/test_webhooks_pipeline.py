@@ -313,9 +313,21 @@ async def test_simulate_via_webhooks_gives_the_figures_of_the_kafka_path(
     """`engagement-monitor simulate --via webhooks`: the providers' share of a simulated stream
     goes signed through the API, the rest to Kafka; per contact, the e-mail and SMS figures that
     do not depend on sub-second event times equal those of the plain Kafka path."""
-    config = SimConfig(
-        orgs=1, contacts_per_org=25, messages_per_contact=8, seed=4242, malformed_share=0.0
-    )
+    # The simulator dates its traffic from the wall clock, so at some hours a seed leaves no
+    # bounce inside the window: take the first seed from 4242 whose traffic has one, so that
+    # the comparison below is always about something (its assertion stays as it was).
+    for seed in range(4242, 4272):
+        config = SimConfig(
+            orgs=1, contacts_per_org=25, messages_per_contact=8, seed=seed, malformed_share=0.0
+        )
+        records = list(generate(config))
+        good = [(r.topic, r.key, orjson.loads(r.value)) for r in records if r.kind != "malformed"]
+        expected = reference(good, CountingConfig(), config.now)
+        if any(
+            snap is not None and any(ch.get("bounced") for ch in snap["channels"].values())
+            for snap in expected.values()
+        ):
+            break
     (org,) = org_timezones(config.orgs)
     await clear_org(redis_client, org)
     secrets_file = pipeline.tmp / "sim-webhook-secrets.json"
@@ -326,7 +338,6 @@ async def test_simulate_via_webhooks_gives_the_figures_of_the_kafka_path(
         topic_prefix=pipeline.prefix,
         webhook_secrets_file=secrets_file,
     )
-    records = list(generate(config))
     routed = route(records)
     assert routed.sendgrid and routed.twilio and routed.whatsapp_statuses
     keys = ProviderKeys.fresh()
@@ -344,8 +355,6 @@ async def test_simulate_via_webhooks_gives_the_figures_of_the_kafka_path(
         await publisher.stop()
     assert not stats.refused and stats.published > 0
 
-    good = [(r.topic, r.key, orjson.loads(r.value)) for r in records if r.kind != "malformed"]
-    expected = reference(good, CountingConfig(), config.now)
     fields = (
         "dispatched",
         "sending_errors",
