@@ -1,8 +1,8 @@
 """Writes snapshot and segment changes to Redis: one round trip per checkpoint, one script
 call per org and chunk of contacts.
 
-The only place where what changed for a contact (`agents.processor.SnapshotWrite`) becomes
-Redis keys and segment members.
+What changed for a contact (`agents.processor.SnapshotWrite`) becomes Redis keys and segment
+members in `agents.redis_args` (compiled with the hot modules); this module sends them.
 
 Every call makes one attempt and raises if Redis does not answer in time
 (`engagement_monitor.redis_client`). Redis is a cache of the tables: what to do during an
@@ -16,9 +16,8 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
-from agents.org_index import OrgIndex
 from agents.processor import SnapshotWrite
-from agents.stored import Published
+from agents.redis_args import script_input
 from engagement_monitor import keyspace as ks
 from engagement_monitor import redis_layout as rl
 from engagement_monitor.redis_client import connect
@@ -27,52 +26,6 @@ log = logging.getLogger(__name__)
 
 CHUNK = 200  # contacts per script call: long enough to amortise a call, short enough not to
 # hold Redis (single-threaded) for more than a millisecond or two
-
-
-def segment_members(tiers: Published) -> list[tuple[str, str]]:
-    """(membership field, member part) of every segment the contact is in: one per scope with a
-    tier. The field is the segment's key suffix; the member is `<part>|<contact>`."""
-    return [
-        (ks.segment_suffix(scope, tier), ks.segment_part(rate))
-        for scope, (tier, rate) in tiers.items()
-        if tier is not None
-    ]
-
-
-def index_members(index: OrgIndex) -> list[tuple[str, str]]:
-    """(membership field, member part) of the org-wide sorted sets (SPEC §7.4, issue 15) the
-    contact is in: each search field it has, and its overall tier changes of the last 7 days."""
-    out = [(ks.search_suffix(field), value) for field, value in index.search]
-    out += index.changes
-    return out
-
-
-def _script_input(
-    org_id: str, writes: Sequence[SnapshotWrite]
-) -> tuple[list[str], list[bytes | str | int]]:
-    """KEYS and ARGV of `WRITE_CONTACTS_LUA` for contacts of one org."""
-    keys: list[str] = []
-    args: list[bytes | str | int] = [ks.redis_org_prefix(org_id)]
-    for write in writes:
-        contact_id = write.contact_id
-        keys.append(ks.redis_snapshot_key(org_id, contact_id))
-        keys.append(ks.redis_membership_key(org_id, contact_id))
-        keys.append(ks.redis_history_key(org_id, contact_id))
-        member = ks.contact_member(contact_id)
-        if write.snapshot is None:
-            args += (write.version, b"", b"", member, b"", 0, 0)
-            continue
-        index = write.index
-        counters = ks.overview_counters(index.channels)
-        members = segment_members(write.tiers) + index_members(index)
-        args += (write.version, write.snapshot, write.history or b"", member, index.heat)
-        args.append(len(counters))
-        args += counters
-        args.append(len(members))
-        for field, part in members:
-            args.append(field)
-            args.append(part)
-    return keys, args
 
 
 class RedisSink:
@@ -111,7 +64,7 @@ class RedisSink:
         async with self.client.pipeline(transaction=False) as pipe:
             for org_id, group in by_org.items():
                 for start in range(0, len(group), CHUNK):
-                    keys, args = _script_input(org_id, group[start : start + CHUNK])
+                    keys, args = script_input(org_id, group[start : start + CHUNK])
                     # EVAL, not EVALSHA: the body (4 KB beside ~60 KB of arguments) travels
                     # with every call, so a restarted server or cluster node never answers
                     # NOSCRIPT; Redis still compiles it once and caches it by its digest.

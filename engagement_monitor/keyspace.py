@@ -120,6 +120,7 @@ def redis_part(text: str) -> str:
     return _escape(text, _REDIS_PART)
 
 
+@lru_cache(maxsize=4096)
 def _org_prefix(org_id: str) -> str:
     # The hash tag is exactly the escaped org: Redis Cluster hashes what lies between the first
     # `{` and the next `}`, and an escaped id holds neither.
@@ -127,11 +128,11 @@ def _org_prefix(org_id: str) -> str:
 
 
 def redis_snapshot_key(org_id: str, contact_id: str) -> str:
-    return f"{_org_prefix(org_id)}:snap:{redis_part(contact_id)}"
+    return redis_contact_keys(org_id, contact_id)[0]
 
 
 def redis_membership_key(org_id: str, contact_id: str) -> str:
-    return f"{_org_prefix(org_id)}:mem:{redis_part(contact_id)}"
+    return redis_contact_keys(org_id, contact_id)[1]
 
 
 def redis_org_prefix(org_id: str) -> str:
@@ -140,6 +141,7 @@ def redis_org_prefix(org_id: str) -> str:
     return f"{_org_prefix(org_id)}:"
 
 
+@lru_cache(maxsize=1024)
 def segment_suffix(scope: str | None, tier: str) -> str:
     """``scope`` is a channel, or None for the overall segment."""
     return f"seg:{redis_part(scope or OVERALL_SCOPE)}:{redis_part(tier)}"
@@ -149,9 +151,16 @@ def redis_segment_key(org_id: str, scope: str | None, tier: str) -> str:
     return redis_org_prefix(org_id) + segment_suffix(scope, tier)
 
 
+def redis_contact_keys(org_id: str, contact_id: str) -> tuple[str, str, str]:
+    """(snapshot, membership, history) keys of one contact, each id escaped once: what the
+    worker writes for every contact of a checkpoint."""
+    prefix, contact = _org_prefix(org_id), redis_part(contact_id)
+    return f"{prefix}:snap:{contact}", f"{prefix}:mem:{contact}", f"{prefix}:hist:{contact}"
+
+
 def redis_history_key(org_id: str, contact_id: str) -> str:
     """String: the contact's tier changes of the window, newest first (SPEC §7.4)."""
-    return f"{_org_prefix(org_id)}:hist:{redis_part(contact_id)}"
+    return redis_contact_keys(org_id, contact_id)[2]
 
 
 def redis_overview_key(org_id: str) -> str:
@@ -172,10 +181,12 @@ def overview_counters(channels: Iterable[tuple[str, str]]) -> list[str]:
 CONTACTS_COUNTER = "n"
 
 
+@lru_cache(maxsize=1024)
 def subscription_counter(channel: str, status: str) -> str:
     return f"{redis_part(channel)}:{redis_part(status)}"
 
 
+@lru_cache(maxsize=64)
 def search_suffix(field: str) -> str:
     return f"find:{redis_part(field)}"
 
@@ -191,6 +202,7 @@ def redis_heat_key(org_id: str) -> str:
     return f"{_org_prefix(org_id)}:heat"
 
 
+@lru_cache(maxsize=64)
 def changes_suffix(direction: str) -> str:
     return f"chg:{redis_part(direction)}"
 
@@ -273,6 +285,7 @@ def segment_member(contact_id: str, rate: float | None) -> str:
     return f"{segment_part(rate)}|{redis_part(contact_id)}"
 
 
+@lru_cache(maxsize=16_384)  # a rate is one of 10,001 values
 def segment_part(rate: float | None) -> str:
     """A segment member without its contact: what the membership hash keeps."""
     hundredths = round((rate or 0.0) * 100)

@@ -59,6 +59,7 @@ NATIVE_MODULES: tuple[str, ...] = (
     "agents/history_view.py",
     "agents/org_index.py",
     "agents/processor.py",
+    "agents/redis_args.py",
     "agents/stored.py",
     "streams/envelope.py",
     "streams/partitioning.py",

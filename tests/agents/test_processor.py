@@ -38,7 +38,7 @@ from agents.processor import (
     Outbound,
     SnapshotWrite,
 )
-from agents.redis_sink import segment_members
+from agents.redis_args import segment_members
 from agents.stored import StoredContact, peek, unpack
 from counting import CountingConfig
 from engagement_monitor.keyspace import record_key as contact_key
