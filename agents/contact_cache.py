@@ -40,7 +40,7 @@ def estimated_bytes(encoded_size: int) -> int:
     return DECODED_PER_ENCODED_BYTE * encoded_size + ENTRY_OVERHEAD_BYTES
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class HotContact:
     stored: StoredContact
     partition: int
@@ -49,6 +49,26 @@ class HotContact:
     by_event: bool = False  # changed by an event since the last checkpoint (else by expiry only)
     history: HistoryView | None = None  # its tier history as rendered at the last checkpoint
     size: int = ENTRY_OVERHEAD_BYTES  # estimated bytes held (`estimated_bytes`)
+
+    # init=False: a dataclass's generated __init__ runs interpreted even in a compiled module;
+    # this one is compiled (`engagement_monitor.native`).
+    def __init__(
+        self,
+        stored: StoredContact,
+        partition: int,
+        org_id: str,
+        contact_id: str,
+        by_event: bool = False,
+        history: HistoryView | None = None,
+        size: int = ENTRY_OVERHEAD_BYTES,
+    ) -> None:
+        self.stored = stored
+        self.partition = partition
+        self.org_id = org_id
+        self.contact_id = contact_id
+        self.by_event = by_event
+        self.history = history
+        self.size = size
 
 
 class ContactCache:

@@ -51,7 +51,7 @@ from streams.topics import ENVELOPE_TOPIC, TopicNames
 Headers = list[tuple[str, bytes]]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Outbound:
     topic: str  # short name
     key: bytes | None
@@ -59,8 +59,24 @@ class Outbound:
     headers: Headers = field(default_factory=list)
     partition: int | None = None
 
+    # init=False: a dataclass's generated __init__ runs interpreted even in a compiled module;
+    # this one is compiled (`engagement_monitor.native`).
+    def __init__(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Headers | None = None,
+        partition: int | None = None,
+    ) -> None:
+        self.topic = topic
+        self.key = key
+        self.value = value
+        self.headers = [] if headers is None else headers
+        self.partition = partition
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class SnapshotWrite:
     """What Redis must show for one contact: its snapshot (None: remove it) and its tiers.
 
@@ -75,6 +91,26 @@ class SnapshotWrite:
     index: OrgIndex = NO_INDEX  # what the org's overview and search know of it (§7.4)
     history: bytes | None = None  # its tier changes of the window, newest first (§7.4), stored
     # like the snapshot
+
+    # init=False: a dataclass's generated __init__ runs interpreted even in a compiled module;
+    # this one is compiled (`engagement_monitor.native`).
+    def __init__(
+        self,
+        org_id: str,
+        contact_id: str,
+        version: int,
+        snapshot: bytes | None,
+        tiers: Published,
+        index: OrgIndex = NO_INDEX,
+        history: bytes | None = None,
+    ) -> None:
+        self.org_id = org_id
+        self.contact_id = contact_id
+        self.version = version
+        self.snapshot = snapshot
+        self.tiers = tiers
+        self.index = index
+        self.history = history
 
 
 def snapshot_write(
@@ -107,7 +143,7 @@ def snapshot_write(
     )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class ContactChange:
     """One dirty contact at a checkpoint: the table value (None: delete the entry), where its
     changelog record goes, its Redis write and when it next needs an expiry tick."""
@@ -117,6 +153,22 @@ class ContactChange:
     value: bytes | None
     redis: SnapshotWrite
     due: int | None
+
+    # init=False: a dataclass's generated __init__ runs interpreted even in a compiled module;
+    # this one is compiled (`engagement_monitor.native`).
+    def __init__(
+        self,
+        key: bytes,
+        partition: int,
+        value: bytes | None,
+        redis: SnapshotWrite,
+        due: int | None,
+    ) -> None:
+        self.key = key
+        self.partition = partition
+        self.value = value
+        self.redis = redis
+        self.due = due
 
 
 @dataclass(slots=True)

@@ -57,7 +57,7 @@ def history_moment(changed_at: str) -> tuple[int, int]:
     return to_us(moment), int(moment.timestamp())
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class StoredContact:
     """`version` counts the writes of this contact; Redis refuses a snapshot older than the one
     it holds, so a late write from a worker that just lost the partition cannot win."""
@@ -66,6 +66,20 @@ class StoredContact:
     published: Published = field(default_factory=dict)
     version: int = 0
     history: list[HistoryEntry] = field(default_factory=list)
+
+    # init=False: a dataclass's generated __init__ runs interpreted even in a compiled module;
+    # this one is compiled (`engagement_monitor.native`).
+    def __init__(
+        self,
+        state: ContactState,
+        published: Published | None = None,
+        version: int = 0,
+        history: list[HistoryEntry] | None = None,
+    ) -> None:
+        self.state = state
+        self.published = {} if published is None else published
+        self.version = version
+        self.history = [] if history is None else history
 
 
 def pack(stored: StoredContact, due: int | None) -> bytes:

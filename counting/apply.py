@@ -36,7 +36,7 @@ from models.events import (
 from models.outputs import DispatchStatus
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class ApplyOutcome:
     """``code`` feeds metrics: ``unchanged`` is a valid event that changed nothing (a second
     open, a replayed dispatch whose id left the dedupe ring); ``pending`` waits for its
@@ -46,6 +46,20 @@ class ApplyOutcome:
     code: Outcome
     effects: list[DispatchStatus] = field(default_factory=list)
     pending_dropped: int = 0
+
+    # init=False: a dataclass's generated __init__ runs interpreted even in a compiled module;
+    # this one is compiled (`engagement_monitor.native`), and it runs once per event.
+    def __init__(
+        self,
+        state: ContactState | None,
+        code: Outcome,
+        effects: list[DispatchStatus] | None = None,
+        pending_dropped: int = 0,
+    ) -> None:
+        self.state = state
+        self.code = code
+        self.effects = [] if effects is None else effects
+        self.pending_dropped = pending_dropped
 
 
 _last_now: list[tuple[datetime, int]] = []

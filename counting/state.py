@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class MessageRecord:
     """One message of the contact, or the interactions waiting for its dispatch.
 
@@ -46,6 +46,38 @@ class MessageRecord:
     # checkpoint that touches it, and its ids never change. Not part of the state's meaning.
     id_bytes: bytes = field(default=b"", compare=False, repr=False)
 
+    # init=False: a dataclass's generated __init__ runs interpreted even in a compiled module;
+    # this one is compiled (`engagement_monitor.native`).
+    def __init__(
+        self,
+        channel: str,
+        dispatched_at: int | None,
+        flags: int = 0,
+        first_open: int = 0,
+        first_reply: int = 0,
+        pending_since: int = 0,
+        first_event_at: int = 0,
+        first_machine_open: int = 0,
+        clicks: tuple[int, ...] = (),
+        bot_first: int = 0,
+        bot_last: int = 0,
+        delivered_at: int = 0,
+        id_bytes: bytes = b"",
+    ) -> None:
+        self.channel = channel
+        self.dispatched_at = dispatched_at
+        self.flags = flags
+        self.first_open = first_open
+        self.first_reply = first_reply
+        self.pending_since = pending_since
+        self.first_event_at = first_event_at
+        self.first_machine_open = first_machine_open
+        self.clicks = clicks
+        self.bot_first = bot_first
+        self.bot_last = bot_last
+        self.delivered_at = delivered_at
+        self.id_bytes = id_bytes
+
 
 # Subscription timeline entry kinds; at equal timestamps an unsubscribe sorts after a
 # subscribe, so "the last entry at or before t" makes the unsubscribe win a tie.
@@ -58,7 +90,7 @@ Register = tuple[int, int, Any]
 ListEntry = tuple[int, int, bool, str | None]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class ContactState:
     messages: dict[str, MessageRecord] = field(default_factory=dict)
     pending: dict[str, MessageRecord] = field(default_factory=dict)
@@ -80,6 +112,36 @@ class ContactState:
     dropped_pending: int = 0
     # Derived cache: earliest dispatch, so expiry can be skipped cheaply when nothing is due.
     oldest_dispatch: int | None = None
+
+    # init=False: a dataclass's generated __init__ runs interpreted even in a compiled module;
+    # this one is compiled (`engagement_monitor.native`).
+    def __init__(
+        self,
+        messages: dict[str, MessageRecord] | None = None,
+        pending: dict[str, MessageRecord] | None = None,
+        buckets: dict[str, dict[int, int]] | None = None,
+        subscriptions: dict[str, list[tuple[int, int]]] | None = None,
+        registration: dict[str, Register] | None = None,
+        lists: dict[str, ListEntry] | None = None,
+        sent_channels: dict[str, int] | None = None,
+        seen: dict[bytes, int] | None = None,
+        tombstone: int | None = None,
+        first_seen: int | None = None,
+        dropped_pending: int = 0,
+        oldest_dispatch: int | None = None,
+    ) -> None:
+        self.messages = {} if messages is None else messages
+        self.pending = {} if pending is None else pending
+        self.buckets = {} if buckets is None else buckets
+        self.subscriptions = {} if subscriptions is None else subscriptions
+        self.registration = {} if registration is None else registration
+        self.lists = {} if lists is None else lists
+        self.sent_channels = {} if sent_channels is None else sent_channels
+        self.seen = {} if seen is None else seen
+        self.tombstone = tombstone
+        self.first_seen = first_seen
+        self.dropped_pending = dropped_pending
+        self.oldest_dispatch = oldest_dispatch
 
     def is_empty(self) -> bool:
         """Nothing left worth storing: the table entry can be deleted."""

@@ -42,7 +42,7 @@ class EnvelopeError(ValueError):
     """Bytes that are not an envelope of a version this worker reads."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Entry:
     kind: int
     topic: str  # full name as read ("engagement.open"); "" for a tick
@@ -51,6 +51,26 @@ class Entry:
     key: bytes | None
     value: bytes
     headers: Headers = field(default_factory=list)
+
+    # init=False: a dataclass's generated __init__ runs interpreted even in a compiled module;
+    # this one is compiled (`engagement_monitor.native`), and it runs once per event.
+    def __init__(
+        self,
+        kind: int,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes,
+        headers: Headers | None = None,
+    ) -> None:
+        self.kind = kind
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.value = value
+        self.headers = [] if headers is None else headers
 
 
 def tick_entry(key: bytes) -> Entry:
