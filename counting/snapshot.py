@@ -7,7 +7,6 @@ expires messages even if nobody pruned the state yet.
 from __future__ import annotations
 
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 from counting.config import METRICS, CountingConfig
@@ -26,7 +25,7 @@ from counting.send_times import Hours, best_send_times, scan_interactions
 from counting.state import ContactState
 from counting.subscriptions import status
 from counting.tiering import TierMap, tier_changes, tiers
-from counting.timeutil import DAY_US, US_PER_SECOND, iso, to_us
+from counting.timeutil import DAY_US, iso, iso_seconds, to_us
 
 __all__ = ["TierMap", "build_snapshot", "tier_changes", "tiers", "window_totals"]
 
@@ -65,13 +64,7 @@ _figures = unpack
 
 _ZERO = (0,) * len(FIGURES)
 _NO_FIELDS: dict[str, Any] = {}
-# A contact's first-seen time is the same at every checkpoint that writes it.
-_iso_cached = lru_cache(maxsize=65_536)(iso)
 _last_iso: list[tuple[int, str]] = [(-1, "")]
-
-
-def _seconds_iso(seconds: int) -> str:
-    return _iso_cached(seconds * US_PER_SECOND)
 
 
 def _iso_now(now_us: int) -> str:
@@ -205,7 +198,7 @@ def build_snapshot(
             cache[key] = entry
         seen = latest.get(channel)
         if seen:
-            engagement = {**entry["engagement"], "last_engaged_at": _seconds_iso(seen)}
+            engagement = {**entry["engagement"], "last_engaged_at": iso_seconds(seen)}
             entry = {**entry, "engagement": engagement}
         channels[channel] = entry
         delivered_total += counts[_DELIVERED]
@@ -223,7 +216,7 @@ def build_snapshot(
             "name": registration.get("name"),
             "phone": registration.get("phone"),
             "email": registration.get("email"),
-            "contact_since": None if since is None else _iso_cached(since),
+            "contact_since": None if since is None else iso(since),
             "origin": registration.get("origin"),
         },
         "lists": lists,
@@ -237,7 +230,7 @@ def build_snapshot(
             "tier": tier_of(overall),
             "engaged": engaged_total,
             "delivered": delivered_total,
-            "last_engaged_at": _seconds_iso(max(latest.values())) if latest else None,
+            "last_engaged_at": iso_seconds(max(latest.values())) if latest else None,
         },
         "best_send_times": best_send_times(histograms, dispatched_by_channel, org_id, cfg),
     }
