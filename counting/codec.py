@@ -286,7 +286,10 @@ def encode(state: ContactState) -> bytes:
         parts.append(_PENDING.pack(index[r.channel], r.flags, r.pending_since, r.first_event_at))
         if r.flags & _REGISTERS:
             parts.append(_registers(r, r.flags, None))
-        parts.append(_encode_id(message_id))
+        id_bytes = r.id_bytes
+        if not id_bytes:
+            id_bytes = r.id_bytes = _encode_id(message_id)
+        parts.append(id_bytes)
     parts.append(_U32.pack(len(state.seen)))
     parts.append(b"".join(state.seen))
     parts.append(struct.pack(f"<{len(state.seen)}H", *state.seen.values()))

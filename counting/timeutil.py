@@ -27,8 +27,7 @@ def iso(us: int) -> str:
     seconds, fraction = divmod(us, US_PER_SECOND)
     if not fraction:
         return iso_seconds(seconds)
-    text = from_us(us).isoformat()
-    return text[:-6] + "Z"
+    return f"{iso_seconds(seconds)[:-1]}.{fraction:06d}Z"
 
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
