@@ -47,7 +47,7 @@ from aiokafka.errors import KafkaError
 from agents import metrics as m
 from agents.processor import CheckpointBatch, Outbound, SnapshotWrite
 from streams.checkpoint_store import CheckpointStore, Write
-from streams.record_writer import Record
+from streams.records import Record
 from streams.topics import TopicNames
 
 log = logging.getLogger("engagement_monitor.checkpoint")

@@ -33,7 +33,6 @@ keys only: an org id ``a*`` would otherwise match org ``ab``'s keys.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from functools import lru_cache
 
 from engagement_monitor.redis_layout import LAYOUT_REVISION
@@ -172,10 +171,11 @@ def redis_overview_key(org_id: str) -> str:
     return f"{_org_prefix(org_id)}:ov"
 
 
-def overview_counters(channels: Iterable[tuple[str, str]]) -> list[str]:
+@lru_cache(maxsize=1024)  # a few (channel, status) combinations, the same all day
+def overview_counters(channels: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
     """The counters of `redis_overview_key` one contact with a snapshot adds 1 to, given the
     (channel, status) of each channel its snapshot shows."""
-    return [CONTACTS_COUNTER, *(subscription_counter(ch, status) for ch, status in channels)]
+    return (CONTACTS_COUNTER, *(subscription_counter(ch, status) for ch, status in channels))
 
 
 CONTACTS_COUNTER = "n"

@@ -63,6 +63,7 @@ NATIVE_MODULES: tuple[str, ...] = (
     "agents/stored.py",
     "streams/envelope.py",
     "streams/partitioning.py",
+    "streams/records.py",
 )
 
 

@@ -14,32 +14,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from streams.partitioning import partition_for
+from streams.records import Record
 
 log = logging.getLogger("engagement_monitor.writer")
 
-Headers = Sequence[tuple[str, bytes]]
-
 # Under the broker's default message.max.bytes (1 MiB + 12): one batch is one message set.
 MAX_BATCH_BYTES = 1_000_000
-
-
-@dataclass(slots=True)
-class Record:
-    """One record to write; without a partition, keyed records go where Kafka's default
-    partitioner would put them (murmur2 of the key), keyless ones round-robin."""
-
-    topic: str  # full name
-    key: bytes | None
-    value: bytes | None
-    partition: int | None = None
-    headers: Headers = field(default_factory=list)
 
 
 class RecordWriter:

@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaConnectionError
 from agents.checkpoint import MAX_RETRY_SECONDS, Checkpoint
 from agents.processor import CheckpointBatch, ContactChange, Outbound, SnapshotWrite
 from streams.checkpoint_store import Write
-from streams.record_writer import Record
+from streams.records import Record
 from streams.topics import TopicNames
 
 NAMES = TopicNames("engagement.")

@@ -16,6 +16,7 @@ from agents.stored import StoredContact
 from counting.apply import ApplyOutcome
 from counting.state import ContactState, MessageRecord
 from streams.envelope import Entry
+from streams.records import Record
 
 # Each class with the values of its fields that have no default.
 REQUIRED: dict[type[Any], dict[str, Any]] = {
@@ -31,6 +32,7 @@ REQUIRED: dict[type[Any], dict[str, Any]] = {
         "contact_id": "c",
     },
     Outbound: {"topic": "t", "key": None, "value": b"v"},
+    Record: {"topic": "t", "key": None, "value": b"v"},
     SnapshotWrite: {
         "org_id": "o",
         "contact_id": "c",
