@@ -95,10 +95,21 @@ def advance(
     now_us = to_us(now)
     if view is not None and not changes and view.built_at <= now_us < view.valid_until:
         return view
+    before = len(stored.history)
     if changes or stored.history:
         stored.history = history_after(stored.history, changes, now, cfg)
     history = stored.history
-    packed, members = render(history, now)
+    if (
+        view is not None
+        and view.built_at <= now_us < view.valid_until
+        and len(history) == before + len(changes)
+    ):
+        # Rows only added, none left the window, the horizon or the last HISTORY_MAX: the
+        # members the view holds still stand, and the new rows' come first (newest first).
+        packed: bytes | None = pack_snapshot(history_json(history))
+        members = change_members(history[before:], now) + view.members
+    else:
+        packed, members = render(history, now)
     if not history:
         return HistoryView(packed, members, _NEVER, now_us)
     # The first moment a row leaves the window, or one `change_members` took (newest first,
