@@ -117,8 +117,13 @@ def best_send_times(
     result: dict[str, dict[str, Any]] = {}
     for channel, dispatched in channels.items():
         counts_by_hour = histograms.get(channel)
+        # Busiest first, then earliest in the week (hours are distinct, so no ties): sorting
+        # (-count, hour) pairs needs no key function call per hour.
         top = (
-            tuple(sorted(counts_by_hour.items(), key=_busiest)[:TOP_HOURS])
+            tuple(
+                (how, -n)
+                for n, how in sorted([(-n, how) for how, n in counts_by_hour.items()])[:TOP_HOURS]
+            )
             if counts_by_hour
             else ()
         )
@@ -147,7 +152,3 @@ def _entry(
         ],
         "weekly_frequency": as_number(weekly),
     }
-
-
-def _busiest(item: tuple[int, int]) -> tuple[int, int]:
-    return -item[1], item[0]

@@ -27,7 +27,8 @@ def iso(us: int) -> str:
     seconds, fraction = divmod(us, US_PER_SECOND)
     if not fraction:
         return iso_seconds(seconds)
-    return f"{iso_seconds(seconds)[:-1]}.{fraction:06d}Z"
+    # str(1_000_000 + fraction)[1:]: the six digits, zero-padded, without a format spec.
+    return f"{iso_seconds(seconds)[:-1]}.{str(US_PER_SECOND + fraction)[1:]}Z"
 
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -48,7 +49,7 @@ def iso_seconds(seconds: int) -> str:
         prefix = _day_prefixes[day] = date.fromordinal(_EPOCH_ORDINAL + day).isoformat() + "T"
     hour, rest = divmod(rest, 3600)
     minute, second = divmod(rest, 60)
-    return prefix + _TWO_DIGITS[hour] + ":" + _TWO_DIGITS[minute] + ":" + _TWO_DIGITS[second] + "Z"
+    return f"{prefix}{_TWO_DIGITS[hour]}:{_TWO_DIGITS[minute]}:{_TWO_DIGITS[second]}Z"
 
 
 def day_of(us: int) -> int:
