@@ -97,11 +97,16 @@ class RecordWriter:
         return count
 
     async def _place(self, records: Iterable[Record]) -> dict[tuple[str, int], list[Record]]:
+        records = list(records)
+        # Partition counts looked up once per topic, not awaited once per record.
+        counts: dict[str, int] = {}
+        for topic in {record.topic for record in records if record.partition is None}:
+            counts[topic] = await self.partition_count(topic)
         groups: dict[tuple[str, int], list[Record]] = {}
         for record in records:
             partition = record.partition
             if partition is None:
-                count = await self.partition_count(record.topic)
+                count = counts[record.topic]
                 if record.key is None:
                     partition = next(self._spread) % count
                 else:
