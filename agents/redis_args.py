@@ -69,3 +69,21 @@ def script_input(
             args.append(field)
             args.append(part)
     return keys, args
+
+
+def script_calls(
+    writes: Sequence[SnapshotWrite], chunk: int
+) -> list[tuple[list[str], list[bytes | str | int]]]:
+    """KEYS and ARGV of every script call for these contacts: one per org and `chunk`
+    contacts (a call's keys must share the org's hash tag, for Redis Cluster)."""
+    by_org: dict[str, list[SnapshotWrite]] = {}
+    for write in writes:
+        group = by_org.get(write.org_id)
+        if group is None:
+            group = by_org[write.org_id] = []
+        group.append(write)
+    calls: list[tuple[list[str], list[bytes | str | int]]] = []
+    for org_id, group in by_org.items():
+        for start in range(0, len(group), chunk):
+            calls.append(script_input(org_id, group[start : start + chunk]))
+    return calls

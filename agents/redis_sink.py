@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 
 from agents.processor import SnapshotWrite
-from agents.redis_args import script_input
+from agents.redis_args import script_calls
 from engagement_monitor import keyspace as ks
 from engagement_monitor import redis_layout as rl
 from engagement_monitor.redis_client import connect
@@ -55,20 +55,12 @@ class RedisSink:
         """Write these contacts: one script call per org and chunk, all in one round trip."""
         if not writes:
             return
-        by_org: dict[str, list[SnapshotWrite]] = {}
-        for write in writes:
-            group = by_org.get(write.org_id)
-            if group is None:
-                group = by_org[write.org_id] = []
-            group.append(write)
         async with self.client.pipeline(transaction=False) as pipe:
-            for org_id, group in by_org.items():
-                for start in range(0, len(group), CHUNK):
-                    keys, args = script_input(org_id, group[start : start + CHUNK])
-                    # EVAL, not EVALSHA: the body (4 KB beside ~60 KB of arguments) travels
-                    # with every call, so a restarted server or cluster node never answers
-                    # NOSCRIPT; Redis still compiles it once and caches it by its digest.
-                    pipe.eval(rl.WRITE_CONTACTS_LUA, len(keys), *keys, *args)
+            for keys, args in script_calls(writes, CHUNK):
+                # EVAL, not EVALSHA: the body (4 KB beside ~60 KB of arguments) travels
+                # with every call, so a restarted server or cluster node never answers
+                # NOSCRIPT; Redis still compiles it once and caches it by its digest.
+                pipe.eval(rl.WRITE_CONTACTS_LUA, len(keys), *keys, *args)
             await pipe.execute()
 
     async def versions(self, contacts: Sequence[tuple[str, str]]) -> list[int | None]:
