@@ -130,6 +130,15 @@ def _encode_id(text: str) -> bytes:
     return b"\xfd" + struct.pack("<H", len(encoded)) + encoded
 
 
+def _id_bytes(record: MessageRecord, message_id: str) -> bytes:
+    """The message id as encoded, kept on the record once known: its ids never change, and a
+    contact is encoded at every checkpoint that touches it."""
+    id_bytes = record.id_bytes
+    if not id_bytes:
+        id_bytes = record.id_bytes = _encode_id(message_id)
+    return id_bytes
+
+
 def _decode_id(data: bytes, pos: int) -> tuple[str, int]:
     tag = data[pos]
     if tag == 0xFF:
@@ -285,25 +294,20 @@ def encode(state: ContactState) -> bytes:
             # The two register sets most messages have, written as `_registers` writes them
             # (form 0, then the registers in its order) in one struct call.
             delivered = r.delivered_at - r.dispatched_at
-            if registers == F_HAS_DELIVERED_AT and _I32_MIN <= delivered <= _I32_MAX:
+            near = _I32_MIN <= delivered <= _I32_MAX
+            if near and registers == F_HAS_DELIVERED_AT:
                 append(_DELIVERED_NEAR.pack(0, delivered))
-            elif registers == _OPENED_DELIVERED and _I32_MIN <= delivered <= _I32_MAX:
+            elif near and registers == _OPENED_DELIVERED:
                 append(_OPEN_DELIVERED_NEAR.pack(0, r.first_open, delivered))
             else:
                 append(_registers(r, flags, r.dispatched_at))
-        id_bytes = r.id_bytes
-        if not id_bytes:
-            id_bytes = r.id_bytes = _encode_id(message_id)
-        append(id_bytes)
+        append(_id_bytes(r, message_id))
     parts.append(_U32.pack(len(pending)))
     for message_id, r in pending.items():
         parts.append(_PENDING.pack(index[r.channel], r.flags, r.pending_since, r.first_event_at))
         if r.flags & _REGISTERS:
             parts.append(_registers(r, r.flags, None))
-        id_bytes = r.id_bytes
-        if not id_bytes:
-            id_bytes = r.id_bytes = _encode_id(message_id)
-        parts.append(id_bytes)
+        parts.append(_id_bytes(r, message_id))
     parts.append(_U32.pack(len(state.seen)))
     parts.append(b"".join(state.seen))
     parts.append(struct.pack(f"<{len(state.seen)}H", *state.seen.values()))
