@@ -114,10 +114,13 @@ class Settings(BaseSettings):
     batch_max_envelopes: int = Field(256, ge=1, le=4096)  # envelopes per applied batch
     # When a checkpoint lands (agents/engagement.py, `_checkpoint_due`): at once when the agent
     # has caught up, after the linger when it keeps up with a steady stream, and under a backlog
-    # once this many entries are pending or the oldest has waited the max.
+    # once this many entries are pending or the oldest has waited the max. The max is
+    # quixstreams' default commit interval (Kafka Streams' is 30 s): under a backlog, each
+    # written contact then carries more of its events (BENCHMARKS.md, session 12). The pending
+    # envelopes are held until their checkpoint lands: ~300 B an entry, ~75 MB at the bound.
     checkpoint_linger_seconds: float = Field(0.02, gt=0, le=10.0)
-    checkpoint_max_events: int = Field(100_000, ge=1)
-    checkpoint_max_seconds: float = Field(2.0, gt=0, le=60.0)
+    checkpoint_max_events: int = Field(250_000, ge=1)
+    checkpoint_max_seconds: float = Field(5.0, gt=0, le=60.0)
     # How often committed envelopes are deleted (streams/envelope_purge.py); 0: never.
     envelope_purge_seconds: float = Field(30.0, ge=0)
     # Decoded contacts kept in memory between checkpoints (agents/contact_cache.py).
