@@ -22,7 +22,8 @@ def murmur2(data: bytes) -> int:
     A test holds it to aiokafka's on any bytes."""
     length = len(data)
     h = (0x9747B28C ^ length) & _MASK
-    end = length - length % 4
+    extra = length % 4
+    end = length - extra
     i = 0
     while i < end:
         k = data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) | (data[i + 3] << 24)
@@ -31,7 +32,6 @@ def murmur2(data: bytes) -> int:
         k = (k * _M) & _MASK
         h = ((h * _M) & _MASK) ^ k
         i += 4
-    extra = length % 4
     if extra >= 3:
         h ^= data[end + 2] << 16
     if extra >= 2:
