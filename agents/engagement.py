@@ -7,7 +7,8 @@ the expiry index and the Redis sentinels up to date.
 
 When a checkpoint lands: as soon as the agent has caught up with its envelopes (so a light
 stream gets its snapshots within milliseconds), or once `EM_CHECKPOINT_MAX_EVENTS` entries are
-pending or the oldest has waited `EM_CHECKPOINT_MAX_SECONDS` (so a backlog lands in large
+pending or the oldest has waited `EM_CHECKPOINT_MAX_SECONDS`, longer (up to 4x) while the latest
+entries fall on contacts already dirty (`agents.checkpoint_pace`; so a backlog lands in large
 checkpoints, each dirty contact written once for many of its events), or when the cache holds
 `EM_STATE_CACHE_CONTACTS` dirty contacts. Before Faust revokes partitions or stops, what is
 pending lands too (`streams.faust_seams.WorkerApp`).
@@ -29,6 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents import metrics as m
 from agents.checkpoint import Checkpoint, output_records
+from agents.checkpoint_pace import Coalescing
 from agents.due_index import DueIndex
 from agents.processor import CheckpointBatch, CheckpointBuild, EngagementProcessor
 from agents.redis_outage import REDIS_ERRORS, OutageAwareSnapshots, RedisHealth
@@ -144,6 +146,8 @@ class EngagementWorker:
         self.landing: asyncio.Future[bool] | None = None  # the checkpoint in flight, to its acks
         self.states: asyncio.Future[bool] | None = None  # its last part's states (`_land_part`)
         self._committed_at = 0.0
+        # Whether the pending entries still fall on contacts already dirty (`_checkpoint_due`).
+        self.coalescing = Coalescing()
         self._guard_seen = (0, 0, 0, 0)
         self._ingest_seen = IngestReport()
         self._ingest_restarts_seen = 0
@@ -322,18 +326,22 @@ class EngagementWorker:
           applies in that time (a steady stream it keeps up with: the newest envelopes are
           always just behind);
         * otherwise (a backlog) once `EM_CHECKPOINT_MAX_EVENTS` entries are pending or the
-          oldest has waited `EM_CHECKPOINT_MAX_SECONDS`: a large checkpoint writes each
-          contact once for many of its events, which is how a backlog drains fast.
+          oldest has waited `EM_CHECKPOINT_MAX_SECONDS`, longer (up to 4x) while the latest
+          entries fall on contacts already dirty (`agents.checkpoint_pace`): a large
+          checkpoint writes each contact once for many of its events, which is how a backlog
+          drains fast.
         """
         if not self.pending:
             return False
         settings = self.settings
         age = self._pending_age()
+        entries, dirty = self.processor.pending.entries, len(self.processor.cache.dirty)
+        self.coalescing.observe(entries, dirty)
         if (
-            self.processor.pending.entries >= settings.checkpoint_max_events
-            or len(self.processor.cache.dirty) >= max(1, settings.state_cache_contacts)
+            entries >= settings.checkpoint_max_events
+            or dirty >= max(1, settings.state_cache_contacts)
             or self.processor.cache.over_budget
-            or age >= settings.checkpoint_max_seconds
+            or self.coalescing.due(age, settings.checkpoint_max_seconds)
         ):
             return True
         behind = self._envelopes_behind()
@@ -388,6 +396,7 @@ class EngagementWorker:
             # checkpoint's acks said so, and everything was forgotten): start a new one.
             self.states = None
         build = self.processor.start_checkpoint(BUILD_STEP_CONTACTS)
+        self.coalescing.reset()
         redis: list[asyncio.Future[None]] = []  # the Redis writes of this checkpoint's parts
         acked = self.landing  # the checkpoint before, up to its acks
         started = time.perf_counter()

@@ -116,8 +116,10 @@ class Settings(BaseSettings):
     # has caught up, after the linger when it keeps up with a steady stream, and under a backlog
     # once this many entries are pending or the oldest has waited the max. The max is
     # quixstreams' default commit interval (Kafka Streams' is 30 s): under a backlog, each
-    # written contact then carries more of its events (BENCHMARKS.md, session 12). The pending
-    # envelopes are held until their checkpoint lands: ~300 B an entry, ~75 MB at the bound.
+    # written contact then carries more of its events (BENCHMARKS.md, session 12); the wait
+    # stretches up to 4x while the latest entries fall on contacts already dirty
+    # (agents/checkpoint_pace.py). The pending envelopes are held until their checkpoint
+    # lands: ~300 B an entry, ~75 MB at the bound.
     checkpoint_linger_seconds: float = Field(0.02, gt=0, le=10.0)
     checkpoint_max_events: int = Field(250_000, ge=1)
     checkpoint_max_seconds: float = Field(5.0, gt=0, le=60.0)
