@@ -337,6 +337,8 @@ class EngagementWorker:
         age = self._pending_age()
         entries, dirty = self.processor.pending.entries, len(self.processor.cache.dirty)
         self.coalescing.observe(entries, dirty)
+        if self.coalescing.new_share is not None:
+            m.CHECKPOINT_NEW_CONTACT_SHARE.set(self.coalescing.new_share)
         if (
             entries >= settings.checkpoint_max_events
             or dirty >= max(1, settings.state_cache_contacts)

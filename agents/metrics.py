@@ -91,6 +91,12 @@ CHECKPOINT_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
     registry=REGISTRY,
 )
+CHECKPOINT_NEW_CONTACT_SHARE = Gauge(
+    "em_checkpoint_new_contact_share",
+    "Share of the pending checkpoint's latest entries that made a new contact dirty: at most "
+    "0.25 under a backlog, it waits past EM_CHECKPOINT_MAX_SECONDS (agents/checkpoint_pace.py)",
+    registry=REGISTRY,
+)
 CHECKPOINT_RETRIES = Counter(
     "em_checkpoint_retries_total",
     "Checkpoint writes to Kafka that failed and were retried, by step",
