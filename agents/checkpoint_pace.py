@@ -56,7 +56,9 @@ class Coalescing:
         self._mark = (0, 0)  # (entries, dirty contacts) at the start of the current sample
 
     def reset(self) -> None:
-        """A checkpoint began: what is pending from now on is measured afresh."""
+        """A checkpoint began: what is pending from now on is measured afresh. (Its first
+        batch may hold more entries than the last mark, so the drop `observe` notices would
+        not show.)"""
         self._mark = (0, 0)
         self.new_share = None
 
@@ -64,7 +66,8 @@ class Coalescing:
         """The pending checkpoint holds `entries` entries over `dirty` dirty contacts now."""
         start_entries, start_dirty = self._mark
         if entries < start_entries or dirty < start_dirty:
-            # A checkpoint began since: its entries are new, and so is the measurement.
+            # What was pending went since without `reset` (abandoned: the processor forgot
+            # it), so these entries are new, and so is the measurement.
             self._mark = (entries, dirty)
             self.new_share = None
             return
