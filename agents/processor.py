@@ -39,10 +39,11 @@ from counting import (
     tier_changes,
     tiers,
 )
+from counting.reading import read_record
 from counting.send_times import Hours
 from engagement_monitor.keyspace import split_state_key, state_key
 from engagement_monitor.snapshot_codec import pack_snapshot
-from models.events import RecordRejected, parse_record
+from models.events import RecordRejected
 from streams.dead_letters import DEAD_LETTER_TOPIC, dead_letter_headers
 from streams.envelope import KIND_FORWARDED, KIND_TICK, Entry, EnvelopeWriter
 from streams.partitioning import contact_partition, state_partition
@@ -288,7 +289,7 @@ class EngagementProcessor:
             short = self._short[entry.topic] = self.names.short(entry.topic)
         pending.records_by_topic[short] += 1
         try:
-            event = parse_record(short, entry.value, now, self.cfg)
+            event = read_record(short, entry.value, now, self.cfg)
         except RecordRejected as rejected:
             self._reject(entry, rejected.reason, rejected.code, now, pending)
             return

@@ -9,6 +9,19 @@ from typing import assert_never
 
 from counting.config import CountingConfig
 from counting.deletion import apply_delete
+from counting.events import (
+    Bounce,
+    Click,
+    Complaint,
+    Delivery,
+    Dispatch,
+    Engagement,
+    LightEvent,
+    Open,
+    Reply,
+    Unsubscribe,
+    lighten,
+)
 from counting.expiry import expire_us, is_due
 from counting.ids import tie
 from counting.messages import apply_dispatch, apply_interaction, refresh_sending_errors
@@ -18,20 +31,13 @@ from counting.state import SUBSCRIBE, UNSUBSCRIBE, ContactState
 from counting.subscriptions import insert
 from counting.timeutil import DAY_US, EPOCH, ONE_US, to_us
 from models.events import (
-    BounceEvent,
-    ClickEvent,
-    ComplaintEvent,
+    CONTACT_MODELS,
     ContactDelete,
     ContactListAdded,
     ContactListRemoved,
     ContactSubscribe,
     ContactUpsert,
-    DeliveryEvent,
-    DispatchEvent,
     Event,
-    OpenEvent,
-    ReplyEvent,
-    UnsubscribeEvent,
 )
 from models.outputs import DispatchStatus
 
@@ -77,7 +83,7 @@ def _now_us(now: datetime) -> int:
 
 def _timeline_event(
     state: ContactState,
-    event: UnsubscribeEvent | ContactSubscribe | ComplaintEvent,
+    event: Unsubscribe | ContactSubscribe | Complaint,
     kind: int,
     ts: int,
     cfg: CountingConfig,
@@ -91,13 +97,17 @@ def _timeline_event(
 
 
 def apply_event(
-    state: ContactState | None, event: Event, now: datetime, cfg: CountingConfig
+    state: ContactState | None, event: Event | LightEvent, now: datetime, cfg: CountingConfig
 ) -> ApplyOutcome:
     """Fold ``event`` into ``state`` (mutated in place and returned; None makes a new one).
 
     Order-independent and idempotent by construction (see docs/counting.md); the dedupe ring
     only saves work. ``now`` is processing time: it places the window and the pending waits.
+    An engagement event may come as its model (tests, the simulator) or already light (the
+    worker, through `counting.reading`); the rules read the light form.
     """
+    if not isinstance(event, Engagement) and not isinstance(event, CONTACT_MODELS):
+        event = lighten(event)
     now_us = _last_now[0][1] if _last_now and _last_now[0][0] is now else _now_us(now)
     ts = (event.occurred_at - EPOCH) // ONE_US  # to_us, inlined: this runs per event
     if ts < now_us - cfg.window_us:
@@ -120,10 +130,10 @@ def apply_event(
     # Every event type is named: a new one that is not handled here fails mypy (assert_never)
     # instead of falling through to another type's rule.
     match event:
-        case DeliveryEvent() | OpenEvent() | ClickEvent() | ReplyEvent() | BounceEvent():
+        case Delivery() | Open() | Click() | Reply() | Bounce():
             code, gave_up = apply_interaction(state, event, ts, now_us, cfg)
             dropped += gave_up
-        case ComplaintEvent():
+        case Complaint():
             # A complaint counts on its message and unsubscribes the channel as of its time,
             # exactly as an unsubscribe event would (SPEC §7.2).
             code, gave_up = apply_interaction(state, event, ts, now_us, cfg)
@@ -131,9 +141,9 @@ def apply_event(
             timeline = _timeline_event(state, event, UNSUBSCRIBE, ts, cfg, effects)
             if code == "unchanged":
                 code = timeline
-        case DispatchEvent():
+        case Dispatch():
             code = apply_dispatch(state, event, ts, cfg, effects)
-        case UnsubscribeEvent():
+        case Unsubscribe():
             code = _timeline_event(state, event, UNSUBSCRIBE, ts, cfg, effects)
         case ContactSubscribe():
             code = _timeline_event(state, event, SUBSCRIBE, ts, cfg, effects)

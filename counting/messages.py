@@ -29,20 +29,20 @@ from counting.contrib import (
     F_STATUS_EMITTED,
     TABLE_INDEX_MASK,
 )
+from counting.events import (
+    Bounce,
+    Click,
+    Complaint,
+    Delivery,
+    Dispatch,
+    Interaction,
+    Open,
+    Reply,
+)
 from counting.outcome import Outcome
 from counting.state import ContactState, MessageRecord
 from counting.subscriptions import unsubscribed_at
 from counting.timeutil import DAY_US, US_PER_SECOND
-from models.events import (
-    BounceEvent,
-    ClickEvent,
-    ComplaintEvent,
-    DeliveryEvent,
-    DispatchEvent,
-    InteractionEvent,
-    OpenEvent,
-    ReplyEvent,
-)
 from models.outputs import DispatchStatus
 
 
@@ -77,7 +77,7 @@ def _set_sending_error(state: ContactState, record: MessageRecord) -> None:
 
 def apply_dispatch(
     state: ContactState,
-    event: DispatchEvent,
+    event: Dispatch,
     ts: int,
     cfg: CountingConfig,
     effects: list[DispatchStatus],
@@ -127,7 +127,7 @@ def apply_dispatch(
     return "applied"
 
 
-def _absorb(record: MessageRecord, event: InteractionEvent, ts: int) -> bool:
+def _absorb(record: MessageRecord, event: Interaction, ts: int) -> bool:
     """Record what ``event`` proves about its message: evidence bits (a union) and the times
     that go with them (minimums, and maximums for click times). True if anything changed.
 
@@ -137,24 +137,24 @@ def _absorb(record: MessageRecord, event: InteractionEvent, ts: int) -> bool:
     flags = old
     changed = False
     match event:
-        case DeliveryEvent():
+        case Delivery():
             if not flags & F_HAS_DELIVERED_AT or ts < record.delivered_at:
                 record.delivered_at = ts
                 changed = True
             flags |= F_DELIVERY | F_HAS_DELIVERED_AT
-        case OpenEvent(machine=True):
+        case Open(machine=True):
             seconds = ts // US_PER_SECOND
             if not flags & F_MACHINE_OPEN or seconds < record.first_machine_open:
                 record.first_machine_open = seconds
                 changed = True
             flags |= F_MACHINE_OPEN
-        case OpenEvent():
+        case Open():
             seconds = ts // US_PER_SECOND
             if not flags & F_OPEN or seconds < record.first_open:
                 record.first_open = seconds
                 changed = True
             flags |= F_OPEN
-        case ClickEvent(bot=True):
+        case Click(bot=True):
             seconds = ts // US_PER_SECOND
             if not flags & F_HAS_BOT_FLAGGED:
                 record.bot_first = record.bot_last = seconds
@@ -166,21 +166,21 @@ def _absorb(record: MessageRecord, event: InteractionEvent, ts: int) -> bool:
                 record.bot_last = seconds
                 changed = True
             flags |= F_HAS_BOT_FLAGGED
-        case ClickEvent():
+        case Click():
             merged = add_click(record.clicks, ts)
             if merged is not None:
                 record.clicks = merged
                 changed = True
             flags |= F_HAS_CLICKS
-        case ReplyEvent():
+        case Reply():
             seconds = ts // US_PER_SECOND
             if not flags & F_REPLY or seconds < record.first_reply:
                 record.first_reply = seconds
                 changed = True
             flags |= F_REPLY
-        case BounceEvent():
+        case Bounce():
             flags |= F_BOUNCE | (F_HARD_BOUNCE if event.kind == "hard" else 0)
-        case ComplaintEvent():
+        case Complaint():
             flags |= F_COMPLAINT
         case _:
             assert_never(event)
@@ -190,7 +190,7 @@ def _absorb(record: MessageRecord, event: InteractionEvent, ts: int) -> bool:
 
 def apply_interaction(
     state: ContactState,
-    event: InteractionEvent,
+    event: Interaction,
     ts: int,
     now_us: int,
     cfg: CountingConfig,

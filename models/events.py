@@ -8,7 +8,7 @@ read by people, not machines.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, ClassVar, Literal, Protocol
+from typing import Annotated, Any, ClassVar, Literal, Protocol, get_args
 
 import orjson
 from pydantic import (
@@ -115,6 +115,12 @@ Phone = Annotated[str, Field(pattern=r"^\+[1-9][0-9]{1,14}$")]
 Email = Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 Name = Annotated[str, Field(min_length=1, max_length=256)]
 
+# Lengths of the free-text fields, here once: the models and the counting core's reader
+# (`counting.reading`, which checks a record exactly as these models do) both use them.
+URL_MAX = 4096
+USER_AGENT_MAX = 1024
+REASON_MAX = 1024
+
 
 class _Record(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -144,7 +150,7 @@ class DeliveryEvent(_MessageRecord):
     topic: ClassVar[str] = "delivery"
 
 
-UserAgent = Annotated[str, Field(max_length=1024)]
+UserAgent = Annotated[str, Field(max_length=USER_AGENT_MAX)]
 
 
 class OpenEvent(_MessageRecord):
@@ -162,7 +168,7 @@ class ClickEvent(_MessageRecord):
     delivery."""
 
     topic: ClassVar[str] = "click"
-    url: Annotated[str, Field(max_length=4096)] | None = None
+    url: Annotated[str, Field(max_length=URL_MAX)] | None = None
     bot: StrictBool = False
     user_agent: UserAgent | None = None
 
@@ -176,7 +182,7 @@ class BounceEvent(_MessageRecord):
 
     topic: ClassVar[str] = "bounce"
     kind: Literal["hard", "soft"]
-    reason: Annotated[str, Field(max_length=1024)] | None = None
+    reason: Annotated[str, Field(max_length=REASON_MAX)] | None = None
 
 
 class ComplaintEvent(_MessageRecord):
@@ -265,6 +271,16 @@ ENGAGEMENT_MODELS: dict[str, type[_EngagementRecord]] = {
     )
 }
 TOPICS: tuple[str, ...] = (*ENGAGEMENT_MODELS, "contact")
+CONTACT_MODELS = (
+    ContactUpsert,
+    ContactDelete,
+    ContactListAdded,
+    ContactListRemoved,
+    ContactSubscribe,
+)
+# The allowed values of the literal fields, read from the models (one source).
+DISPATCH_KINDS: tuple[str, ...] = get_args(DispatchEvent.model_fields["dispatch_kind"].annotation)
+BOUNCE_KINDS: tuple[str, ...] = get_args(BounceEvent.model_fields["kind"].annotation)
 
 
 def _shown(value: Any) -> str:
