@@ -36,12 +36,15 @@ OUTAGE_SECONDS = 30
 
 
 @pytest.fixture
-async def own_kafka(tmp_path: Path) -> AsyncIterator[KafkaServer]:
+async def own_kafka(pipeline: Pipeline, tmp_path: Path) -> AsyncIterator[KafkaServer]:
     server = KafkaServer(tmp_path / "kafka")
     await asyncio.to_thread(server.start)
     try:
         yield server
     finally:
+        # The workers first, while their broker is up: a worker asked to stop with its broker
+        # gone waits out its shutdown timeouts (60 s of the suite).
+        await asyncio.to_thread(pipeline.stop_all)
         await asyncio.to_thread(server.stop, kill=True)
 
 
