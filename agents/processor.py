@@ -216,6 +216,12 @@ def _locate(org_id: str, contact_id: str, partitions: int) -> tuple[bytes, int]:
     return state_key(org_id, contact_id), contact_partition(org_id, contact_id, partitions)
 
 
+# Contacts whose (table key, partition) a processor remembers: a contact's events come in runs,
+# and building the key and hashing it cost ~0.5-1.5 µs an event (py-spy --native: 4 % of
+# applying); a dictionary hit costs a tenth of that. Cleared when full: pure, never stale.
+LOCATED_MAX = 200_000
+
+
 class EngagementProcessor:
     """Folds envelope entries into cached contact states; builds checkpoints from them."""
 
@@ -244,6 +250,17 @@ class EngagementProcessor:
         self.pending = CheckpointBatch()
         self.pending_since: float | None = None  # monotonic time of the oldest pending entry
         self._short: dict[str, str] = {}
+        self._located: dict[tuple[str, str], tuple[bytes, int]] = {}
+
+    def _locate(self, org_id: str, contact_id: str) -> tuple[bytes, int]:
+        ids = (org_id, contact_id)
+        found = self._located.get(ids)
+        if found is None:
+            located = self._located
+            if len(located) >= LOCATED_MAX:
+                located.clear()
+            found = located[ids] = _locate(org_id, contact_id, self.partitions)
+        return found
 
     def _load(self, partition: int, key: bytes) -> bytes | None:
         unlanded = self.unlanded
@@ -293,7 +310,7 @@ class EngagementProcessor:
         except RecordRejected as rejected:
             self._reject(entry, rejected.reason, rejected.code, now, pending)
             return
-        key, owner = _locate(event.org_id, event.contact_id, self.partitions)
+        key, owner = self._locate(event.org_id, event.contact_id)
         if owner != home:
             if entry.kind == KIND_FORWARDED:  # forwarded once already: never loop
                 reason = (

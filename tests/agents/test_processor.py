@@ -32,6 +32,7 @@ import pytest
 
 from agents.contact_cache import ContactCache, estimated_bytes
 from agents.processor import (
+    LOCATED_MAX,
     CheckpointBatch,
     ContactChange,
     EngagementProcessor,
@@ -1459,3 +1460,20 @@ def test_parts_of_a_checkpoint_hold_each_output_and_change_once_in_order(
     assert build.batch.entries == expected.entries == len(records)
     assert build.batch.dead_by_code == expected.dead_by_code
     assert build.take_part().changes == []  # nothing left
+
+
+def test_remembered_contact_locations_are_the_functions_and_bounded() -> None:
+    """The processor remembers (table key, partition) per contact: always what the key and
+    partition functions give, and never more than LOCATED_MAX contacts."""
+    processor = make(Table(), Clock(NOW))
+    ids = [("org-1", "c-1"), ("o:r%g", "c 2"), ("org-1", "c-1"), ("é", "ид")]
+    for org_id, contact_id in ids:
+        key, partition = processor._locate(org_id, contact_id)
+        assert key == state_key(org_id, contact_id)
+        assert partition == partition_for(contact_key(org_id, contact_id), PARTITIONS)
+    for i in range(LOCATED_MAX + 5):
+        processor._locate("org-bulk", f"c-{i}")
+    assert len(processor._located) <= LOCATED_MAX
+    key, partition = processor._locate("org-bulk", "c-7")
+    assert partition == partition_for(contact_key("org-bulk", "c-7"), PARTITIONS)
+    assert key == state_key("org-bulk", "c-7")
