@@ -50,8 +50,9 @@ class Engagement:
         return (self.event_id, self.org_id, self.contact_id, self.occurred_at, self.channel)
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Engagement) or type(other) is not type(self):
+        if type(other) is not type(self):
             return NotImplemented
+        assert isinstance(other, Engagement)
         return self.fields() == other.fields()
 
     def __hash__(self) -> int:

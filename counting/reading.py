@@ -95,7 +95,9 @@ def _printable(ids: str) -> bool:
 
 
 def _optional_id(value: object, most: int) -> bool:
-    return value is None or (_id_length(value, most) and _printable(str(value)))
+    return value is None or (
+        isinstance(value, str) and _id_length(value, most) and _printable(value)
+    )
 
 
 def _optional_text(value: object, most: int) -> bool:
@@ -106,8 +108,9 @@ def plain_timestamp(value: object) -> datetime | None:
     """The UTC datetime of an RFC 3339 text in the common layout, or None to let the model
     decide (another layout, a date that does not exist, anything unusual).
 
-    The layout is checked here and the digits and ranges by `datetime.fromisoformat`, which
-    reads exactly these forms; pydantic reads every one of them to the same instant."""
+    The layout and the offset's minutes (which `fromisoformat` does not range-check) are checked
+    here, the digits and the other ranges by `datetime.fromisoformat`; pydantic reads every
+    form accepted here to the same instant (tests/unit/test_reading.py)."""
     if not isinstance(value, str):
         return None
     n = len(value)
@@ -122,7 +125,12 @@ def plain_timestamp(value: object) -> datetime | None:
         return None
     if value[n - 1] == "Z":
         end = n - 1
-    elif n >= 25 and (value[n - 6] == "+" or value[n - 6] == "-") and value[n - 3] == ":":
+    elif (
+        n >= 25
+        and (value[n - 6] == "+" or value[n - 6] == "-")
+        and value[n - 3] == ":"
+        and "0" <= value[n - 2] <= "5"  # fromisoformat takes offset minutes 60-99; RFC 3339 not
+    ):
         end = n - 6
     else:
         return None
@@ -130,10 +138,11 @@ def plain_timestamp(value: object) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        # "Z" and "+00:00" come back with the `UTC` singleton already: nothing to convert.
+        # In UTC an instant near year 1 or 9999 may not exist (OverflowError): the model's.
+        return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    # "Z" and "+00:00" come back with the `UTC` singleton already: no conversion to pay for.
-    return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
 
 
 def read_plain(topic: str, data: dict[str, Any], channels: tuple[str, ...]) -> LightEvent | None:

@@ -92,7 +92,12 @@ def _timestamp(value: Any, handler: ValidatorFunctionWrapHandler) -> datetime:
     ):
         raise PydanticCustomError("bad_timestamp", "not an RFC 3339 timestamp")
     parsed: datetime = handler(value)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        # "0001-01-01T00:00:00+01:00" is a valid text for an instant before year 1 in UTC,
+        # which a datetime cannot hold: refused like any unusable timestamp, not a crash.
+        raise PydanticCustomError("bad_timestamp", "not an instant a datetime can hold") from None
 
 
 def _check_channel(value: str, info: ValidationInfo) -> str:

@@ -194,3 +194,13 @@ def test_dead_letter_keeps_the_bytes_unchanged() -> None:
     assert letter.raw_value() == value
     assert letter.value_text is None and letter.key == "org:c"
     assert letter.code == "not_json" and letter.reason == error.reason
+
+
+@pytest.mark.parametrize(
+    "value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2026-06-01T11:00:00+01:60"]
+)
+def test_timestamps_no_datetime_holds_in_utc_are_refused_not_a_crash(value: str) -> None:
+    """Valid-looking texts whose instant falls outside year 1..9999 in UTC (or whose offset is
+    not one) are dead letters with a reason, never an exception that stops the agent."""
+    problem = rejected("delivery", raw(occurred_at=value))
+    assert problem.code == "bad_timestamp" and "occurred_at" in problem.reason

@@ -44,6 +44,8 @@ def verdict(read: Any, topic: str, raw: bytes) -> tuple[Any, ...]:
         return ("rejected", rejected.reason, rejected.code)
     if read is parse_record and not isinstance(event, CONTACT_MODELS):
         event = lighten(event)
+    # `==` on datetimes ignores the zone: the counting core relies on the `UTC` singleton.
+    assert event.occurred_at.tzinfo is UTC
     return ("event", type(event).__name__, event)
 
 
@@ -103,6 +105,14 @@ TIMESTAMPS = st.one_of(
             "2099-06-01T11:00:00Z",  # in the future: refused as such
             "2026-06-01T12:04:59Z",  # within the default tolerance
             "1700000000",
+            # fromisoformat takes offset minutes 60-99, RFC 3339 (and the models) do not
+            "2026-06-01T11:00:00+01:60",
+            "2026-06-01T11:00:00-00:99",
+            "2026-06-01T11:00:00.12+00:60",
+            # valid texts for instants a datetime cannot hold in UTC (before year 1, after 9999)
+            "0001-01-01T00:00:00+01:00",
+            "0001-01-01T00:00:00+00:60",
+            "9999-12-31T23:59:59-01:00",
         ]
     ),
     st.from_regex(
@@ -246,6 +256,8 @@ def test_the_fast_path_reads_the_fields_the_rules_use() -> None:
         ("dispatch", {"dispatch_kind": "bulk"}),
         ("bounce", {}),  # kind is required
         ("contact", {"type": "delete"}),  # the contact topic is always the models'
+        ("delivery", {"occurred_at": "2026-06-01T11:00:00+01:60"}),  # offset minutes 60
+        ("delivery", {"occurred_at": "0001-01-01T00:00:00+01:00"}),  # before year 1 in UTC
     ],
 )
 def test_doubtful_records_are_left_to_the_models(topic: str, change: dict[str, Any]) -> None:
