@@ -19,14 +19,13 @@ Each class has the same name and fields as its model minus ``Event`` (``Delivery
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final
 
 from models.events import (
     BounceEvent,
     ClickEvent,
-    ComplaintEvent,
     DeliveryEvent,
     DispatchEvent,
+    EngagementEvent,
     OpenEvent,
     ReplyEvent,
     UnsubscribeEvent,
@@ -178,30 +177,8 @@ class Unsubscribe(Engagement):
 Interaction = Delivery | Open | Click | Reply | Bounce | Complaint
 LightEvent = Dispatch | Delivery | Open | Click | Reply | Bounce | Complaint | Unsubscribe
 
-PydanticEngagement = (
-    DispatchEvent
-    | DeliveryEvent
-    | OpenEvent
-    | ClickEvent
-    | ReplyEvent
-    | BounceEvent
-    | ComplaintEvent
-    | UnsubscribeEvent
-)
 
-LIGHT_TOPICS: Final = (
-    "dispatch",
-    "delivery",
-    "open",
-    "click",
-    "reply",
-    "bounce",
-    "complaint",
-    "unsubscribe",
-)
-
-
-def lighten(event: PydanticEngagement) -> LightEvent:
+def lighten(event: EngagementEvent) -> LightEvent:
     """The counting core's form of a validated engagement model (tests, the simulator)."""
     base = (event.event_id, event.org_id, event.contact_id, event.occurred_at, event.channel)
     if isinstance(event, UnsubscribeEvent):

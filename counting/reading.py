@@ -18,7 +18,7 @@ The contact topic always takes the models' path (~1 % of the traffic; see `count
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -48,6 +48,7 @@ from models.events import (
     ContactSubscribe,
     ContactUpsert,
     ParseConfig,
+    parse_limits,
     parse_record,
 )
 from models.identifiers import (
@@ -216,20 +217,6 @@ def _fast(code: int, data: dict[str, Any], channels: tuple[str, ...]) -> LightEv
     return Complaint(event_id, org_id, contact_id, occurred_at, channel, message_id)
 
 
-_latest: list[tuple[datetime, int, datetime]] = []
-
-
-def _latest_for(now: datetime, tolerance_seconds: int) -> datetime:
-    # A worker passes the same `now` for a whole batch: one addition per batch, not per event.
-    if _latest:
-        last_now, last_tolerance, latest = _latest[0]
-        if last_now is now and last_tolerance == tolerance_seconds:
-            return latest
-    latest = now + timedelta(seconds=tolerance_seconds)
-    _latest[:] = [(now, tolerance_seconds, latest)]
-    return latest
-
-
 def read_record(topic: str, raw: bytes, now: datetime, cfg: ParseConfig) -> CountedEvent:
     """Decode and check one record of an UNPREFIXED topic, or raise ``RecordRejected``
     (`models.events.parse_record`'s reasons and codes, word for word)."""
@@ -241,9 +228,7 @@ def read_record(topic: str, raw: bytes, now: datetime, cfg: ParseConfig) -> Coun
             data = None
         if isinstance(data, dict):
             fast = _fast(code, data, cfg.channels)
-            if fast is not None and fast.occurred_at <= _latest_for(
-                now, cfg.future_tolerance_seconds
-            ):
+            if fast is not None and fast.occurred_at <= parse_limits(cfg, now).latest:
                 return fast
     event = parse_record(topic, raw, now, cfg)
     if isinstance(event, CONTACT_MODELS):

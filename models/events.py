@@ -242,6 +242,8 @@ CONTACT_TYPES = ("upsert", "delete", "list_added", "list_removed", "subscribe")
 InteractionEvent = (
     DeliveryEvent | OpenEvent | ClickEvent | ReplyEvent | BounceEvent | ComplaintEvent
 )
+# The eight engagement topics' events (the counting core reads them light: counting.events).
+EngagementEvent = DispatchEvent | InteractionEvent | UnsubscribeEvent
 Event = (
     DispatchEvent
     | DeliveryEvent
@@ -386,7 +388,9 @@ class _Limits:
 _limits: list[_Limits] = []
 
 
-def _limits_for(cfg: ParseConfig, now: datetime) -> _Limits:
+def parse_limits(cfg: ParseConfig, now: datetime) -> _Limits:
+    """The limits for one (configuration, `now`), made once per batch (`counting.reading`
+    shares them)."""
     if _limits:
         last = _limits[0]
         if last.now is now and last.cfg is cfg:
@@ -415,7 +419,7 @@ def parse_record(topic: str, raw: bytes, now: datetime, cfg: ParseConfig) -> Eve
         raise RecordRejected(f"not JSON: {exc}", "not_json") from None
     if not isinstance(data, dict):
         raise RecordRejected(f"not JSON: expected an object, got {type(data).__name__}", "not_json")
-    limits = _limits_for(cfg, now)
+    limits = parse_limits(cfg, now)
     event: Event
     try:
         if model is not None:

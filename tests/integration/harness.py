@@ -118,17 +118,21 @@ class Pipeline:
             await producer.stop()
         return n
 
-    async def consume_all(
-        self, short: str, *, expect: int | None = None, timeout: float = 60
-    ) -> list[Any]:
-        """Every record of a topic from the start (waiting for `expect` of them if given)."""
-        consumer = AIOKafkaConsumer(
-            self.topic(short),
+    def _reader(self, topic: str) -> AIOKafkaConsumer:
+        """A consumer of every partition of `topic` from the start, outside any group."""
+        return AIOKafkaConsumer(
+            topic,
             bootstrap_servers=self.bootstrap,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
             group_id=None,
         )
+
+    async def consume_all(
+        self, short: str, *, expect: int | None = None, timeout: float = 60
+    ) -> list[Any]:
+        """Every record of a topic from the start (waiting for `expect` of them if given)."""
+        consumer = self._reader(self.topic(short))
         await consumer.start()
         records: list[Any] = []
         deadline = time.monotonic() + timeout
@@ -152,13 +156,7 @@ class Pipeline:
         """Every record a topic holds now (up to the end offsets read first): for a topic that
         nothing writes to any more, without `consume_all`'s two idle seconds."""
         topic = self.topic(short)
-        consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=self.bootstrap,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            group_id=None,
-        )
+        consumer = self._reader(topic)
         await consumer.start()
         records: list[Any] = []
         deadline = time.monotonic() + timeout

@@ -20,20 +20,11 @@ from hypothesis import strategies as st
 from counting import CountingConfig
 from counting.events import Click, Dispatch, Open, Unsubscribe, lighten
 from counting.reading import plain_timestamp, read_plain, read_record
-from models.events import CONTACT_MODELS, RecordRejected, parse_record
+from models.events import CONTACT_MODELS, ENGAGEMENT_MODELS, RecordRejected, parse_record
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 CFG = CountingConfig()
-ENGAGEMENT_TOPICS = (
-    "dispatch",
-    "delivery",
-    "open",
-    "click",
-    "reply",
-    "bounce",
-    "complaint",
-    "unsubscribe",
-)
+ENGAGEMENT_TOPICS = tuple(ENGAGEMENT_MODELS)
 MISSING = object()  # a field left out of the record
 
 
