@@ -32,6 +32,7 @@ QUICK = {
     "orgs": 4,
     "naive_budget": 20.0,
     "latency_seconds": 8.0,
+    "latency_warmup_seconds": 3.0,
     "api_seconds": 5.0,
     "recovery_contacts": 10_000,
     "check_sample": 0,
@@ -73,6 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--latency-high-rate", type=float, help="offered events/s, high-rate run (10000)"
     )
     s.add_argument("--latency-seconds", type=float, help="(20)")
+    s.add_argument(
+        "--latency-warmup",
+        type=float,
+        help="seconds offered before the measured ones, reported apart (5)",
+    )
     s.add_argument("--api-rate", type=float, help="offered requests/s (1000)")
     s.add_argument("--api-high-rate", type=float, help="offered requests/s of 5b (5000)")
     s.add_argument("--api-seconds", type=float, help="(15)")
@@ -128,6 +134,7 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         "latency_rate": "latency_rate",
         "latency_high_rate": "latency_high_rate",
         "latency_seconds": "latency_seconds",
+        "latency_warmup": "latency_warmup_seconds",
         "api_rate": "api_rate",
         "api_high_rate": "api_high_rate",
         "api_seconds": "api_seconds",

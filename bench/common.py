@@ -210,6 +210,14 @@ class Kafka:
         doomed = [n for n in names if n in existing]
         for start in range(0, len(doomed), 50):
             await self.admin.delete_topics(doomed[start : start + 50])
+        if doomed:
+            # The offset reader's client keeps every topic it was asked about in its metadata
+            # and would warn about each deleted one at every refresh: a fresh reader forgets.
+            await self.reader.stop()
+            self.reader = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, enable_auto_commit=False
+            )
+            await asyncio.wait_for(self.reader.start(), 20)
 
     async def list_topics(self) -> list[str]:
         topics: list[str] = await self.admin.list_topics()

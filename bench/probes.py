@@ -74,3 +74,23 @@ class Probes:
         """Sorted latencies of the probes seen (of `contacts`, or all)."""
         chosen = self.seen_at if contacts is None else [c for c in contacts if c in self.seen_at]
         return sorted((self.seen_at[c] - self.sent_at[c]) * 1000 for c in chosen)
+
+    def by_second(self, start: float) -> list[dict[str, float | int]]:
+        """p50 and max latency (ms) of the probes sent in each second after `start`: shows
+        whether a high percentile comes from the worker's first seconds or from all along."""
+        buckets: dict[int, list[float]] = {}
+        for contact, seen in self.seen_at.items():
+            sent = self.sent_at[contact]
+            buckets.setdefault(int(sent - start), []).append((seen - sent) * 1000)
+        out: list[dict[str, float | int]] = []
+        for second in sorted(buckets):
+            values = sorted(buckets[second])
+            out.append(
+                {
+                    "second": second,
+                    "probes": len(values),
+                    "p50_ms": round(values[len(values) // 2], 1),
+                    "max_ms": round(values[-1], 1),
+                }
+            )
+        return out

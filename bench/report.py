@@ -106,6 +106,17 @@ def rows(doc: dict[str, Any]) -> list[Row]:
             f"{item.get('probes_seen')}/{item.get('probes')} probes, "
             f"achieved {_num(item.get('achieved_events_per_second'))} ev/s",
         )
+        warm = item.get("warmup")
+        if isinstance(warm, dict) and warm.get("probes"):
+            out.append(
+                (
+                    TITLES[name],
+                    "warm-up p99",
+                    _num(warm.get("p99_ms"), "ms"),
+                    f"the {_num(warm.get('seconds'))} s before, not in the figures above "
+                    f"(p50 {_num(warm.get('p50_ms'), 'ms')}, {warm.get('probes')} probes)",
+                )
+            )
     for name in ("api", "api_high"):
         if name not in s or status_row(name):
             continue

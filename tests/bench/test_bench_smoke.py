@@ -45,7 +45,7 @@ def test_bench_harness_smoke(tmp_path: Path) -> None:
     args = [
         *("--events", "3000", "--contacts", "300", "--orgs", "3"),
         *("--only", ",".join(FAST), "--check-sample", "0"),
-        *("--latency-rate", "300", "--latency-seconds", "3"),
+        *("--latency-rate", "300", "--latency-seconds", "3", "--latency-warmup", "1"),
         *("--json", str(out), "--no-record", "--workdir", str(tmp_path / "work")),
     ]
     done = subprocess.run(
@@ -71,6 +71,13 @@ def test_bench_harness_smoke(tmp_path: Path) -> None:
     assert scenarios["pipeline"]["events"] == doc["backlog"]["events"] == 3000
     assert scenarios["raw"]["records_seen_by_app"] >= 3000
     assert doc["ratios"]["pipeline_over_raw"] is not None
+    # The latency figures are those after the warm-up, whose own are reported apart.
+    latency = scenarios["latency"]
+    assert latency["warmup"]["probes"] == 15 and latency["probes"] == 45, latency
+    assert sum(b["probes"] for b in latency["by_second"]) == 60
+    # Each scenario's own topics are gone once it is done (the backlog's stay to the end).
+    assert scenarios["pipeline"]["topics_dropped"] > 0
+    assert scenarios["latency"]["topics_dropped"] > 0
     for name in ("empty", "naive", "api", "recovery"):
         assert scenarios[name]["status"] == "not selected"
     assert {"commit", "date", "machine", "config", "backlog"} <= doc.keys()
