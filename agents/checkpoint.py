@@ -14,7 +14,8 @@ Between checkpoints the worker only applies envelope entries to decoded contacts
    (``streams.checkpoint_store``), so the local store never runs ahead of the changelog and
    Faust's recovery replays exactly what follows it.
 5. **Redis**: snapshots and segment indexes, a few round trips (skipped during an outage,
-   ``agents.redis_outage``).
+   ``agents.redis_outage``), rendered from the table values of step 4 by the snapshot
+   process (``agents.snapshot_process``), off the worker's core.
 6. **Acks** (by the worker, ``agents.engagement``): the checkpoint's envelopes are marked
    handled, and only then do their offsets count toward a commit.
 
@@ -45,7 +46,7 @@ from typing import Any, Protocol
 from aiokafka.errors import KafkaError
 
 from agents import metrics as m
-from agents.processor import CheckpointBatch, Outbound, SnapshotWrite
+from agents.processor import CheckpointBatch, Outbound, RedisJob
 from streams.checkpoint_store import CheckpointStore, Write
 from streams.records import Record
 from streams.topics import TopicNames
@@ -63,7 +64,11 @@ class Writer(Protocol):
 
 
 class Snapshots(Protocol):
-    async def apply(self, writes: Sequence[SnapshotWrite]) -> None: ...
+    def prepare(self, jobs: Sequence[RedisJob]) -> Any: ...
+
+    def drop(self, prepared: Any) -> None: ...
+
+    async def apply(self, jobs: Sequence[RedisJob], prepared: Any = None) -> None: ...
 
 
 class Abandoned(Exception):
@@ -115,10 +120,20 @@ class Checkpoint:
             return False
         return True
 
+    def prepare_redis(self, batch: CheckpointBatch) -> None:
+        """Start rendering the batch's Redis side now (it is written in step 5, once steps 1-4
+        are done; `drop_redis` if they are not)."""
+        batch.redis_ticket = self.snapshots.prepare([c.redis for c in batch.changes])
+
+    def drop_redis(self, batch: CheckpointBatch) -> None:
+        self.snapshots.drop(batch.redis_ticket)
+        batch.redis_ticket = None
+
     async def land_redis(self, batch: CheckpointBatch) -> None:
         """Step 5."""
         if batch.changes:
-            await self.snapshots.apply([c.redis for c in batch.changes])
+            await self.snapshots.apply([c.redis for c in batch.changes], batch.redis_ticket)
+        batch.redis_ticket = None
         self.crash("checkpoint-after-redis")
 
     async def _land(self, batch: CheckpointBatch, still_owner: Callable[[], bool]) -> None:

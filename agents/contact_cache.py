@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agents.history_view import HistoryView
 from agents.stored import StoredContact, unpack
 from counting import ContactState, CountingConfig
 
@@ -47,7 +46,6 @@ class HotContact:
     org_id: str
     contact_id: str
     by_event: bool = False  # changed by an event since the last checkpoint (else by expiry only)
-    history: HistoryView | None = None  # its tier history as rendered at the last checkpoint
     size: int = ENTRY_OVERHEAD_BYTES  # estimated bytes held (`estimated_bytes`)
 
     # init=False: a dataclass's generated __init__ runs interpreted even in a compiled module;
@@ -59,7 +57,6 @@ class HotContact:
         org_id: str,
         contact_id: str,
         by_event: bool = False,
-        history: HistoryView | None = None,
         size: int = ENTRY_OVERHEAD_BYTES,
     ) -> None:
         self.stored = stored
@@ -67,7 +64,6 @@ class HotContact:
         self.org_id = org_id
         self.contact_id = contact_id
         self.by_event = by_event
-        self.history = history
         self.size = size
 
 

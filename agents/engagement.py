@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -32,9 +32,16 @@ from agents import metrics as m
 from agents.checkpoint import Checkpoint, output_records
 from agents.checkpoint_pace import Coalescing
 from agents.due_index import DueIndex
-from agents.processor import CheckpointBatch, CheckpointBuild, EngagementProcessor
+from agents.processor import (
+    CheckpointBatch,
+    CheckpointBuild,
+    EngagementProcessor,
+    RedisJob,
+    render_jobs,
+)
 from agents.redis_outage import REDIS_ERRORS, OutageAwareSnapshots, RedisHealth
 from agents.redis_sink import RedisSink
+from agents.snapshot_process import SnapshotProcesses
 from agents.stored import peek, unpack
 from engagement_monitor.crash import CrashPoint
 from engagement_monitor.keyspace import split_state_key
@@ -71,17 +78,24 @@ def _raise_first(outcomes: list[Any]) -> None:
 
 
 class WriterService(Service):
-    """Starts and stops the worker's producer with the app."""
+    """Starts and stops the worker's producer and its snapshot process with the app."""
 
-    def __init__(self, writer: RecordWriter, **kwargs: Any) -> None:
+    def __init__(
+        self, writer: RecordWriter, snapshots: SnapshotProcesses | None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.writer = writer
+        self.snapshots = snapshots
 
     async def on_start(self) -> None:
         await self.writer.start()
+        if self.snapshots is not None:
+            await self.snapshots.start()
 
     async def on_stop(self) -> None:
         await self.writer.stop()
+        if self.snapshots is not None:
+            await self.snapshots.stop()
 
 
 class EngagementWorker:
@@ -109,7 +123,17 @@ class EngagementWorker:
             cluster=settings.redis_cluster,
         )
         self.redis = RedisHealth()
-        self.snapshots = OutageAwareSnapshots(self.sink.apply, self.redis)
+        # A checkpoint's Redis side (snapshots rendered from the table values, and written):
+        # in a process of its own (a core of its own), or here with EM_SNAPSHOT_PROCESSES=0.
+        self.snapshot_process = (
+            SnapshotProcesses(settings.snapshot_processes) if settings.snapshot_processes else None
+        )
+        child = self.snapshot_process
+        self.snapshots = (
+            OutageAwareSnapshots(child.write, self.redis, prepare=child.prepare, drop=child.drop)
+            if child is not None
+            else OutageAwareSnapshots(self._render_and_write, self.redis)
+        )
         self.guard = cast(GuardedConsumer, self.app.consumer)  # checked by create_app
         self.crash = CrashPoint(settings.crash_at)
         self.checkpoint = Checkpoint(
@@ -129,7 +153,7 @@ class EngagementWorker:
         else:
             self.ingest = build_ingest(settings, self.crash)
         # Started and stopped with the app: `App.service` takes an instance as well as a class.
-        self.app.service(cast(Any, WriterService(self.writer)))
+        self.app.service(cast(Any, WriterService(self.writer, self.snapshot_process)))
         # The ingest starts once the agent has its partitions and its tables recovered
         # (`_start_ingest`): framing envelopes nobody can read yet only lengthens their queue,
         # and the two stages then start together.
@@ -240,6 +264,10 @@ class EngagementWorker:
             self.forget(assigned)
 
         app.on_partitions_assigned.connect(forget_unassigned)  # type: ignore[arg-type]
+
+    async def _render_and_write(self, jobs: Sequence[RedisJob], _prepared: Any = None) -> None:
+        """A checkpoint's Redis jobs, rendered and written in the worker itself."""
+        await self.sink.apply(render_jobs(jobs, self.cfg))
 
     def forget(self, assigned: set[Any]) -> None:
         """Drop the in-memory store's contacts of partitions this worker no longer owns.
@@ -408,6 +436,7 @@ class EngagementWorker:
                 break
             if not more or build.unparted >= LAND_PART_CONTACTS:
                 part = build.take_part()
+                self.checkpoint.prepare_redis(part)  # rendering starts now, beside the landing
                 self.states = asyncio.ensure_future(
                     self._land_part(self.states, build, part, messages, redis)
                 )
@@ -449,7 +478,26 @@ class EngagementWorker:
         it (of this checkpoint or the one before) has landed its own, then start its Redis
         write (`Checkpoint.land_redis`) and return: Redis keeps the higher version of a
         contact, so Redis writes need no order among themselves, and the next part's states
-        need not wait for them. False if a part before was abandoned, or this one is."""
+        need not wait for them. False if a part before was abandoned, or this one is (its
+        Redis side, being rendered since it was built, is then dropped)."""
+        writing = False
+        try:
+            writing = await self._land_part_states(previous, build, part, messages)
+            if writing:
+                redis.append(asyncio.ensure_future(self.checkpoint.land_redis(part)))
+            return writing
+        finally:
+            if not writing:
+                self.checkpoint.drop_redis(part)
+
+    async def _land_part_states(
+        self,
+        previous: asyncio.Future[bool] | None,
+        build: CheckpointBuild,
+        part: CheckpointBatch,
+        messages: list[Any],
+    ) -> bool:
+        """`_land_part` up to its Redis write: True once its states have landed."""
         if previous is not None:
             try:
                 landed = await previous
@@ -488,7 +536,6 @@ class EngagementWorker:
         self.processor.landed(part)
         for change in part.changes:
             self.due.set(change.key, change.due)
-        redis.append(asyncio.ensure_future(self.checkpoint.land_redis(part)))
         return True
 
     async def _acknowledge(

@@ -3,10 +3,10 @@
 No Faust, Kafka or Redis here. The agent hands over the entries of each envelope with the
 partition it came from (``apply``); the processor folds them into decoded contacts held in a
 ``ContactCache``, collecting the records they cause (dead letters, dispatch statuses, entries
-forwarded to their owner). At a checkpoint (``checkpoint``) it says what changed: per dirty
-contact the table value to write, the snapshot and tiers Redis must show, and the tier changes
-to publish. What to do with that (which keys, which topics, in what order) is
-``agents.checkpoint``'s and ``agents.redis_sink``'s business.
+forwarded to their owner). At a checkpoint (``checkpoint``) it says what changed: per
+dirty contact the table value to write, the tier changes to publish, and the job of showing
+it in Redis (``RedisJob``, rendered by ``render_job``). What to do with that (which keys,
+which topics, in what order) is ``agents.checkpoint``'s and ``agents.redis_sink``'s business.
 
 Every entry names the partition of the envelope it came in (``home``), which owns its contact:
 the ingest stage routed it there.
@@ -25,15 +25,15 @@ from typing import Any, Literal
 import orjson
 
 from agents.contact_cache import ContactCache, HotContact, Load
-from agents.history_view import HistoryView
-from agents.history_view import advance as advance_history
+from agents.history_view import history_after
 from agents.history_view import render as render_history
 from agents.org_index import NO_INDEX, OrgIndex, org_index
-from agents.stored import Published, StoredContact, pack
+from agents.stored import Published, StoredContact, pack, unpack
 from counting import (
     CountingConfig,
     apply_event,
     build_snapshot,
+    current_tiers,
     expire,
     next_expiry,
     tier_changes,
@@ -41,6 +41,7 @@ from counting import (
 )
 from counting.reading import read_record
 from counting.send_times import Hours
+from counting.timeutil import from_us, to_us
 from engagement_monitor.keyspace import split_state_key, state_key
 from engagement_monitor.snapshot_codec import pack_snapshot
 from models.events import RecordRejected
@@ -122,17 +123,12 @@ def snapshot_write(
     published: Published,
     hours: Hours,
     now: datetime,
-    view: HistoryView | None = None,
 ) -> SnapshotWrite:
     """What Redis must show for a contact whose snapshot was just built, with the tiers it
-    shows: the one place a checkpoint and a Redis rebuild both make it. `view`: the contact's
-    history already rendered (`agents.history_view`), else it is rendered here."""
+    shows: the one place a checkpoint and a Redis rebuild both make it."""
     if snapshot is None:
         return SnapshotWrite(org_id, contact_id, stored.version, None, published)
-    if view is not None:
-        packed_history, members = view.packed, view.members
-    else:
-        packed_history, members = render_history(stored.history, now)
+    packed_history, members = render_history(stored.history, now)
     return SnapshotWrite(
         org_id,
         contact_id,
@@ -145,6 +141,63 @@ def snapshot_write(
 
 
 @dataclass(slots=True, init=False)
+class RedisJob:
+    """What a checkpoint asks of Redis for one contact: to show it as its table value says at
+    `now_us` (µs since the epoch). Turned into a `SnapshotWrite` (snapshot, history, org
+    indexes: the larger part of a checkpoint's work per contact) by `render_job`, in the
+    snapshot process (`agents.snapshot_process`) or, without one, in the worker. `shown`: the
+    contact has a snapshot (it has tiers); else Redis must show nothing of it (`value` None:
+    the table entry is gone too)."""
+
+    org_id: str
+    contact_id: str
+    version: int
+    value: bytes | None
+    now_us: int
+    shown: bool
+
+    # init=False: a dataclass's generated __init__ runs interpreted even in a compiled module;
+    # this one is compiled (`engagement_monitor.native`).
+    def __init__(
+        self,
+        org_id: str,
+        contact_id: str,
+        version: int,
+        value: bytes | None,
+        now_us: int,
+        shown: bool,
+    ) -> None:
+        self.org_id = org_id
+        self.contact_id = contact_id
+        self.version = version
+        self.value = value
+        self.now_us = now_us
+        self.shown = shown
+
+    def removal(self) -> SnapshotWrite:
+        """The write that removes what Redis shows of the contact (for a job not `shown`)."""
+        return SnapshotWrite(self.org_id, self.contact_id, self.version, None, {})
+
+
+def render_job(job: RedisJob, cfg: CountingConfig) -> SnapshotWrite:
+    """The Redis content of one job: what `EngagementProcessor.snapshot_of` gives for the
+    stored contact at the job's time (the tiers shown are the snapshot's own, which are the
+    ones the checkpoint stored and published: `counting.current_tiers`)."""
+    if job.value is None or not job.shown:
+        return job.removal()
+    stored = unpack(job.value, cfg)
+    now = from_us(job.now_us)
+    hours: Hours = {}
+    snapshot = build_snapshot(job.org_id, job.contact_id, stored.state, now, cfg, hours)
+    current: Published = dict(tiers(snapshot)) if snapshot is not None else {}
+    return snapshot_write(job.org_id, job.contact_id, stored, snapshot, current, hours, now)
+
+
+def render_jobs(jobs: Sequence[RedisJob], cfg: CountingConfig) -> list[SnapshotWrite]:
+    return [render_job(job, cfg) for job in jobs]
+
+
+@dataclass(slots=True, init=False)
 class ContactChange:
     """One dirty contact at a checkpoint: the table value (None: delete the entry), where its
     changelog record goes, its Redis write and when it next needs an expiry tick."""
@@ -152,7 +205,7 @@ class ContactChange:
     key: bytes
     partition: int
     value: bytes | None
-    redis: SnapshotWrite
+    redis: RedisJob
     due: int | None
 
     # init=False: a dataclass's generated __init__ runs interpreted even in a compiled module;
@@ -162,7 +215,7 @@ class ContactChange:
         key: bytes,
         partition: int,
         value: bytes | None,
-        redis: SnapshotWrite,
+        redis: RedisJob,
         due: int | None,
     ) -> None:
         self.key = key
@@ -184,6 +237,8 @@ class CheckpointBatch:
     outcomes: Counter[str] = field(default_factory=Counter)
     tier_changes: Counter[str] = field(default_factory=Counter)
     forwarded: int = 0  # entries on an envelope of the wrong partition, sent to their owner
+    # Its Redis jobs being rendered ahead of their write (`agents.checkpoint.prepare_redis`).
+    redis_ticket: Any = None
 
 
 def dead_letter(
@@ -379,31 +434,32 @@ class EngagementProcessor:
         return CheckpointBuild(self, batch, list(self.cache.take_dirty().items()), chunk)
 
     def _change(
-        self, key: bytes, hot: HotContact, now: datetime, now_ms: int, batch: CheckpointBatch
+        self, key: bytes, hot: HotContact, now: datetime, now_us: int, batch: CheckpointBatch
     ) -> ContactChange:
+        """The contact's table value, tier changes and Redis job. Its snapshot is not built
+        here: only its tiers (`current_tiers`), which are published and stored; the snapshot,
+        history and org indexes are built from the value by whoever renders the job."""
         stored, state = hot.stored, hot.stored.state
-        hours: Hours = {}
-        snapshot = build_snapshot(hot.org_id, hot.contact_id, state, now, self.cfg, hours)
-        current: Published = dict(tiers(snapshot)) if snapshot is not None else {}
+        current = current_tiers(hot.org_id, state, now, self.cfg)
         cause: Literal["event", "expiry"] = "event" if hot.by_event else "expiry"
         hot.by_event = False
         changes = tier_changes(hot.org_id, hot.contact_id, stored.published, current, cause, now)
         for change in changes:
             batch.outputs.append(Outbound("tier-changes", key, orjson.dumps(change)))
             batch.tier_changes[cause] += 1
-        view = hot.history = advance_history(stored, hot.history, changes, now, self.cfg)
+        if changes or stored.history:
+            stored.history = history_after(stored.history, changes, now, self.cfg)
         stored.published = current
         # The write's time in ms, bumped to stay increasing: Redis refuses older versions (and
         # keeps a removed contact's for a day), so a contact that comes back after its table
         # entry was dropped must not start again from 1.
-        stored.version = max(stored.version + 1, now_ms)
+        stored.version = max(stored.version + 1, now_us // 1000)
         due = next_expiry(state, self.cfg)
         # Nothing left, not even a tombstone to honour: the table entry goes.
         value = None if state.is_empty() else pack(stored, due)
-        write = snapshot_write(
-            hot.org_id, hot.contact_id, stored, snapshot, current, hours, now, view
-        )
-        return ContactChange(key, hot.partition, value, write, due)
+        # A contact has a snapshot exactly when it has tiers (the overall scope at least).
+        job = RedisJob(hot.org_id, hot.contact_id, stored.version, value, now_us, bool(current))
+        return ContactChange(key, hot.partition, value, job, due)
 
     def landed(self, batch: CheckpointBatch) -> None:
         """The batch's values are in the table now: reads may go to the store again (unless a
@@ -465,7 +521,7 @@ class CheckpointBuild:
         self.chunk = chunk
         self.done = 0
         self.now = processor.clock()
-        self.now_ms = int(self.now.timestamp() * 1000)
+        self.now_us = to_us(self.now)
         self.epoch = processor.abandoned
         self._parted = (0, 0)  # (outputs, changes) of `batch` already taken as parts
 
@@ -501,7 +557,7 @@ class CheckpointBuild:
         end = min(self.done + self.chunk, len(self.dirty))
         unlanded = processor.unlanded
         for key, hot in self.dirty[self.done : end]:
-            change = processor._change(key, hot, self.now, self.now_ms, batch)
+            change = processor._change(key, hot, self.now, self.now_us, batch)
             batch.changes.append(change)
             unlanded[key] = change.value
             cache.landed(key, change.value)

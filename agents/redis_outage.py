@@ -25,11 +25,12 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from redis.exceptions import RedisError
 
 from agents import metrics as m
-from agents.processor import SnapshotWrite
+from agents.processor import RedisJob, SnapshotWrite
 
 log = logging.getLogger("engagement_monitor.redis")
 
@@ -102,41 +103,64 @@ class RedisHealth:
 
 
 class OutageAwareSnapshots:
-    """`agents.checkpoint.Snapshots` that never holds a batch for Redis: skips while it is down."""
+    """`agents.checkpoint.Snapshots` that never holds a batch for Redis: skips while it is down.
+
+    `write` renders and writes a checkpoint's Redis jobs (`agents.snapshot_process`, or the
+    worker's own sink); what it raises of `REDIS_ERRORS` starts or prolongs an outage.
+    `prepare` and `drop`, when given, start rendering a part's jobs as soon as it is built, and
+    forget them when it is abandoned (`agents.snapshot_process.SnapshotProcess`)."""
 
     def __init__(
         self,
-        write: Callable[[Sequence[SnapshotWrite]], Awaitable[None]],
+        write: Callable[[Sequence[RedisJob], Any], Awaitable[None]],
         health: RedisHealth,
         max_held_deletes: int = MAX_HELD_DELETES,
+        *,
+        prepare: Callable[[Sequence[RedisJob]], Any] | None = None,
+        drop: Callable[[Any], None] | None = None,
     ) -> None:
         self.write = write
+        self.prepare_jobs = prepare
+        self.drop_prepared = drop
         self.health = health
         self.max_held_deletes = max_held_deletes
         # (org, contact) -> the newest delete op not yet in Redis
         self.held_deletes: dict[tuple[str, str], SnapshotWrite] = {}
         self.deletes_dropped = 0
 
-    async def apply(self, ops: Sequence[SnapshotWrite]) -> None:
-        if not ops:
+    def prepare(self, jobs: Sequence[RedisJob]) -> Any:
+        """Start rendering a part's jobs (while Redis is up): what `apply` or `drop` take."""
+        if not jobs or not self.health.up or self.prepare_jobs is None:
+            return None
+        return self.prepare_jobs(jobs)
+
+    def drop(self, prepared: Any) -> None:
+        if prepared is not None and self.drop_prepared is not None:
+            self.drop_prepared(prepared)
+
+    async def apply(self, jobs: Sequence[RedisJob], prepared: Any = None) -> None:
+        if not jobs:
+            self.drop(prepared)
             return
         if self.health.up:
             try:
-                await self.write(ops)
+                await self.write(jobs, prepared)
                 return
             except REDIS_ERRORS as exc:
                 self.health.failed(exc, "writing snapshots")
-        self.hold(ops)
+        else:
+            self.drop(prepared)
+        self.hold(jobs)
 
-    def hold(self, ops: Sequence[SnapshotWrite]) -> None:
+    def hold(self, jobs: Sequence[RedisJob]) -> None:
         """Remember what a rebuild from the tables cannot redo: the deletions."""
-        m.REDIS_WRITES_HELD.inc(len(ops))
-        for op in ops:
-            key = (op.org_id, op.contact_id)
-            if op.snapshot is not None:
+        m.REDIS_WRITES_HELD.inc(len(jobs))
+        for job in jobs:
+            key = (job.org_id, job.contact_id)
+            if job.shown:
                 self.held_deletes.pop(key, None)  # re-created: the rebuild writes it
             elif key in self.held_deletes or len(self.held_deletes) < self.max_held_deletes:
-                self.held_deletes[key] = op
+                self.held_deletes[key] = job.removal()
             else:
                 self.deletes_dropped += 1
                 if self.deletes_dropped == 1:

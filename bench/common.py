@@ -431,3 +431,28 @@ def dir_bytes(path: Path) -> int:
 
 def wipe(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+async def settle_host(
+    busy_below: float = 0.25, window: float = 1.0, limit: float = 30.0
+) -> tuple[float, float]:
+    """Wait until the machine's CPU use over `window` seconds is below `busy_below` (a share
+    of all cores), at most `limit` seconds: what a scenario before left running (a JVM
+    exiting, the broker deleting a thousand partitions' files a minute after their topics)
+    must not be measured as this one's latency. (seconds waited, busy share at the end)."""
+    started = time.monotonic()
+    while True:
+        busy0, total0 = _cpu_times()
+        await asyncio.sleep(window)
+        busy1, total1 = _cpu_times()
+        share = (busy1 - busy0) / max(1, total1 - total0)
+        waited = time.monotonic() - started
+        if share < busy_below or waited >= limit:
+            return round(waited, 1), round(share, 3)

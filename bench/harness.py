@@ -53,6 +53,7 @@ from bench.common import (
     percentile,
     produce,
     python_module,
+    settle_host,
     wait_healthy,
     watch_drain,
 )
@@ -653,6 +654,7 @@ async def _latency(ctx: Context, name: str, rate: float) -> dict[str, Any]:
     ).records
     probe_org = ctx.org_prefix(f"probe-{name}")
     ctx.topics_created += list(names.all)
+    settled = await settle_host()
     proc = ctx.services.start_worker(name, env)
     producer = AIOKafkaProducer(bootstrap_servers=ctx.services.bootstrap, linger_ms=5)
     try:
@@ -717,6 +719,8 @@ async def _latency(ctx: Context, name: str, rate: float) -> dict[str, Any]:
             },
             "by_second": probes.by_second(start),
             "seconds_to_healthy": round(healthy, 2),
+            # Waited for the host to settle first (seconds, then its busy share of all cores).
+            "host_settled": {"seconds": settled[0], "busy_share": settled[1]},
         }
     finally:
         with contextlib.suppress(Exception):

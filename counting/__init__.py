@@ -12,7 +12,7 @@ from counting.apply import ApplyOutcome, apply_event
 from counting.codec import decode, encode
 from counting.config import CountingConfig
 from counting.expiry import expire, next_expiry
-from counting.snapshot import build_snapshot
+from counting.snapshot import build_snapshot, current_tiers
 from counting.state import ContactState, MessageRecord
 from counting.tiering import TierMap, tier_changes, tiers
 
@@ -24,6 +24,7 @@ __all__ = [
     "TierMap",
     "apply_event",
     "build_snapshot",
+    "current_tiers",
     "decode",
     "encode",
     "expire",

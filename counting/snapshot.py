@@ -27,7 +27,14 @@ from counting.subscriptions import status
 from counting.tiering import TierMap, tier_changes, tiers
 from counting.timeutil import DAY_US, iso, iso_seconds, to_us
 
-__all__ = ["TierMap", "build_snapshot", "tier_changes", "tiers", "window_totals"]
+__all__ = [
+    "TierMap",
+    "build_snapshot",
+    "current_tiers",
+    "tier_changes",
+    "tiers",
+    "window_totals",
+]
 
 
 def window_totals(state: ContactState, now_us: int, cfg: CountingConfig) -> dict[str, int]:
@@ -234,3 +241,46 @@ def build_snapshot(
         },
         "best_send_times": best_send_times(histograms, dispatched_by_channel, org_id, cfg),
     }
+
+
+def current_tiers(
+    org_id: str, state: ContactState | None, now: datetime, cfg: CountingConfig
+) -> TierMap:
+    """``tiers(build_snapshot(org_id, ..., state, now, cfg))`` without building the snapshot.
+
+    A checkpoint needs a contact's tiers at once (its tier changes are published, and the
+    tiers are stored with the state), while the snapshot itself is built for Redis only, and
+    can be built elsewhere from the stored value (`agents.snapshot_process`). This reads the
+    same totals and applies the same rules as `build_snapshot`: which channels are shown, when
+    there is no snapshot at all, the lanes of delivered and engaged, and the channel order.
+    A property test holds the two to each other on drawn states."""
+    if state is None:
+        return {}
+    totals = window_totals(state, to_us(now), cfg)
+    figures = {ch: _figures(v) for ch, v in totals.items() if v}
+    present = set(figures)
+    for channel, timeline in state.subscriptions.items():
+        if timeline:
+            present.add(channel)
+    if state.sent_channels:
+        present.update(state.sent_channels)
+    if (
+        not present
+        and not any(entry[2] for entry in state.lists.values())
+        and all(v[2] is None for v in state.registration.values())
+    ):
+        return {}
+    engaged_lane = _ENGAGED if cfg.excludes_machine_events(org_id) else _ENGAGED_ALL
+    by_channel: TierMap = {}
+    delivered_total = engaged_total = 0
+    for channel in _channel_order(present, cfg):
+        counts = figures.get(channel, _ZERO)
+        delivered, engaged = counts[_DELIVERED], counts[engaged_lane]
+        rate = percent(engaged, delivered)
+        by_channel[channel] = (tier_of(rate), as_number(rate))
+        delivered_total += delivered
+        engaged_total += engaged
+    overall = percent(engaged_total, delivered_total)
+    result: TierMap = {None: (tier_of(overall), as_number(overall))}
+    result.update(by_channel)
+    return result

@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     org_timezones: dict[str, str] = Field(default_factory=dict)
     # Processes running the ingest stage beside the worker (0: inside the worker's event loop).
     ingest_processes: int = Field(1, ge=0, le=16)
+    # Processes rendering and writing checkpoints' snapshots to Redis beside the worker, taking
+    # the parts in turn (0: in the worker's own event loop; agents/snapshot_process.py).
+    snapshot_processes: int = Field(2, ge=0, le=8)
     batch_max_records: int = Field(8000, ge=1)  # input records per ingest fetch
     # The longest the ingest and the agent wait to fill a batch when traffic is light.
     batch_max_seconds: float = Field(0.02, gt=0)

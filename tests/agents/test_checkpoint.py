@@ -12,7 +12,7 @@ from typing import Any
 from aiokafka.errors import KafkaConnectionError
 
 from agents.checkpoint import MAX_RETRY_SECONDS, Checkpoint
-from agents.processor import CheckpointBatch, ContactChange, Outbound, SnapshotWrite
+from agents.processor import CheckpointBatch, ContactChange, Outbound, RedisJob
 from streams.checkpoint_store import Write
 from streams.records import Record
 from streams.topics import TopicNames
@@ -56,13 +56,21 @@ class Snapshots:
     def __init__(self, log: list[Any]) -> None:
         self.log = log
 
-    async def apply(self, writes: Sequence[SnapshotWrite]) -> None:
-        self.log.append(("redis", [(w.org_id, w.contact_id, w.version) for w in writes]))
+    def prepare(self, jobs: Sequence[RedisJob]) -> Any:
+        self.log.append(("prepare", [j.contact_id for j in jobs]))
+        return "ticket"
+
+    def drop(self, prepared: Any) -> None:
+        self.log.append(("drop", prepared))
+
+    async def apply(self, jobs: Sequence[RedisJob], prepared: Any = None) -> None:
+        self.log.append(("redis", [(j.org_id, j.contact_id, j.version) for j in jobs]))
 
 
 def _change(contact: str, partition: int, value: bytes | None) -> ContactChange:
     key = f"o:{contact}".encode()
-    return ContactChange(key, partition, value, SnapshotWrite("o", contact, 7, b"{}", {}), None)
+    job = RedisJob("o", contact, 7, value, 1_000, value is not None)
+    return ContactChange(key, partition, value, job, None)
 
 
 def _batch() -> CheckpointBatch:

@@ -1,7 +1,6 @@
-"""The history a checkpoint keeps rendered between checkpoints (`agents.history_view`) is, at
-every checkpoint, byte for byte what rendering the stored rows from scratch gives: the rows kept,
-the compressed array Redis stores and the org's tier-change members, as time passes rows out of
-the window and the 7-day horizon, with and without new changes, and after a restart."""
+"""A contact's tier history (`agents.history_view`): the rows a checkpoint keeps, and what
+Redis shows of them (the compressed array and the org's tier-change members) as time passes
+rows out of the window and the 7-day horizon."""
 
 from __future__ import annotations
 
@@ -12,10 +11,10 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.history_view import HistoryView, advance, history_after, history_json
+from agents.history_view import history_after, history_json, render
 from agents.org_index import change_members
-from agents.stored import HISTORY_MAX, StoredContact
-from counting import ContactState, CountingConfig
+from agents.stored import HISTORY_MAX
+from counting import CountingConfig
 from engagement_monitor.snapshot_codec import pack_snapshot
 
 CFG = CountingConfig()
@@ -62,44 +61,37 @@ def _expected(history: list[Any], now: datetime) -> tuple[bytes | None, Any]:
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(checkpoint, min_size=1, max_size=25))
-def test_the_view_equals_the_history_rendered_from_scratch(steps: list[Any]) -> None:
-    reference: list[Any] = []
-    stored = StoredContact(ContactState())
-    view: HistoryView | None = None
+def test_the_rows_kept_are_the_window_s_newest_and_render_as_redis_shows_them(
+    steps: list[Any],
+) -> None:
+    """Checkpoint after checkpoint (`history_after`), the rows kept are those of the window,
+    at most `HISTORY_MAX`, oldest first; `render` gives the compressed array and the org's
+    tier-change members of exactly those rows."""
+    history: list[Any] = []
+    everything: list[Any] = []
     now = START
-    for seconds, micros, changes, reloaded in steps:
+    for seconds, micros, changes, _reloaded in steps:
         now += timedelta(seconds=seconds, microseconds=micros)
         rows = [_change(now, *c) for c in changes]
-        if reloaded:  # a contact read back from the table has no view yet
-            view = None
-        view = advance(stored, view, rows, now, CFG)
-        if rows or reference:
-            reference = history_after(reference, rows, now, CFG)
-        assert stored.history == reference
-        assert (view.packed, view.members) == _expected(reference, now)
-        assert len(stored.history) <= HISTORY_MAX
+        everything += [
+            [c["changed_at"], c["channel"], c["previous_tier"], c["tier"], c["rate"], c["cause"]]
+            for c in rows
+        ]
+        history = history_after(history, rows, now, CFG)
+        start = now - timedelta(days=CFG.window_days)
+        in_window = [r for r in everything if datetime.fromisoformat(r[0]) >= start]
+        assert history == in_window[-HISTORY_MAX:]
+        assert render(history, now) == _expected(history, now)
 
 
-def test_a_checkpoint_without_changes_reuses_the_view_until_a_row_leaves_the_horizon() -> None:
-    stored = StoredContact(ContactState())
-    first = advance(stored, None, [_change(START, None, None, "low")], START, CFG)
-    assert len(first.members) == 1
-    later = START + timedelta(days=6, hours=23)
-    assert advance(stored, first, [], later, CFG) is first  # nothing rendered again
-    past = START + timedelta(days=7, seconds=1)
-    moved = advance(stored, first, [], past, CFG)
-    assert moved is not first and moved.members == () and len(stored.history) == 1
-    gone = advance(stored, moved, [], START + timedelta(days=CFG.window_days, seconds=1), CFG)
-    assert gone.packed is None and stored.history == []
-
-
-def test_a_clock_set_back_renders_the_view_again() -> None:
-    stored = StoredContact(ContactState())
-    first = advance(stored, None, [_change(START, None, None, "low")], START, CFG)
-    after_horizon = advance(stored, first, [], START + timedelta(days=8), CFG)
-    assert after_horizon.members == ()
-    back = advance(stored, after_horizon, [], START + timedelta(days=1), CFG)
-    assert back.members == change_members(stored.history, START + timedelta(days=1)) != ()
+def test_members_leave_the_horizon_and_rows_the_window() -> None:
+    history = history_after([], [_change(START, None, None, "low")], START, CFG)
+    assert len(render(history, START + timedelta(days=6, hours=23))[1]) == 1
+    packed, members = render(history, START + timedelta(days=7, seconds=1))
+    assert members == () and packed is not None
+    gone = START + timedelta(days=CFG.window_days, seconds=1)
+    assert history_after(history, [], gone, CFG) == []
+    assert render([], gone) == (None, ())
 
 
 def test_history_json_is_the_api_items_newest_first() -> None:

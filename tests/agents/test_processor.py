@@ -38,6 +38,7 @@ from agents.processor import (
     EngagementProcessor,
     Outbound,
     SnapshotWrite,
+    render_job,
 )
 from agents.redis_args import segment_members
 from agents.stored import StoredContact, peek, unpack
@@ -260,13 +261,19 @@ def only_change(batch: CheckpointBatch) -> ContactChange:
     return batch.changes[0]
 
 
+def rendered(change: ContactChange) -> SnapshotWrite:
+    """What Redis is asked to show of a changed contact: its job, rendered as the snapshot
+    process (or a worker without one) renders it."""
+    return render_job(change.redis, CFG)
+
+
 def only_write(batch: CheckpointBatch) -> SnapshotWrite:
-    return only_change(batch).redis
+    return rendered(only_change(batch))
 
 
 def write_of(batch: CheckpointBatch, contact: str, org: str = ORG) -> SnapshotWrite:
     (change,) = [c for c in batch.changes if c.key == key_of(contact, org)]
-    return change.redis
+    return rendered(change)
 
 
 def written(batch: CheckpointBatch) -> list[bytes]:
@@ -342,7 +349,8 @@ def test_keyed_messages_on_their_partition_give_one_write_one_snapshot_and_the_d
     due = int(sent.timestamp()) + 90 * DAY_S + 1
     assert peek(change.value, CFG) == (NOW_MS, due)  # the header alone tells both
 
-    write = change.redis
+    assert change.redis.shown and change.redis.value == change.value
+    write = rendered(change)
     assert (write.org_id, write.contact_id, write.version) == (ORG, "c1", NOW_MS)
     snap = snapshot(write)
     assert snap["org_id"] == ORG and snap["contact_id"] == "c1"
@@ -1327,7 +1335,7 @@ def test_contacts_of_different_orgs_never_share_state(
         ],
     )
 
-    writes = [c.redis for c in out.changes]
+    writes = [rendered(c) for c in out.changes]
     assert sorted((w.org_id, w.contact_id) for w in writes) == [("a", "b:c"), ("a:b", "c")]
     assert len({c.key for c in out.changes}) == 2
     for write in writes:

@@ -11,7 +11,7 @@ import pytest
 
 from agents.contact_cache import HotContact
 from agents.org_index import OrgIndex
-from agents.processor import ContactChange, Outbound, SnapshotWrite
+from agents.processor import ContactChange, Outbound, RedisJob, SnapshotWrite
 from agents.stored import StoredContact
 from counting.apply import ApplyOutcome
 from counting.state import ContactState, MessageRecord
@@ -40,11 +40,19 @@ REQUIRED: dict[type[Any], dict[str, Any]] = {
         "snapshot": None,
         "tiers": {},
     },
+    RedisJob: {
+        "org_id": "o",
+        "contact_id": "c",
+        "version": 1,
+        "value": None,
+        "now_us": 5,
+        "shown": False,
+    },
     ContactChange: {
         "key": b"k",
         "partition": 0,
         "value": None,
-        "redis": SnapshotWrite("o", "c", 1, None, {}),
+        "redis": RedisJob("o", "c", 1, None, 5, False),
         "due": None,
     },
 }
@@ -112,4 +120,6 @@ def _marker(value: Any) -> Any:
         return OrgIndex(heat="marked")
     if isinstance(value, SnapshotWrite):
         return SnapshotWrite("o", "marked", 2, None, {})
+    if isinstance(value, RedisJob):
+        return RedisJob("o", "marked", 2, None, 6, True)
     return value

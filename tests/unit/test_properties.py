@@ -14,9 +14,11 @@ from counting import (
     CountingConfig,
     apply_event,
     build_snapshot,
+    current_tiers,
     decode,
     encode,
     expire,
+    tiers,
 )
 from counting.buckets import rebuild
 from models.events import ContactDelete, Event
@@ -177,3 +179,18 @@ def test_replaying_everything_again_changes_nothing(
         state = apply_event(state, event, f.NOW, cfg).state
     after = build_snapshot(f.ORG, f.CONTACT, state, f.NOW, cfg)
     assert comparable(after, scenario) == comparable(before, scenario)
+
+
+@SETTINGS
+@given(scenario=scenarios(), data=st.data())
+def test_current_tiers_are_the_tiers_of_the_snapshot(scenario: list[Event], data: Any) -> None:
+    """A checkpoint takes a contact's tiers from `current_tiers` and leaves the snapshot to be
+    built elsewhere (`agents.snapshot_process`): both must agree on every state, at any time
+    (later times expire messages), for orgs that exclude machine events and orgs that do not,
+    scope by scope and in the same order (the order is stored with the state)."""
+    cfg = data.draw(st.sampled_from(CONFIGS))
+    state = replay(scenario, cfg, through_codec=False)
+    when = f.NOW + timedelta(seconds=data.draw(st.sampled_from([0, 1, 30 * DAY, 91 * DAY])))
+    expected = tiers(build_snapshot(f.ORG, f.CONTACT, state, when, cfg))
+    got = current_tiers(f.ORG, state, when, cfg)
+    assert list(got.items()) == list(expected.items())
