@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -73,6 +74,19 @@ class Snapshots(Protocol):
 
 class Abandoned(Exception):
     """The worker lost a partition of the checkpoint, or began to stop, before its states."""
+
+
+STEP_SECONDS = {
+    step: m.CHECKPOINT_STEP_SECONDS.labels(step)
+    for step in ("wait", "outputs", "changelog", "store", "redis")
+}
+
+
+def _observed(step: str, started: float) -> float:
+    """Record a step's time since `started`; returns now (the next step's start)."""
+    now = time.perf_counter()
+    STEP_SECONDS[step].observe(now - started)
+    return now
 
 
 def output_records(outputs: Sequence[Outbound], names: TopicNames) -> list[Record]:
@@ -132,15 +146,19 @@ class Checkpoint:
     async def land_redis(self, batch: CheckpointBatch) -> None:
         """Step 5."""
         if batch.changes:
+            started = time.perf_counter()
             await self.snapshots.apply([c.redis for c in batch.changes], batch.redis_ticket)
+            STEP_SECONDS["redis"].observe(time.perf_counter() - started)
         batch.redis_ticket = None
         self.crash("checkpoint-after-redis")
 
     async def _land(self, batch: CheckpointBatch, still_owner: Callable[[], bool]) -> None:
         # 1. Outputs, acknowledged.
+        started = time.perf_counter()
         if batch.outputs:
             records = output_records(batch.outputs, self.names)
             await self._write(records, still_owner, "outputs")
+            started = _observed("outputs", started)
         self.crash("checkpoint-after-outputs")
         # 2. Still the owner of every partition written below?
         if not still_owner():
@@ -154,6 +172,7 @@ class Checkpoint:
                 still_owner,
                 "changelog",
             )
+            started = _observed("changelog", started)
             self.crash("checkpoint-after-changelog")
             # 4. Table store: values and changelog offset in one write per partition.
             by_partition: dict[int, list[Write]] = {}
@@ -165,6 +184,7 @@ class Checkpoint:
             store = self.store()
             for partition, writes in by_partition.items():
                 store.write_checkpoint(partition, writes, offsets[(topic, partition)])
+            _observed("store", started)
             self.crash("checkpoint-after-store")
 
     async def _write(

@@ -29,7 +29,7 @@ from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents import metrics as m
-from agents.checkpoint import Checkpoint, output_records
+from agents.checkpoint import STEP_SECONDS, Checkpoint, output_records
 from agents.checkpoint_pace import Coalescing
 from agents.due_index import DueIndex
 from agents.processor import (
@@ -312,6 +312,8 @@ class EngagementWorker:
         assigned = self.app.consumer.assignment()
         processor, read_upto = self.processor, self.read_upto
         applied = skipped = since_yield = 0
+        wall = time.time()
+        waits = m.ENVELOPE_WAIT_SECONDS
         for event in events:
             message = event.message
             tp = message.tp
@@ -319,6 +321,7 @@ class EngagementWorker:
                 skipped += 1
                 continue
             read_upto[tp] = message.offset
+            waits.observe(max(0.0, wall - message.timestamp))
             self.pending.append(message)  # not a local: a failed landing may reset it below
             try:
                 entries = envelope.decode(message.value or b"")
@@ -499,8 +502,10 @@ class EngagementWorker:
     ) -> bool:
         """`_land_part` up to its Redis write: True once its states have landed."""
         if previous is not None:
+            waited = time.perf_counter()
             try:
                 landed = await previous
+                STEP_SECONDS["wait"].observe(time.perf_counter() - waited)
             except BaseException:
                 self._abandon()  # built on the changes of the one that failed
                 raise

@@ -91,6 +91,21 @@ CHECKPOINT_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
     registry=REGISTRY,
 )
+CHECKPOINT_STEP_SECONDS = Histogram(
+    "em_checkpoint_step_seconds",
+    "Time spent in each step of a checkpoint's part: waiting for the part before it to land its "
+    "states (wait), outputs, changelog, table store, Redis (agents/checkpoint.py)",
+    ["step"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
+ENVELOPE_WAIT_SECONDS = Histogram(
+    "em_envelope_wait_seconds",
+    "Time from an envelope's writing by the ingest to its applying by the agent (the Kafka "
+    "record's timestamp against the worker's clock): Faust's fetch and batching",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
 CHECKPOINT_NEW_CONTACT_SHARE = Gauge(
     "em_checkpoint_new_contact_share",
     "Share of the pending checkpoint's latest entries that made a new contact dirty: at most "

@@ -7,6 +7,7 @@ produces, polls offsets and reads Redis, and never competes with the measured co
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import shutil
 import signal
@@ -456,3 +457,49 @@ async def settle_host(
         waited = time.monotonic() - started
         if share < busy_below or waited >= limit:
             return round(waited, 1), round(share, 3)
+
+
+class HarnessPauses:
+    """Garbage collections of the harness process while a latency is measured.
+
+    The harness holds the backlog and its reference (millions of objects) while it measures
+    latency: a full collection over them stops its producer and its Redis poller alike, and
+    every probe in flight looks that much slower. Recorded so a figure can be told apart from
+    the worker's own, and avoided with `gc.freeze()` (`freeze_heap`).
+    """
+
+    def __init__(self) -> None:
+        self.durations_ms: list[float] = []
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started:
+            self.durations_ms.append((time.perf_counter() - self._started) * 1000)
+            self._started = 0.0
+
+    def start(self) -> HarnessPauses:
+        if self._callback not in gc.callbacks:
+            gc.callbacks.append(self._callback)
+        return self
+
+    def stop(self) -> None:
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
+    def summary(self) -> dict[str, float | int]:
+        return {
+            "collections": len(self.durations_ms),
+            "max_ms": round(max(self.durations_ms, default=0.0), 1),
+            "total_ms": round(sum(self.durations_ms), 1),
+        }
+
+
+def freeze_heap() -> int:
+    """Move everything alive now out of the collector's reach (`gc.freeze`): the backlog and the
+    reference stay alive for the whole run and need never be traversed again. Returns the
+    number of objects frozen."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()

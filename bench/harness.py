@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib.util
 import json
 import os
@@ -45,11 +46,13 @@ from bench import backlog as bl
 from bench.common import (
     ROOT,
     Drain,
+    HarnessPauses,
     Kafka,
     Proc,
     Services,
     dir_bytes,
     free_port,
+    freeze_heap,
     percentile,
     produce,
     python_module,
@@ -657,18 +660,26 @@ async def _latency(ctx: Context, name: str, rate: float) -> dict[str, Any]:
     settled = await settle_host()
     proc = ctx.services.start_worker(name, env)
     producer = AIOKafkaProducer(bootstrap_servers=ctx.services.bootstrap, linger_ms=5)
+    pauses = HarnessPauses()
     try:
         healthy = await wait_healthy(proc, port)
         await producer.start()
         probes = Probes(ctx.redis, producer, names, probe_org)
         producing = True
 
+        poll_gaps: list[float] = []  # seconds between the poller's looks (harness stalls)
+
         async def poll() -> None:
+            last = time.perf_counter()
             while producing or probes.pending:
                 await probes.poll()
                 await asyncio.sleep(0.005)
+                now = time.perf_counter()
+                poll_gaps.append(now - last)
+                last = now
 
         poller = asyncio.create_task(poll())
+        pauses.start()
         start = time.perf_counter()
         sent = 0
         warm: list[str] = []  # the probes sent during the warm-up
@@ -696,6 +707,7 @@ async def _latency(ctx: Context, name: str, rate: float) -> dict[str, Any]:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(poller, timeout=60)
         poller.cancel()
+        pauses.stop()
         warmed = set(warm)
         latencies = probes.latencies_ms([c for c in probes.sent_at if c not in warmed])
         warm_latencies = probes.latencies_ms(warm)
@@ -718,11 +730,19 @@ async def _latency(ctx: Context, name: str, rate: float) -> dict[str, Any]:
                 "max_ms": round(warm_latencies[-1], 1) if warm_latencies else None,
             },
             "by_second": probes.by_second(start),
+            # The harness's own stalls while it measured: its garbage collections, and the
+            # longest gap between two looks at Redis (the poller sleeps 5 ms between them).
+            "harness": {
+                "gc": pauses.summary(),
+                "heap_frozen": gc.get_freeze_count(),
+                "poll_gap_max_ms": round(max(poll_gaps, default=0.0) * 1000, 1),
+            },
             "seconds_to_healthy": round(healthy, 2),
             # Waited for the host to settle first (seconds, then its busy share of all cores).
             "host_settled": {"seconds": settled[0], "busy_share": settled[1]},
         }
     finally:
+        pauses.stop()
         with contextlib.suppress(Exception):
             await producer.stop()
         proc.stop()
@@ -1242,6 +1262,10 @@ async def run_bench(
                 doc["scenarios"][name] = {"status": "skipped: needs the pipeline scenario"}
                 continue
             log(f"{TITLES[name]} ...")
+            # What the run holds (backlog, reference, earlier scenarios' figures) is never
+            # collected again: a full collection over it once stalled the latency probes
+            # ~190 ms (`harness.gc` of the latency figures).
+            freeze_heap()
             t0 = time.perf_counter()
             before = set(await ctx.kafka.list_topics())
             try:

@@ -180,3 +180,30 @@ async def test_a_checkpoint_of_dead_letters_only_touches_neither_table_nor_redis
     batch.outputs = [Outbound("dead-letters", None, b"not json")]
     assert await _checkpoint(log, Writer(log)).land(batch, still_owner=lambda: True)
     assert [entry[0] for entry in log] == ["written", "crash point", "crash point"]
+
+
+def _step_counts() -> dict[str, float]:
+    from agents.metrics import REGISTRY
+
+    return {
+        step: REGISTRY.get_sample_value("em_checkpoint_step_seconds_count", {"step": step}) or 0.0
+        for step in ("outputs", "changelog", "store", "redis")
+    }
+
+
+async def test_each_step_of_a_landing_is_timed_once() -> None:
+    before = _step_counts()
+    await _checkpoint([], Writer([])).land(_batch(), still_owner=lambda: True)
+    after = _step_counts()
+    assert {step: after[step] - before[step] for step in after} == {
+        "outputs": 1,
+        "changelog": 1,
+        "store": 1,
+        "redis": 1,
+    }
+
+
+async def test_a_checkpoint_without_outputs_or_changes_times_no_step() -> None:
+    before = _step_counts()
+    await _checkpoint([], Writer([])).land(CheckpointBatch(), still_owner=lambda: True)
+    assert _step_counts() == before

@@ -75,6 +75,9 @@ def test_bench_harness_smoke(tmp_path: Path) -> None:
     latency = scenarios["latency"]
     assert latency["warmup"]["probes"] == 15 and latency["probes"] == 45, latency
     assert sum(b["probes"] for b in latency["by_second"]) == 60
+    # The harness's own stalls are reported, and the run's heap was frozen before it.
+    assert latency["harness"]["heap_frozen"] > 0, latency["harness"]
+    assert latency["harness"]["poll_gap_max_ms"] >= 5, latency["harness"]
     # Each scenario's own topics are gone once it is done (the backlog's stay to the end).
     assert scenarios["pipeline"]["topics_dropped"] > 0
     assert scenarios["latency"]["topics_dropped"] > 0
