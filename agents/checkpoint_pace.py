@@ -25,6 +25,10 @@ stretch it lands in one of 19,595 contacts and drained 32-45 % faster (BENCHMARK
 
 from __future__ import annotations
 
+# A stream this close to caught up lands after the linger, whatever the agent's rate; and an
+# ingest this far behind its inputs means a backlog, whatever the envelopes say.
+LINGER_FLOOR_ENTRIES = 2_000
+
 # Wait past the setting while at most this share of the latest entries made a new contact
 # dirty (so each extra contact written carries at least four of the entries waited for).
 COALESCING_SHARE = 0.25
@@ -79,3 +83,33 @@ class Coalescing:
     def due(self, age: float, max_seconds: float) -> bool:
         """`backlog_checkpoint_due` with the latest measured share."""
         return backlog_checkpoint_due(age, max_seconds, self.new_share)
+
+
+def keeping_up_checkpoint_due(
+    envelopes_behind: int,
+    unframed: int,
+    entries: int,
+    envelopes: int,
+    age: float,
+    linger: float,
+) -> bool:
+    """Is a checkpoint of `entries` entries from `envelopes` envelopes, the oldest `age` seconds
+    old, due because the agent has caught up or keeps up (latency first)?
+
+    * At once when no envelope is known beyond those applied (`envelopes_behind`) and the
+      ingest has framed nearly every input record (`unframed` below `LINGER_FLOOR_ENTRIES`).
+      The ingest's lag counts because at the start of a backlog, or whenever the ingest is
+      slower for a moment, the agent does catch up with the envelopes: a checkpoint landed
+      then writes thousands of contacts that the rest of the backlog writes again.
+    * After `linger` when what is left to apply (the envelopes behind, estimated from those
+      pending, plus the unframed records) is about what the agent applies in a linger at its
+      rate since the pending entries began: a steady stream it keeps up with, whose newest
+      envelopes are always just behind.
+    """
+    if envelopes_behind == 0 and unframed < LINGER_FLOOR_ENTRIES:
+        return True
+    if age < linger or envelopes == 0:
+        return False
+    left = envelopes_behind * entries / envelopes + unframed
+    per_linger = entries / age * linger
+    return left <= max(per_linger, LINGER_FLOOR_ENTRIES)

@@ -30,7 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents import metrics as m
 from agents.checkpoint import STEP_SECONDS, Checkpoint, output_records
-from agents.checkpoint_pace import Coalescing
+from agents.checkpoint_pace import Coalescing, keeping_up_checkpoint_due
 from agents.due_index import DueIndex
 from agents.processor import (
     CheckpointBatch,
@@ -61,8 +61,6 @@ log = logging.getLogger("engagement_monitor.worker")
 
 REBUILD_CHUNK = 500
 COMMIT_SECONDS = 0.25
-# A stream this close to caught up lands after the linger, whatever the agent's rate.
-LINGER_FLOOR_ENTRIES = 2_000  # at most this often a commit right after a checkpoint
 # Contacts per part of a checkpoint (`_land`): a part lands while the next is built, so a large
 # checkpoint's landing (mostly waiting for the broker and Redis) overlaps its building (CPU).
 LAND_PART_CONTACTS = 2_000
@@ -352,10 +350,11 @@ class EngagementWorker:
     def _checkpoint_due(self) -> bool:
         """Land now? Soon when the agent keeps up (latency), late under a backlog (throughput).
 
-        * At once when no envelope is known beyond what was applied;
+        * At once when no envelope is known beyond what was applied and the ingest has framed
+          nearly every input record;
         * after `EM_CHECKPOINT_LINGER_SECONDS` when what is left to read is about what the agent
           applies in that time (a steady stream it keeps up with: the newest envelopes are
-          always just behind);
+          always just behind) (both `agents.checkpoint_pace.keeping_up_checkpoint_due`);
         * otherwise (a backlog) once `EM_CHECKPOINT_MAX_EVENTS` entries are pending or the
           oldest has waited `EM_CHECKPOINT_MAX_SECONDS`, longer (up to 4x) while the latest
           entries fall on contacts already dirty (`agents.checkpoint_pace`): a large
@@ -377,17 +376,20 @@ class EngagementWorker:
             or self.coalescing.due(age, settings.checkpoint_max_seconds)
         ):
             return True
-        behind = self._envelopes_behind()
-        if behind == 0:
-            return True
-        if age < settings.checkpoint_linger_seconds:
-            return False
-        # Entries behind, estimated from the size of the envelopes pending, against what the
-        # agent applies in a linger (at its rate since the pending entries began).
-        entries = self.processor.pending.entries
-        per_envelope = entries / len(self.pending)
-        per_linger = entries / age * settings.checkpoint_linger_seconds
-        return behind * per_envelope <= max(per_linger, LINGER_FLOOR_ENTRIES)
+        return keeping_up_checkpoint_due(
+            self._envelopes_behind(),
+            self._unframed(),
+            entries,
+            len(self.pending),
+            age,
+            settings.checkpoint_linger_seconds,
+        )
+
+    def _unframed(self) -> int:
+        """Input records this worker's ingest has not framed yet (its last report)."""
+        if not self.ingest_started:
+            return 0
+        return sum(self.ingest_report().lag.values())
 
     def _checkpoint_overdue(self) -> bool:
         """For the timer: a checkpoint due while no envelope arrives to trigger it."""

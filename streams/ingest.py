@@ -307,7 +307,6 @@ class Ingest(Service):
                 "ingest commit refused after a rebalance (%s); the records will be re-read", exc
             )
         self.crash_point("ingest-after-commit")
-        self.stats.next_offsets.update(offsets)
 
     async def _forward(
         self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
@@ -341,6 +340,7 @@ class Ingest(Service):
         # Committed only now that its envelopes are acknowledged, while the next fetches are
         # framed, when due (`_commit_when_due`).
         self._to_commit.update(routed.offsets)
+        self.stats.next_offsets.update(routed.offsets)  # framed: out of the lag (`lag`)
         await self._commit_when_due()
         self.stats.records += routed.records
         self.stats.envelopes += len(routed.envelopes)

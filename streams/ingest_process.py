@@ -40,7 +40,7 @@ from streams.topics import TopicNames
 
 log = logging.getLogger("engagement_monitor.ingest")
 
-REPORT_SECONDS = 0.5
+REPORT_SECONDS = 0.1  # the worker's checkpoints read the lag (agents.checkpoint_pace)
 FIRST_RESTART_SECONDS = 1.0
 MAX_RESTART_SECONDS = 30.0
 STOP_GRACE_SECONDS = 30.0

@@ -8,10 +8,12 @@ import pytest
 
 from agents.checkpoint_pace import (
     COALESCING_SHARE,
+    LINGER_FLOOR_ENTRIES,
     SAMPLE_ENTRIES,
     STRETCH_LIMIT,
     Coalescing,
     backlog_checkpoint_due,
+    keeping_up_checkpoint_due,
 )
 from agents.processor import EngagementProcessor
 from tests.agents.test_processor import NOW as PROCESSOR_NOW
@@ -89,3 +91,28 @@ def test_measured_from_the_processors_pending_entries_and_dirty_contacts(
     _measured(proc, pace)
     assert pace.new_share == pytest.approx(0.0 if returning else 1.0)
     assert pace.due(MAX, MAX) is not returning
+
+
+LINGER = 0.02
+
+
+def test_caught_up_with_the_envelopes_and_the_ingest_lands_at_once() -> None:
+    assert keeping_up_checkpoint_due(0, 0, 40, 2, 0.001, LINGER)
+    assert keeping_up_checkpoint_due(0, LINGER_FLOOR_ENTRIES - 1, 40, 2, 0.001, LINGER)
+
+
+def test_caught_up_with_the_envelopes_but_not_the_ingest_is_a_backlog() -> None:
+    # The start of a backlog: the agent applied the first envelopes while the ingest has
+    # 150,000 records left to frame. Neither at once nor after the linger.
+    for age in (0.001, LINGER, 1.0):
+        assert not keeping_up_checkpoint_due(0, 150_000, 5_000, 20, age, LINGER)
+
+
+def test_a_steady_stream_kept_up_with_lands_after_the_linger() -> None:
+    # 20,000 ev/s: 400 entries in the linger, two envelopes of 200 behind, 300 unframed.
+    assert not keeping_up_checkpoint_due(2, 300, 400, 2, LINGER / 2, LINGER)
+    assert keeping_up_checkpoint_due(2, 300, 400, 2, LINGER, LINGER)
+
+
+def test_envelopes_far_behind_wait_for_the_backlog_rules() -> None:
+    assert not keeping_up_checkpoint_due(200, 0, 10_000, 50, LINGER, LINGER)
