@@ -296,10 +296,15 @@ class Ingest(Service):
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         assert self.consumer is not None
+        # Partitions revoked since their fetch are left out (aiokafka refuses to commit them):
+        # their new owner reads those records again from the last commit, which is harmless.
+        assigned = self.consumer.assignment()
+        kept = {
+            tp: OffsetAndMetadata(offset, "") for tp, offset in offsets.items() if tp in assigned
+        }
         try:
-            await self.consumer.commit(
-                {tp: OffsetAndMetadata(offset, "") for tp, offset in offsets.items()}
-            )
+            if kept:
+                await self.consumer.commit(kept)
         except CommitFailedError as exc:
             # The group rebalanced since this fetch: the new owner reads these records again.
             self.stats.commit_failures += 1

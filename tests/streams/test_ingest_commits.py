@@ -19,6 +19,10 @@ class Consumer:
     def __init__(self) -> None:
         self.commits: list[dict[TopicPartition, int]] = []
         self.release: asyncio.Event | None = None  # when set: commits wait for it
+        self.assigned = {A, B}
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.assigned
 
     async def commit(self, offsets: dict[TopicPartition, Any]) -> None:
         if self.release is not None:
@@ -105,3 +109,21 @@ async def test_one_commit_in_flight_at_a_time_and_a_stop_commits_the_rest() -> N
     await ingest.committed()
     assert consumer.commits == [{A: 10}, {A: 20}]  # in order
     assert ingest._to_commit == {}
+
+
+async def test_a_partition_revoked_since_its_fetch_is_left_to_its_new_owner() -> None:
+    ingest, consumer, clock = _ingest()
+    await _framed(ingest, {A: 10})
+    await ingest.committed()
+    await _framed(ingest, {A: 20, B: 7})  # paced: pending
+    consumer.assigned = {B}  # a rebalance took A away meanwhile
+    clock.now += COMMIT_EVERY_SECONDS
+    await ingest._commit_when_due()
+    await ingest.committed()
+    assert consumer.commits == [{A: 10}, {B: 7}]
+    consumer.assigned = set()
+    await _framed(ingest, {B: 9})
+    clock.now += COMMIT_EVERY_SECONDS
+    await ingest._commit_when_due()
+    await ingest.committed()
+    assert consumer.commits == [{A: 10}, {B: 7}]  # nothing of its own left: no commit at all
