@@ -386,10 +386,13 @@ class EngagementWorker:
         )
 
     def _unframed(self) -> int:
-        """Input records this worker's ingest has not framed yet (its last report)."""
+        """Input records this worker's ingest has not framed yet (its last report), at least a
+        full fetch's worth when its last fetch was full."""
         if not self.ingest_started:
             return 0
-        return sum(self.ingest_report().lag.values())
+        report = self.ingest_report()
+        unframed = sum(report.lag.values())
+        return max(unframed, self.settings.batch_max_records) if report.full else unframed
 
     def _checkpoint_overdue(self) -> bool:
         """For the timer: a checkpoint due while no envelope arrives to trigger it."""

@@ -143,7 +143,11 @@ class IngestStats:
         self.oversize = 0
         self.commit_failures = 0
         self.last_fetch_at = 0.0
-        self.next_offsets: dict[TopicPartition, int] = {}  # per input partition, once framed
+        # Per assigned input partition, the offset after the last record framed (partitions
+        # not framed from since they were assigned are not known: no lag is said for them).
+        self.next_offsets: dict[TopicPartition, int] = {}
+        # The last fetch brought all it was allowed to (`max_records`): more was waiting.
+        self.last_fetch_full = False
 
 
 class Ingest(Service):
@@ -230,18 +234,24 @@ class Ingest(Service):
             await self.producer.stop()
 
     def lag(self) -> dict[TopicPartition, int]:
-        """Input records not yet framed, per assigned input partition (what the broker knows)."""
+        """Input records not yet framed, per assigned input partition framed from since its
+        assignment (what the broker knows; up to its last stable offset when it has one)."""
         consumer = self.consumer
         if consumer is None:
             return {}
         lags: dict[TopicPartition, int] = {}
-        for tp in self.assigned:
+        for tp, framed in self.stats.next_offsets.items():
+            if tp not in self.assigned:
+                continue
             try:
                 high = consumer.highwater(tp)
+                stable = consumer.last_stable_offset(tp)
             except Exception:  # not fetched from yet
                 continue
+            if stable is not None and stable >= 0:
+                high = stable if high is None else min(high, stable)
             if high is not None:
-                lags[tp] = max(0, high - self.stats.next_offsets.get(tp, 0))
+                lags[tp] = max(0, high - framed)
         return lags
 
     async def _run(self) -> None:
@@ -256,7 +266,16 @@ class Ingest(Service):
                 log.warning("ingest fetch failed (%s); retrying", exc)
                 await asyncio.sleep(1.0)
                 continue
-            self.assigned = frozenset(consumer.assignment())
+            assigned = frozenset(consumer.assignment())
+            if assigned != self.assigned:
+                # A partition that comes back later starts from its last commit, not from
+                # where this ingest had framed it to.
+                for tp in self.stats.next_offsets.keys() - assigned:
+                    del self.stats.next_offsets[tp]
+                self.assigned = assigned
+            self.stats.last_fetch_full = (
+                sum(len(records) for records in fetched.values()) >= self.max_records
+            )
             if not fetched:
                 await self._commit_when_due()  # the stream went quiet: commit what is left
                 continue

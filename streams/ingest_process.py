@@ -74,12 +74,20 @@ class IngestReport:
     oversize: int = 0
     commit_failures: int = 0
     lag: dict[TopicPartition, int] = field(default_factory=dict)
+    # The last fetch of one of them was full: more records waited than the lag may show (it
+    # knows only the partitions framed from since their assignment).
+    full: bool = False
 
 
 def report_of(ingest: Ingest) -> IngestReport:
     stats = ingest.stats
     return IngestReport(
-        stats.records, stats.envelopes, stats.oversize, stats.commit_failures, ingest.lag()
+        stats.records,
+        stats.envelopes,
+        stats.oversize,
+        stats.commit_failures,
+        ingest.lag(),
+        stats.last_fetch_full,
     )
 
 
@@ -139,6 +147,7 @@ class IngestProcesses(Service):
                     data["oversize"],
                     data["commit_failures"],
                     {TopicPartition(t, p): lag for t, p, lag in data["lag"]},
+                    bool(data["full"]),
                 )
                 child.reported = True
                 if not self.reported and all(c.reported for c in self.children):
@@ -167,6 +176,7 @@ class IngestProcesses(Service):
                     return
                 carried = _sum([child.carried, child.latest])
                 carried.lag = {}
+                carried.full = False
                 self.children[i] = await self._spawn(child.index, carried)
                 # A child that then runs for a minute resets the delay.
                 delay = min(delay * 2, MAX_RESTART_SECONDS)
@@ -201,6 +211,7 @@ def _sum(reports: list[IngestReport]) -> IngestReport:
         total.oversize += report.oversize
         total.commit_failures += report.commit_failures
         total.lag.update(report.lag)
+        total.full = total.full or report.full
     return total
 
 
@@ -227,6 +238,7 @@ async def _run_child(settings: Settings, parent: int) -> int:
                     "oversize": report.oversize,
                     "commit_failures": report.commit_failures,
                     "lag": [[tp.topic, tp.partition, lag] for tp, lag in report.lag.items()],
+                    "full": report.full,
                 }
             )
             try:
