@@ -82,8 +82,9 @@ STEP_SECONDS = {
 }
 
 
-def _observed(step: str, started: float) -> float:
-    """Record a step's time since `started`; returns now (the next step's start)."""
+def observe_step(step: str, started: float) -> float:
+    """Record a step's time since `started` (`time.perf_counter`); returns now (the next
+    step's start)."""
     now = time.perf_counter()
     STEP_SECONDS[step].observe(now - started)
     return now
@@ -148,7 +149,7 @@ class Checkpoint:
         if batch.changes:
             started = time.perf_counter()
             await self.snapshots.apply([c.redis for c in batch.changes], batch.redis_ticket)
-            STEP_SECONDS["redis"].observe(time.perf_counter() - started)
+            observe_step("redis", started)
         batch.redis_ticket = None
         self.crash("checkpoint-after-redis")
 
@@ -158,7 +159,7 @@ class Checkpoint:
         if batch.outputs:
             records = output_records(batch.outputs, self.names)
             await self._write(records, still_owner, "outputs")
-            started = _observed("outputs", started)
+            started = observe_step("outputs", started)
         self.crash("checkpoint-after-outputs")
         # 2. Still the owner of every partition written below?
         if not still_owner():
@@ -172,7 +173,7 @@ class Checkpoint:
                 still_owner,
                 "changelog",
             )
-            started = _observed("changelog", started)
+            started = observe_step("changelog", started)
             self.crash("checkpoint-after-changelog")
             # 4. Table store: values and changelog offset in one write per partition.
             by_partition: dict[int, list[Write]] = {}
@@ -184,7 +185,7 @@ class Checkpoint:
             store = self.store()
             for partition, writes in by_partition.items():
                 store.write_checkpoint(partition, writes, offsets[(topic, partition)])
-            _observed("store", started)
+            observe_step("store", started)
             self.crash("checkpoint-after-store")
 
     async def _write(

@@ -29,7 +29,7 @@ from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents import metrics as m
-from agents.checkpoint import STEP_SECONDS, Checkpoint, output_records
+from agents.checkpoint import Checkpoint, observe_step, output_records
 from agents.checkpoint_pace import Coalescing, keeping_up_checkpoint_due
 from agents.due_index import DueIndex
 from agents.processor import (
@@ -510,7 +510,7 @@ class EngagementWorker:
             waited = time.perf_counter()
             try:
                 landed = await previous
-                STEP_SECONDS["wait"].observe(time.perf_counter() - waited)
+                observe_step("wait", waited)
             except BaseException:
                 self._abandon()  # built on the changes of the one that failed
                 raise

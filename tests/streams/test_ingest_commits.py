@@ -5,6 +5,8 @@ records what it was asked to commit."""
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -38,9 +40,9 @@ class Clock:
         return self.now
 
 
-def _ingest() -> tuple[Ingest, Consumer, Clock]:
-    clock = Clock()
-    ingest = Ingest(
+def ingest_without_broker(clock: Callable[[], float] = time.monotonic) -> Ingest:
+    """An ingest never started (no broker): its consumer is for the test to set."""
+    return Ingest(
         bootstrap="unused:9092",
         group_id="g",
         inputs=["engagement.dispatch"],
@@ -53,6 +55,11 @@ def _ingest() -> tuple[Ingest, Consumer, Clock]:
         dead_letter_topic="engagement.dead-letters",
         clock=clock,
     )
+
+
+def _ingest() -> tuple[Ingest, Consumer, Clock]:
+    clock = Clock()
+    ingest = ingest_without_broker(clock)
     consumer = Consumer()
     ingest.consumer = consumer
     return ingest, consumer, clock

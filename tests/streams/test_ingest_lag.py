@@ -7,6 +7,7 @@ from aiokafka import TopicPartition
 
 from streams.ingest import Ingest
 from streams.ingest_process import IngestReport, _sum, report_of
+from tests.streams.test_ingest_commits import ingest_without_broker
 
 A = TopicPartition("engagement.dispatch", 0)
 B = TopicPartition("engagement.delivery", 3)
@@ -26,18 +27,7 @@ class Consumer:
 
 
 def _ingest() -> tuple[Ingest, Consumer]:
-    ingest = Ingest(
-        bootstrap="unused:9092",
-        group_id="g",
-        inputs=["engagement.dispatch"],
-        envelope_topic="engagement.internal.envelopes",
-        partitions=8,
-        max_records=100,
-        max_wait_seconds=0.02,
-        max_record_bytes=1000,
-        max_envelope_bytes=10_000,
-        dead_letter_topic="engagement.dead-letters",
-    )
+    ingest = ingest_without_broker()
     consumer = Consumer()
     ingest.consumer = consumer
     ingest.assigned = frozenset({A, B, C})
