@@ -21,6 +21,10 @@ does not change (Redis written before the envelopes are acknowledged).
   the part's step 4 (`write`). So the two cores work on a large checkpoint together: measured
   on the benchmark's backlog, rendering only once the part was landed left the child starting
   a second late and finishing two seconds after the worker.
+* The child reads frames as they come and renders parts in chunks, and the pipe to it holds a
+  whole part (`widen_pipe`), so "write part N" never waits behind the parts sent after N: with
+  a 64 KiB pipe and a child that read its next frame only after rendering the last, Redis was
+  written only once the whole checkpoint was built (`ChildRequests`; BENCHMARKS.md, session 17).
 * Frames on the child's stdin and stdout (big-endian), each tagged with a request id, so parts
   can be in flight together and answered in any order:
 
@@ -45,12 +49,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import struct
 import sys
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,6 +173,32 @@ async def read_frame(stream: asyncio.StreamReader) -> tuple[int, bytes] | None:
 
 
 # ------------------------------------------------------------------------ the worker's side
+PIPE_BYTES = 1 << 20  # Linux's default most for an unprivileged process (fs.pipe-max-size)
+
+
+def widen_pipe(stream: asyncio.StreamWriter | None) -> int:
+    """Let the pipe to the child hold a whole part (~1 KB a contact) rather than 64 KiB.
+
+    Through a 64 KiB pipe a part crosses in a dozen writes, one per turn of each side's event
+    loop, and the short "write part N" request waits behind the parts sent before it: the
+    child's Redis writes then lag the worker's landings by seconds. Returns the pipe's size
+    (unchanged where the system refuses, or has no such call)."""
+    if stream is None:
+        return 0
+    pipe = stream.transport.get_extra_info("pipe")
+    if pipe is None:
+        return 0
+    fd = pipe.fileno()
+    setter = getattr(fcntl, "F_SETPIPE_SZ", None)
+    getter = getattr(fcntl, "F_GETPIPE_SZ", None)
+    try:
+        if setter is not None:
+            return int(fcntl.fcntl(fd, setter, PIPE_BYTES))
+        return int(fcntl.fcntl(fd, getter)) if getter is not None else 0
+    except OSError:  # a lower fs.pipe-max-size: keep what the system gives
+        return int(fcntl.fcntl(fd, getter)) if getter is not None else 0
+
+
 @dataclass(frozen=True, slots=True)
 class Ticket:
     """A part's jobs being rendered by one child (`SnapshotProcess.prepare`)."""
@@ -207,6 +239,7 @@ class SnapshotProcess:
                 stdout=asyncio.subprocess.PIPE,
                 env={**os.environ, "EM_SNAPSHOT_PARENT": str(os.getpid())},
             )
+            widen_pipe(self.proc.stdin)
             self.starts += 1
             self.generation += 1
             if self.starts > 1:
@@ -358,6 +391,118 @@ class SnapshotProcesses:
 
 
 # --------------------------------------------------------------------------- the child's side
+RENDER_CHUNK = 100  # jobs rendered between turns of the child's event loop (~10 ms)
+
+
+class ChildRequests:
+    """The child's side of the protocol: requests in, renders in turn, writes when asked.
+
+    Frames are read as they come (`receive`), while parts are rendered one after the other in
+    chunks of `RENDER_CHUNK` jobs (`render_all`), so a part's write (kind 2) starts as soon as
+    the worker asks for it, not after every part queued behind it in the pipe has been
+    rendered: measured on the benchmark's backlog, a child that read its next frame only
+    after rendering the one before wrote nothing to Redis until the worker had built the whole
+    checkpoint, and the last checkpoint's Redis writes then ran alone, a second after the rest.
+    """
+
+    def __init__(
+        self,
+        render: Callable[[list[RedisJob]], list[Any]],
+        start_write: Callable[[int, list[Any]], None],
+        answer: Callable[[int, int, str], None],
+    ) -> None:
+        self.render = render
+        self.start_write = start_write
+        self.answer = answer
+        self.queue: deque[tuple[int, int, bytes]] = deque()  # (request id, kind, body)
+        self.unrendered: set[int] = set()  # queued or being rendered
+        self.write_asked: set[int] = set()  # of those: written as soon as rendered
+        self.dropped: set[int] = set()  # of those: forgotten as soon as rendered
+        self.rendered: dict[int, list[Any] | str] = {}  # id -> its writes, or why they failed
+        self.closed = False  # the worker closed the pipe: render what is queued, then stop
+        self._queued = asyncio.Event()
+
+    def receive(self, request_id: int, body: bytes) -> None:
+        """One request from the worker (`FrameError` if its kind is unknown)."""
+        kind = request_kind(body)
+        if kind == WRITE:
+            held = self.rendered.pop(request_id, None)
+            if isinstance(held, list):
+                self.start_write(request_id, held)
+            elif held is None and request_id in self.unrendered:
+                self.write_asked.add(request_id)
+            else:
+                self.answer(request_id, RENDER_FAILED, held or "nothing rendered for it")
+        elif kind == DROP:
+            self.rendered.pop(request_id, None)
+            if request_id in self.unrendered:
+                self.dropped.add(request_id)
+        else:
+            self.queue.append((request_id, kind, body))
+            self.unrendered.add(request_id)
+            self._queued.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._queued.set()
+
+    async def render_all(self) -> None:
+        """Render the queued requests in order until the pipe is closed and nothing is left."""
+        while True:
+            if not self.queue:
+                if self.closed:
+                    return
+                self._queued.clear()
+                await self._queued.wait()
+                continue
+            request_id, kind, body = self.queue.popleft()
+            try:
+                outcome: list[Any] | str = await self._render(body)
+            except Exception as exc:  # a bug or a value this release cannot read: say so
+                log.exception("rendering snapshot request %d failed", request_id)
+                outcome = f"{type(exc).__name__}: {exc}"
+            self._rendered(request_id, kind, outcome)
+
+    async def _render(self, body: bytes) -> list[Any]:
+        jobs = decode_jobs(body)
+        writes: list[Any] = []
+        for start in range(0, len(jobs), RENDER_CHUNK):
+            writes += self.render(jobs[start : start + RENDER_CHUNK])
+            await asyncio.sleep(0)  # read the frames that came meanwhile; let writes run
+        return writes
+
+    def _rendered(self, request_id: int, kind: int, outcome: list[Any] | str) -> None:
+        self.unrendered.discard(request_id)
+        if request_id in self.dropped:
+            self.dropped.discard(request_id)
+            self.write_asked.discard(request_id)
+            return
+        if kind == RENDER_WRITE or request_id in self.write_asked:
+            self.write_asked.discard(request_id)
+            if isinstance(outcome, list):
+                self.start_write(request_id, outcome)
+            else:
+                self.answer(request_id, RENDER_FAILED, outcome)
+            return
+        self.rendered[request_id] = outcome
+        if len(self.rendered) > MAX_RENDERED:  # never asked for: a worker bug, not a leak
+            oldest = next(iter(self.rendered))
+            log.error("snapshot request %d was never written; forgetting it", oldest)
+            del self.rendered[oldest]
+
+
+async def read_requests(reader: asyncio.StreamReader, requests: ChildRequests) -> None:
+    """Hand every frame to `requests` as it arrives; close them at the end of the stream."""
+    try:
+        while True:
+            frame = await read_frame(reader)
+            if frame is None:
+                break
+            requests.receive(*frame)
+    finally:
+        requests.close()
+
+
 async def _serve(parent: int) -> int:
     from agents.processor import render_jobs
     from agents.redis_outage import REDIS_ERRORS
@@ -400,49 +545,16 @@ async def _serve(parent: int) -> int:
         log.warning("the worker (pid %d) is gone; this snapshot process stops", parent)
         os._exit(0)
 
-    watcher = asyncio.ensure_future(watch_parent())
-    rendered: dict[int, list[Any] | str] = {}  # request id -> its writes, or why they failed
-
     def start_write(request_id: int, writes: list[Any]) -> None:
         task = asyncio.ensure_future(write(request_id, writes))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
+    requests = ChildRequests(lambda jobs: render_jobs(jobs, cfg), start_write, answer)
+
+    watcher = asyncio.ensure_future(watch_parent())
     try:
-        while True:
-            frame = await read_frame(reader)
-            if frame is None:
-                break
-            request_id, body = frame
-            kind = request_kind(body)
-            if kind == WRITE:
-                held = rendered.pop(request_id, None)
-                if isinstance(held, list):
-                    start_write(request_id, held)
-                else:
-                    answer(request_id, RENDER_FAILED, held or "nothing rendered for it")
-                continue
-            if kind == DROP:
-                rendered.pop(request_id, None)
-                continue
-            try:
-                writes = render_jobs(decode_jobs(body), cfg)
-            except Exception as exc:  # a bug or a value this release cannot read: say so
-                log.exception("rendering snapshot request %d failed", request_id)
-                reason = f"{type(exc).__name__}: {exc}"
-                if kind == RENDER:
-                    rendered[request_id] = reason
-                else:
-                    answer(request_id, RENDER_FAILED, reason)
-                continue
-            if kind == RENDER:
-                rendered[request_id] = writes
-                if len(rendered) > MAX_RENDERED:  # never asked for: a worker bug, not a leak
-                    oldest = next(iter(rendered))
-                    log.error("snapshot request %d was never written; forgetting it", oldest)
-                    del rendered[oldest]
-            else:
-                start_write(request_id, writes)
+        await asyncio.gather(read_requests(reader, requests), requests.render_all())
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
     except BrokenPipeError:
