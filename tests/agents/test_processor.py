@@ -1485,3 +1485,103 @@ def test_remembered_contact_locations_are_the_functions_and_bounded() -> None:
     key, partition = processor._locate("org-bulk", "c-7")
     assert partition == partition_for(contact_key("org-bulk", "c-7"), PARTITIONS)
     assert key == state_key("org-bulk", "c-7")
+
+
+# ------------------------------------------------------------ events read by the ingest
+def _through_the_ingest(proc: EngagementProcessor, entry: Entry) -> int:
+    """The real ingest's framing, with the events it reads (`streams.ingest.frame`); the
+    number of entries that carried their event."""
+    from aiokafka import ConsumerRecord, TopicPartition
+
+    from streams.ingest import EventReader, frame
+
+    record = ConsumerRecord(
+        entry.topic,
+        entry.partition,
+        entry.offset,
+        0,
+        0,
+        entry.key,
+        entry.value,
+        None,
+        len(entry.key or b""),
+        len(entry.value),
+        entry.headers,
+    )
+    fetched = {TopicPartition(entry.topic, entry.partition): [record]}
+    routed = frame(fetched, PARTITIONS, CFG.max_record_bytes, 1 << 20, EventReader(NAMES, CFG), NOW)
+    events = 0
+    for home, raw, _ in routed.envelopes:
+        entries = envelope.decode(raw)
+        events += sum(e.kind == envelope.KIND_EVENT for e in entries)
+        proc.apply(entries, home)
+    return events
+
+
+def _mixed_records() -> list[Entry]:
+    """Valid events of every topic, replays, disorder, malformed and contact records."""
+    out = [
+        *engaged_message("c1", "m1", ago(days=3)),
+        rec("click", interaction("c1", "m1", ago(days=3, minutes=-5), bot=True)),
+        rec("click", interaction("c1", "m1", ago(days=3, minutes=-6))),
+        rec("reply", interaction("c2", "m9", ago(days=2))),  # before its dispatch
+        rec("dispatch", dispatch("c2", "m9", ago(days=2, minutes=1), channel="sms")),
+        rec("open", interaction("c2", "m9", ago(days=2), channel="sms", machine=True)),
+        rec("bounce", interaction("c3", "m3", ago(days=1), kind="hard", reason="no")),
+        rec("dispatch", dispatch("c3", "m3", ago(days=1, minutes=1))),
+        rec("complaint", interaction("c3", "m3", ago(hours=20))),
+        rec("unsubscribe", body("c4", ago(hours=5), channel="whatsapp")),
+        rec("dispatch", dispatch("c4", "m4", ago(hours=4), channel="whatsapp")),
+        rec("contact", body("c1", ago(days=1), type="upsert", name="Ana")),
+    ]
+    out.append(out[0])  # a replay
+    out += [rec("dispatch", raw, partition=0) for _, raw, _, _ in MALFORMED if len(raw) < 60_000]
+    return out
+
+
+def test_events_the_ingest_read_count_exactly_as_records_the_worker_reads(
+    table: Table, clock: Clock
+) -> None:
+    """Two processors over two tables, fed the same records one by one: as read (the worker
+    parses each), and framed by the ingest (which sends the events it reads beside them)."""
+    records = _mixed_records()
+    read_here, other_table = make(table, clock), Table()
+    read_by_ingest = make(other_table, clock)
+    events = 0
+    for entry in records:
+        feed(read_here, [entry])
+        events += _through_the_ingest(read_by_ingest, entry)
+    assert events == 14  # the valid engagement events (and the replay); the rest as read
+    a = land(read_here, table, read_here.checkpoint())
+    b = land(read_by_ingest, other_table, read_by_ingest.checkpoint())
+    assert table.data == other_table.data and len(table.data) == 4
+    assert [(o.topic, o.key, o.value, o.headers) for o in a.outputs] == [
+        (o.topic, o.key, o.value, o.headers) for o in b.outputs
+    ]
+    assert a.dead_by_code == b.dead_by_code and sum(a.dead_by_code.values()) == 6
+    assert (a.entries, a.records_by_topic, a.outcomes, a.tier_changes) == (
+        b.entries,
+        b.records_by_topic,
+        b.outcomes,
+        b.tier_changes,
+    )
+
+
+def test_an_event_entry_whose_event_cannot_be_read_is_read_from_its_record(
+    proc: EngagementProcessor, table: Table
+) -> None:
+    """A later release's wire form, say: the record it travels with is read instead."""
+    entry = rec("dispatch", dispatch("c1", "m1", ago(days=1)))
+    broken = Entry(
+        envelope.KIND_EVENT,
+        entry.topic,
+        entry.partition,
+        entry.offset,
+        entry.key,
+        entry.value,
+        entry.headers,
+        b"\x09not an event",
+    )
+    out = run(proc, table, [broken])
+    assert out.outcomes == Counter({"applied": 1})
+    assert figures(snapshot(write_of(out, "c1")), "email")[0] == 1

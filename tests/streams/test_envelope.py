@@ -120,3 +120,86 @@ def test_frame_groups_by_owner_splits_large_envelopes_and_commits_past_the_fetch
             seen.append((entry.topic, entry.partition, entry.offset))
     assert sorted(seen) == sorted(sent)  # every record exactly once
     assert routed.records == 101
+
+
+# ------------------------------------------------------------------ events read by the ingest
+@settings(max_examples=200, deadline=None)
+@given(st.lists(entries, max_size=10), st.lists(st.binary(min_size=1, max_size=60), max_size=10))
+def test_event_entries_keep_their_event_apart_from_their_headers(
+    items: list[Entry], events: list[bytes]
+) -> None:
+    writer = envelope.EnvelopeWriter()
+    for item, event in zip(items, events, strict=False):
+        writer.add(KIND_RECORD, item.topic, 0, 1, item.key, item.value, item.headers, event)
+    n = min(len(items), len(events))
+    for item in items[n:]:
+        writer.add_entry(item)
+    decoded = envelope.decode(writer.finish())
+    assert [e.kind for e in decoded[:n]] == [envelope.KIND_EVENT] * n
+    assert [e.event for e in decoded[:n]] == events[:n]
+    assert [e.headers for e in decoded[:n]] == [item.headers for item in items[:n]]
+    assert [e.value for e in decoded[:n]] == [item.value for item in items[:n]]
+    assert all(e.event is None for e in decoded[n:])
+    # and an entry read back is written again as it was (forwarding, say)
+    again = envelope.decode(envelope.encode(decoded))
+    assert [(e.kind, e.event, e.headers) for e in again] == [
+        (e.kind, e.event, e.headers) for e in decoded
+    ]
+
+
+def test_an_earlier_release_reads_an_event_entry_as_its_record() -> None:
+    """Its decoder knew no KIND_EVENT: the entry's value and headers are all it reads (the
+    event is one more header, with an empty name, after the record's own)."""
+    writer = envelope.EnvelopeWriter()
+    writer.add(KIND_RECORD, "engagement.open", 3, 7, b"k", b'{"a": 1}', [("h", b"1")], b"EV")
+    raw = writer.finish()
+    decoded = envelope._decode(memoryview(raw.replace(b"\x03", b"\x00", 1)))  # as kind 0
+    assert decoded[0].value == b'{"a": 1}' and decoded[0].headers == [("h", b"1"), ("", b"EV")]
+
+
+def test_an_event_entry_without_its_event_is_refused() -> None:
+    raw = envelope.encode([Entry(envelope.KIND_EVENT, "t", 0, 0, None, b"v", [("h", b"1")])])
+    with pytest.raises(EnvelopeError, match="without its event"):
+        envelope.decode(raw)
+
+
+def test_frame_sends_the_events_it_reads_beside_their_records() -> None:
+    from datetime import UTC, datetime
+
+    from counting import CountingConfig
+    from counting.events import unpack_event
+    from counting.reading import read_record
+    from streams.ingest import EventReader
+    from streams.topics import TopicNames
+
+    names = TopicNames("engagement.")
+    now = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    good = {
+        "event_id": "e1",
+        "org_id": "o",
+        "contact_id": "c",
+        "occurred_at": "2026-06-01T11:00:00Z",
+        "channel": "email",
+        "message_id": "m1",
+    }
+    values = [
+        ("engagement.open", orjson.dumps(good)),
+        ("engagement.open", orjson.dumps({**good, "channel": "fax"})),  # the worker refuses it
+        ("engagement.contact", orjson.dumps({**good, "type": "upsert"})),
+        ("engagement.open", b"not json"),
+    ]
+    fetched = {
+        TopicPartition(topic, i): [_record(topic, i, i, value)]
+        for i, (topic, value) in enumerate(values)
+    }
+    cfg = CountingConfig()
+    routed = frame(fetched, 8, 65536, 1 << 20, EventReader(names, cfg), now)
+    decoded = [e for _, raw, _ in routed.envelopes for e in envelope.decode(raw)]
+    by_offset = {e.offset: e for e in decoded}
+    assert len(by_offset) == 4
+    read = by_offset[0]
+    assert read.kind == envelope.KIND_EVENT and read.event is not None
+    assert unpack_event(read.event) == read_record("open", read.value, now, cfg)
+    assert read.headers == [("h", b"1")] and read.key == b"key"
+    assert [by_offset[i].kind for i in (1, 2, 3)] == [KIND_RECORD] * 3
+    assert all(by_offset[i].event is None for i in (1, 2, 3))
