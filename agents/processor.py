@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Literal
@@ -39,15 +39,14 @@ from counting import (
     tier_changes,
     tiers,
 )
-from counting.events import WireError, unpack_event
-from counting.reading import CountedEvent, read_record
+from counting.reading import read_record
 from counting.send_times import Hours
 from counting.timeutil import from_us, to_us
 from engagement_monitor.keyspace import split_state_key, state_key
 from engagement_monitor.snapshot_codec import pack_snapshot
 from models.events import RecordRejected
 from streams.dead_letters import DEAD_LETTER_TOPIC, dead_letter_headers
-from streams.envelope import KIND_EVENT, KIND_FORWARDED, KIND_TICK, Entry, EnvelopeWriter
+from streams.envelope import KIND_FORWARDED, KIND_TICK, Entry, EnvelopeWriter
 from streams.partitioning import contact_partition, state_partition
 from streams.topics import ENVELOPE_TOPIC, TopicNames
 
@@ -361,21 +360,11 @@ class EngagementProcessor:
         if short is None:
             short = self._short[entry.topic] = self.names.short(entry.topic)
         pending.records_by_topic[short] += 1
-        event: CountedEvent | None = None
-        packed = entry.event
-        if packed is not None and entry.kind == KIND_EVENT:
-            # Read and checked by the ingest already (`streams.envelope`): the same event.
-            # One this release cannot read (a newer ingest's, say) is read from its record.
-            try:
-                event = unpack_event(packed)
-            except WireError:
-                event = None
-        if event is None:
-            try:
-                event = read_record(short, entry.value, now, self.cfg)
-            except RecordRejected as rejected:
-                self._reject(entry, rejected.reason, rejected.code, now, pending)
-                return
+        try:
+            event = read_record(short, entry.value, now, self.cfg)
+        except RecordRejected as rejected:
+            self._reject(entry, rejected.reason, rejected.code, now, pending)
+            return
         key, owner = self._locate(event.org_id, event.contact_id)
         if owner != home:
             if entry.kind == KIND_FORWARDED:  # forwarded once already: never loop
@@ -581,14 +570,5 @@ class CheckpointBuild:
 
 def _forward(entry: Entry, owner: int) -> Outbound:
     writer = EnvelopeWriter()
-    # As read (the owner reads it again: forwarding is rare, and the event is not sent on).
-    writer.add(
-        KIND_FORWARDED,
-        entry.topic,
-        entry.partition,
-        entry.offset,
-        entry.key,
-        entry.value,
-        entry.headers,
-    )
+    writer.add_entry(replace(entry, kind=KIND_FORWARDED))
     return Outbound(ENVELOPE_TOPIC, None, writer.finish(), [], owner)

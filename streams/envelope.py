@@ -10,14 +10,6 @@ Each entry keeps what the worker needs of its record as read: source topic (full
 offset, key, value and headers, so a dead letter made from it later names its true origin. An
 entry can also be an expiry tick for one contact (its table key in ``key``, no value).
 
-An entry of kind ``KIND_EVENT`` is an input record the ingest has read and checked (an
-engagement event valid on the fast path of `counting.reading`): besides the record as read,
-it carries the event's wire form (`counting.events.pack_event`) as one more, last, header
-with an empty name, so the worker does not parse its JSON again. A worker of an earlier release
-reads such an entry as a plain record (every kind but a tick is read from its value), so the
-two can run side by side during an upgrade; the decoder here takes that header off the entry's
-headers into ``event``.
-
 Binary, versioned framing (big-endian), because values may be anything a producer sent (not
 always JSON), and framing must cost less than a microsecond per entry:
 
@@ -37,7 +29,6 @@ MAGIC = b"EMv1"
 KIND_RECORD = 0  # an input record, as read
 KIND_TICK = 1  # an expiry tick for the contact whose table key is the entry's key
 KIND_FORWARDED = 2  # an input record the processor sent on to its owner (at most one hop)
-KIND_EVENT = 3  # an input record, as read, with the event the ingest read from it (`event`)
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -60,7 +51,6 @@ class Entry:
     key: bytes | None
     value: bytes
     headers: Headers = field(default_factory=list)
-    event: bytes | None = None  # KIND_EVENT: the event's wire form (`counting.events`)
 
     # init=False: a dataclass's generated __init__ runs interpreted even in a compiled module;
     # this one is compiled (`engagement_monitor.native`), and it runs once per event.
@@ -73,7 +63,6 @@ class Entry:
         key: bytes | None,
         value: bytes,
         headers: Headers | None = None,
-        event: bytes | None = None,
     ) -> None:
         self.kind = kind
         self.topic = topic
@@ -82,7 +71,6 @@ class Entry:
         self.key = key
         self.value = value
         self.headers = [] if headers is None else headers
-        self.event = event
 
 
 def tick_entry(key: bytes) -> Entry:
@@ -109,13 +97,7 @@ class EnvelopeWriter:
         key: bytes | None,
         value: bytes,
         headers: Sequence[tuple[str, bytes]] = (),
-        event: bytes | None = None,
     ) -> None:
-        """One entry; `event` (the wire form of the event read from `value`) makes it one of
-        kind KIND_EVENT, whatever `kind` says."""
-        if event is not None:
-            kind = KIND_EVENT
-            headers = [*headers, ("", event)]
         index = self._topics.get(topic)
         if index is None:
             index = self._topics[topic] = len(self._topics)
@@ -154,7 +136,6 @@ class EnvelopeWriter:
             entry.key,
             entry.value,
             entry.headers,
-            entry.event if entry.kind == KIND_EVENT else None,
         )
 
     def finish(self) -> bytes:
@@ -219,12 +200,7 @@ def _decode(view: memoryview) -> list[Entry]:
             pos += header_len
         if pos > end:
             raise EnvelopeError("truncated envelope: an entry runs past the end")
-        event: bytes | None = None
-        if kind == KIND_EVENT:
-            if not headers or headers[-1][0]:
-                raise EnvelopeError("corrupt envelope: an event entry without its event")
-            event = headers.pop()[1]
-        entries.append(Entry(kind, topics[index], partition, offset, key, value, headers, event))
+        entries.append(Entry(kind, topics[index], partition, offset, key, value, headers))
     if pos != end:
         raise EnvelopeError(f"corrupt envelope: {end - pos} byte(s) after the last entry")
     return entries

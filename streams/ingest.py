@@ -49,13 +49,9 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 from mode import Service
 
-from counting.events import pack_event
-from counting.reading import read_plain
-from models.events import ParseConfig, parse_limits
 from streams.dead_letters import dead_letter_headers
 from streams.envelope import KIND_RECORD, EnvelopeWriter
 from streams.partitioning import contact_partition
-from streams.topics import TopicNames
 
 log = logging.getLogger("engagement_monitor.ingest")
 
@@ -70,53 +66,22 @@ COMMIT_EVERY_SECONDS = 0.1
 Headers = list[tuple[str, bytes]]
 
 
-def _json_object(value: bytes | None) -> dict[str, Any] | None:
-    if value:
-        try:
-            data = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return None
-        if isinstance(data, dict):
-            return data
-    return None
-
-
-def _owner(data: dict[str, Any] | None, source_partition: int, partitions: int) -> int:
-    if data is not None:
-        org_id, contact_id = data.get("org_id"), data.get("contact_id")
-        if isinstance(org_id, str) and isinstance(contact_id, str):
-            return contact_partition(org_id, contact_id, partitions)
-    return source_partition % partitions
-
-
 def route(value: bytes | None, source_partition: int, partitions: int) -> int:
     """The partition that owns the record's contact, from the ids in its value.
 
     A record without readable ids stays on its source partition's number (mod `partitions`):
     it is a dead letter either way, and the processor says why.
     """
-    return _owner(_json_object(value), source_partition, partitions)
-
-
-class EventReader:
-    """Reads, from a record's decoded JSON, the event the worker would read from it on its
-    fast path (`counting.reading`), in wire form: the worker then counts it without parsing
-    it again (`streams.envelope`, KIND_EVENT). Anything else (the contact topic, a record
-    the fast path leaves to the models, an event timed past the future tolerance now) is sent
-    as read, and the worker reads, counts or dead-letters it as before."""
-
-    def __init__(self, names: TopicNames, cfg: ParseConfig) -> None:
-        self.short = {full: names.short(full) for full in names.inputs}
-        self.cfg = cfg
-
-    def read(self, topic: str, data: dict[str, Any], latest: datetime) -> bytes | None:
-        short = self.short.get(topic)
-        if short is None:
-            return None
-        event = read_plain(short, data, self.cfg.channels)
-        if event is None or event.occurred_at > latest:
-            return None
-        return pack_event(event)
+    if value:
+        try:
+            data = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            data = None
+        if isinstance(data, dict):
+            org_id, contact_id = data.get("org_id"), data.get("contact_id")
+            if isinstance(org_id, str) and isinstance(contact_id, str):
+                return contact_partition(org_id, contact_id, partitions)
+    return source_partition % partitions
 
 
 @dataclass(slots=True)
@@ -134,14 +99,8 @@ def frame(
     partitions: int,
     max_record_bytes: int,
     max_envelope_bytes: int,
-    events: EventReader | None = None,
-    now: datetime | None = None,
 ) -> Routed:
-    """Pure: a fetch in, the envelopes to send out (tested without a broker). With `events`,
-    the events read from the records at `now` travel beside them (KIND_EVENT entries)."""
-    latest = None
-    if events is not None:
-        latest = parse_limits(events.cfg, now or datetime.now(UTC)).latest
+    """Pure: a fetch in, the envelopes to send out (tested without a broker)."""
     writers: dict[int, EnvelopeWriter] = {}
     envelopes: list[tuple[int, bytes, int]] = []
     oversize: list[ConsumerRecord[bytes, bytes]] = []
@@ -156,19 +115,11 @@ def frame(
             if len(value) > max_record_bytes:
                 oversize.append(record)
                 continue
-            data = _json_object(value)
-            owner = _owner(data, record.partition, partitions)
-            event = None
-            if latest is not None and data is not None:
-                assert events is not None
-                event = events.read(record.topic, data, latest)
+            owner = route(value, record.partition, partitions)
             writer = writers.get(owner)
             if writer is None:
                 writer = writers[owner] = EnvelopeWriter()
-            elif (
-                writer.size + len(value) + len(record.key or b"") + len(event or b"") + 64
-                > max_envelope_bytes
-            ):
+            elif writer.size + len(value) + len(record.key or b"") + 64 > max_envelope_bytes:
                 envelopes.append((owner, writer.finish(), writer.count))
                 writer = writers[owner] = EnvelopeWriter()
             writer.add(
@@ -179,7 +130,6 @@ def frame(
                 record.key,
                 value,
                 [(k, v) for k, v in record.headers] if record.headers else (),
-                event,
             )
         offsets[tp] = records[-1].offset + 1
     for owner, writer in writers.items():
@@ -220,7 +170,6 @@ class Ingest(Service):
         max_envelope_bytes: int,
         session_timeout_seconds: float = 60.0,
         dead_letter_topic: str,
-        events: EventReader | None = None,
         crash: Callable[[str], None] = lambda _point: None,
         clock: Callable[[], float] = time.monotonic,
         **kwargs: Any,
@@ -237,7 +186,6 @@ class Ingest(Service):
         self.max_envelope_bytes = max_envelope_bytes
         self.session_timeout_ms = int(session_timeout_seconds * 1000)
         self.dead_letter_topic = dead_letter_topic
-        self.events = events
         self.crash_point = crash
         self.stats = IngestStats()
         self.consumer: AIOKafkaConsumer | None = None
@@ -391,13 +339,7 @@ class Ingest(Service):
         self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> None:
         assert self.consumer is not None and self.producer is not None
-        routed = frame(
-            fetched,
-            self.partitions,
-            self.max_record_bytes,
-            self.max_envelope_bytes,
-            self.events,
-        )
+        routed = frame(fetched, self.partitions, self.max_record_bytes, self.max_envelope_bytes)
         sent: list[Awaitable[Any]] = []
         for partition, envelope, _count in routed.envelopes:
             sent.append(

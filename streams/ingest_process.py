@@ -35,7 +35,7 @@ from mode import Service
 
 from engagement_monitor.crash import CrashPoint
 from engagement_monitor.settings import Settings, load_settings
-from streams.ingest import EventReader, Ingest
+from streams.ingest import Ingest
 from streams.topics import TopicNames
 
 log = logging.getLogger("engagement_monitor.ingest")
@@ -61,7 +61,6 @@ def build_ingest(settings: Settings, crash: Any) -> Ingest:
         max_envelope_bytes=settings.envelope_max_bytes,
         session_timeout_seconds=settings.session_timeout_seconds,
         dead_letter_topic=names.full("dead-letters"),
-        events=EventReader(names, settings.counting_config()),
         crash=crash,
     )
 
