@@ -182,21 +182,19 @@ def widen_pipe(stream: asyncio.StreamWriter | None) -> int:
     Through a 64 KiB pipe a part crosses in a dozen writes, one per turn of each side's event
     loop, and the short "write part N" request waits behind the parts sent before it: the
     child's Redis writes then lag the worker's landings by seconds. Returns the pipe's size
-    (unchanged where the system refuses, or has no such call)."""
+    (unchanged where the system refuses; 0 where there is no such call)."""
     if stream is None:
         return 0
     pipe = stream.transport.get_extra_info("pipe")
     if pipe is None:
         return 0
+    if not hasattr(fcntl, "F_SETPIPE_SZ"):  # not Linux: the system's size stays
+        return 0
     fd = pipe.fileno()
-    setter = getattr(fcntl, "F_SETPIPE_SZ", None)
-    getter = getattr(fcntl, "F_GETPIPE_SZ", None)
     try:
-        if setter is not None:
-            return int(fcntl.fcntl(fd, setter, PIPE_BYTES))
-        return int(fcntl.fcntl(fd, getter)) if getter is not None else 0
+        return int(fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES))
     except OSError:  # a lower fs.pipe-max-size: keep what the system gives
-        return int(fcntl.fcntl(fd, getter)) if getter is not None else 0
+        return int(fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ))
 
 
 @dataclass(frozen=True, slots=True)

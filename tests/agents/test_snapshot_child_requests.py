@@ -65,14 +65,23 @@ def _receive(requests: ChildRequests, request_id: int, frame: bytes) -> None:
     requests.receive(request_id, _body(frame))
 
 
+async def _render_after(requests: ChildRequests, *frames: tuple[int, bytes]) -> None:
+    """Receive these frames, the pipe closes, and everything queued is rendered."""
+    for request_id, frame in frames:
+        _receive(requests, request_id, frame)
+    requests.close()
+    await requests.render_all()
+
+
 async def test_a_write_asked_while_its_part_is_queued_starts_once_it_is_rendered() -> None:
     rec = Recorder()
     requests = rec.requests()
-    _receive(requests, 1, encode_request(1, _jobs(3, "a"), RENDER))
-    _receive(requests, 2, encode_request(2, _jobs(3, "b"), RENDER))
-    _receive(requests, 1, encode_control(1, WRITE))  # asked before anything was rendered
-    requests.close()
-    await requests.render_all()
+    await _render_after(
+        requests,
+        (1, encode_request(1, _jobs(3, "a"), RENDER)),
+        (2, encode_request(2, _jobs(3, "b"), RENDER)),
+        (1, encode_control(1, WRITE)),  # asked before anything was rendered
+    )
     assert rec.events == [("render", "a"), ("write", (1, 3)), ("render", "b")]
     assert requests.rendered.keys() == {2}  # kept until asked for
 
@@ -80,9 +89,7 @@ async def test_a_write_asked_while_its_part_is_queued_starts_once_it_is_rendered
 async def test_a_part_rendered_already_is_written_at_once_and_kept_ones_on_request() -> None:
     rec = Recorder()
     requests = rec.requests()
-    _receive(requests, 1, encode_request(1, _jobs(2), RENDER))
-    requests.close()
-    await requests.render_all()
+    await _render_after(requests, (1, encode_request(1, _jobs(2), RENDER)))
     assert rec.events == [("render", "org")]
     _receive(requests, 1, encode_control(1, WRITE))
     assert rec.events[-1] == ("write", (1, 2))
@@ -117,13 +124,14 @@ async def test_frames_are_read_between_chunks_so_a_write_does_not_wait_for_later
 async def test_a_dropped_part_is_never_written_even_if_dropped_mid_render() -> None:
     rec = Recorder()
     requests = rec.requests()
-    _receive(requests, 1, encode_request(1, _jobs(2), RENDER))
-    _receive(requests, 2, encode_request(2, _jobs(2), RENDER))
-    _receive(requests, 1, encode_control(1, WRITE))
-    _receive(requests, 1, encode_control(1, DROP))  # the checkpoint was abandoned meanwhile
-    _receive(requests, 2, encode_control(2, DROP))
-    requests.close()
-    await requests.render_all()
+    await _render_after(
+        requests,
+        (1, encode_request(1, _jobs(2), RENDER)),
+        (2, encode_request(2, _jobs(2), RENDER)),
+        (1, encode_control(1, WRITE)),
+        (1, encode_control(1, DROP)),  # the checkpoint was abandoned meanwhile
+        (2, encode_control(2, DROP)),
+    )
     assert [e for e in rec.events if e[0] != "render"] == []
     assert not requests.rendered and not requests.unrendered and not requests.dropped
 
@@ -131,20 +139,19 @@ async def test_a_dropped_part_is_never_written_even_if_dropped_mid_render() -> N
 async def test_render_and_write_requests_are_written_without_being_asked() -> None:
     rec = Recorder()
     requests = rec.requests()
-    _receive(requests, 5, encode_request(5, _jobs(4), RENDER_WRITE))
-    requests.close()
-    await requests.render_all()
+    await _render_after(requests, (5, encode_request(5, _jobs(4), RENDER_WRITE)))
     assert rec.events[-1] == ("write", (5, 4))
 
 
 async def test_a_failed_render_is_answered_when_its_write_is_asked() -> None:
     rec = Recorder(fail_org="bad")
     requests = rec.requests()
-    _receive(requests, 1, encode_request(1, _jobs(2, "bad"), RENDER))
-    _receive(requests, 2, encode_request(2, _jobs(2, "bad"), RENDER))
-    _receive(requests, 2, encode_control(2, WRITE))  # asked before its render failed
-    requests.close()
-    await requests.render_all()
+    await _render_after(
+        requests,
+        (1, encode_request(1, _jobs(2, "bad"), RENDER)),
+        (2, encode_request(2, _jobs(2, "bad"), RENDER)),
+        (2, encode_control(2, WRITE)),  # asked before its render failed
+    )
     assert rec.events == [("answer", (2, RENDER_FAILED, "ValueError: cannot read this value"))]
     _receive(requests, 1, encode_control(1, WRITE))  # asked after
     assert rec.events[-1] == ("answer", (1, RENDER_FAILED, "ValueError: cannot read this value"))
