@@ -322,15 +322,14 @@ class EngagementWorker:
             waits.observe(max(0.0, wall - message.timestamp))
             self.pending.append(message)  # not a local: a failed landing may reset it below
             try:
-                entries = envelope.decode(message.value or b"")
+                count = processor.apply_envelope(message.value or b"", message.partition)
             except envelope.EnvelopeError as exc:
-                # Not written by an ingest of this version: nothing in it can be counted, and
-                # holding the partition would stop it for good. Said loudly, then passed (its
-                # ack counts with the checkpoint).
+                # Not written by an ingest of this version (or damaged): what it holds from the
+                # damage on cannot be counted, and holding the partition would stop it for
+                # good. Said loudly, then passed (its ack counts with the checkpoint).
                 m.BAD_ENVELOPES.inc()
                 log.error("%s[%d]@%d: %s", message.topic, message.partition, message.offset, exc)
                 continue
-            count = processor.apply(entries, message.partition)
             applied += count
             since_yield += count
             if since_yield >= APPLY_YIELD_ENTRIES:

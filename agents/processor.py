@@ -46,7 +46,14 @@ from engagement_monitor.keyspace import split_state_key, state_key
 from engagement_monitor.snapshot_codec import pack_snapshot
 from models.events import RecordRejected
 from streams.dead_letters import DEAD_LETTER_TOPIC, dead_letter_headers
-from streams.envelope import KIND_FORWARDED, KIND_TICK, Entry, EnvelopeWriter
+from streams.envelope import (
+    KIND_FORWARDED,
+    KIND_TICK,
+    Entry,
+    EnvelopeReader,
+    EnvelopeWriter,
+    encode,
+)
 from streams.partitioning import contact_partition, state_partition
 from streams.topics import ENVELOPE_TOPIC, TopicNames
 
@@ -329,54 +336,66 @@ class EngagementProcessor:
         return self.pending_since is not None
 
     def apply(self, entries: Iterable[Entry], home: int) -> int:
-        """Fold one envelope's entries into the cache; the number of entries."""
+        """Fold entries into the cache as if they came in one envelope (tests, tools)."""
+        return self.apply_envelope(encode(entries), home)
+
+    def apply_envelope(self, data: bytes, home: int) -> int:
+        """Fold one envelope's entries into the cache; the number of entries.
+
+        Raises ``EnvelopeError`` where its bytes stop being an envelope, the entries before the
+        damage applied (and counted: they land with the next checkpoint)."""
+        reader = EnvelopeReader(data)
         now = self.clock()
         pending = self.pending
         n = 0
-        for entry in entries:
-            n += 1
-            if entry.kind == KIND_TICK:
-                self._tick(entry, now, pending)
-            else:
-                self._record(entry, home, now, pending)
-        if n:
-            pending.entries += n
-            if self.pending_since is None:
-                self.pending_since = time.monotonic()
+        try:
+            while reader.next():
+                n += 1
+                if reader.kind == KIND_TICK:
+                    self._tick(reader.key(), now, pending)
+                else:
+                    self._record(reader, home, now, pending)
+        finally:
+            if n:
+                pending.entries += n
+                if self.pending_since is None:
+                    self.pending_since = time.monotonic()
         return n
 
-    def _tick(self, entry: Entry, now: datetime, pending: CheckpointBatch) -> None:
+    def _tick(self, key: bytes | None, now: datetime, pending: CheckpointBatch) -> None:
         pending.records_by_topic["expiry-tick"] += 1
-        if entry.key is None:
+        if key is None:
             return
-        key = entry.key
         org_id, contact_id = split_state_key(key)
         hot = self.cache.get(key, state_partition(key, self.partitions), org_id, contact_id)
         expire(hot.stored.state, now, self.cfg)
         self.cache.touch(key, hot, by_event=False)
 
-    def _record(self, entry: Entry, home: int, now: datetime, pending: CheckpointBatch) -> None:
-        short = self._short.get(entry.topic)
+    def _record(
+        self, reader: EnvelopeReader, home: int, now: datetime, pending: CheckpointBatch
+    ) -> None:
+        topic = reader.topic
+        short = self._short.get(topic)
         if short is None:
-            short = self._short[entry.topic] = self.names.short(entry.topic)
+            short = self._short[topic] = self.names.short(topic)
         pending.records_by_topic[short] += 1
         try:
-            event = read_record(short, entry.value, now, self.cfg)
+            event = read_record(short, reader.value, now, self.cfg)
         except RecordRejected as rejected:
-            self._reject(entry, rejected.reason, rejected.code, now, pending)
+            self._reject(reader.entry(), rejected.reason, rejected.code, now, pending)
             return
         key, owner = self._locate(event.org_id, event.contact_id)
         if owner != home:
-            if entry.kind == KIND_FORWARDED:  # forwarded once already: never loop
+            if reader.kind == KIND_FORWARDED:  # forwarded once already: never loop
                 reason = (
                     f"forwarded to partition {home}, which does not own the contact "
                     f"(partition {owner} of {self.partitions}): do all workers have the same "
                     "EM_PARTITIONS?"
                 )
-                self._reject(entry, reason, "internal", now, pending)
+                self._reject(reader.entry(), reason, "internal", now, pending)
                 return
             # Routed by an ingest with another partition count, say: send it to its owner.
-            pending.outputs.append(_forward(entry, owner))
+            pending.outputs.append(_forward(reader.entry(), owner))
             pending.forwarded += 1
             return
         hot = self.cache.get(key, owner, event.org_id, event.contact_id)

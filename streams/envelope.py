@@ -157,50 +157,109 @@ def encode(entries: Iterable[Entry]) -> bytes:
 
 def decode(data: bytes) -> list[Entry]:
     """The entries of one envelope, in order; ``EnvelopeError`` if it is not one."""
-    if data[:4] != MAGIC:
-        raise EnvelopeError(f"not an envelope (starts with {data[:4]!r}, expected {MAGIC!r})")
-    try:
-        return _decode(memoryview(data))
-    except (struct.error, UnicodeDecodeError, IndexError) as exc:
-        raise EnvelopeError(f"truncated or corrupt envelope: {exc}") from None
-
-
-def _decode(view: memoryview) -> list[Entry]:
-    pos = 4
-    (n_topics,) = _U16.unpack_from(view, pos)
-    pos += 2
-    topics: list[str] = []
-    for _ in range(n_topics):
-        (length,) = _U16.unpack_from(view, pos)
-        pos += 2
-        topics.append(bytes(view[pos : pos + length]).decode())
-        pos += length
-    (count,) = _U32.unpack_from(view, pos)
-    pos += 4
+    reader = EnvelopeReader(data)
     entries: list[Entry] = []
-    unpack_entry = _ENTRY.unpack_from
-    entry_size = _ENTRY.size
-    end = len(view)
-    for _ in range(count):
-        kind, index, partition, offset, key_len, value_len, n_headers = unpack_entry(view, pos)
-        pos += entry_size
-        key: bytes | None = None
-        if key_len >= 0:
-            key = bytes(view[pos : pos + key_len])
-            pos += key_len
-        value = bytes(view[pos : pos + value_len])
-        pos += value_len
-        headers: Headers = []
-        for _ in range(n_headers):
-            name_len, header_len = _HEADER.unpack_from(view, pos)
-            pos += _HEADER.size
-            name = bytes(view[pos : pos + name_len]).decode()
-            pos += name_len
-            headers.append((name, bytes(view[pos : pos + header_len])))
-            pos += header_len
-        if pos > end:
-            raise EnvelopeError("truncated envelope: an entry runs past the end")
-        entries.append(Entry(kind, topics[index], partition, offset, key, value, headers))
-    if pos != end:
-        raise EnvelopeError(f"corrupt envelope: {end - pos} byte(s) after the last entry")
+    while reader.next():
+        entries.append(reader.entry())
     return entries
+
+
+class EnvelopeReader:
+    """Walks one envelope's entries in place, taking out per entry only what the worker reads
+    of every one (kind, topic, value); the key and the rest on demand (``key``, ``entry``).
+
+    The worker reads ~35,000 entries a second on one core: building an ``Entry`` with its own
+    copies of key, value and headers for each cost ~1.5 µs, of which a walk that reads each
+    entry's fixed header and slices its value keeps about a third. A dead letter or a forward
+    (rare) takes the whole entry with ``entry``.
+
+    ``next`` moves to the next entry (False after the last); it raises ``EnvelopeError`` where
+    the bytes stop being an envelope (so the entries before the damage have been read).
+    """
+
+    def __init__(self, data: bytes) -> None:
+        if data[:4] != MAGIC:
+            raise EnvelopeError(f"not an envelope (starts with {data[:4]!r}, expected {MAGIC!r})")
+        self.data = data
+        self.end = len(data)
+        self.topics: list[str] = []
+        try:
+            (n_topics,) = _U16.unpack_from(data, 4)
+            pos = 6
+            for _ in range(n_topics):
+                (length,) = _U16.unpack_from(data, pos)
+                pos += 2
+                if pos + length > self.end:
+                    raise EnvelopeError("truncated envelope: its topic names run past the end")
+                self.topics.append(data[pos : pos + length].decode())
+                pos += length
+            (self.remaining,) = _U32.unpack_from(data, pos)
+        except (struct.error, UnicodeDecodeError) as exc:
+            raise EnvelopeError(f"truncated or corrupt envelope: {exc}") from None
+        self.pos = pos + 4
+        self.start = -1  # where the current entry starts
+        self.kind = KIND_RECORD
+        self.topic = ""
+        self.value = b""
+        self._key_at = 0
+        self._key_len = -1
+
+    def next(self) -> bool:
+        data, start = self.data, self.pos
+        if self.remaining == 0:
+            if start != self.end:
+                raise EnvelopeError(
+                    f"corrupt envelope: {self.end - start} byte(s) after the last entry"
+                )
+            return False
+        try:
+            kind, index, _partition, _offset, key_len, value_len, n_headers = _ENTRY.unpack_from(
+                data, start
+            )
+            pos = start + _ENTRY.size
+            self._key_at = pos
+            self._key_len = key_len
+            if key_len > 0:
+                pos += key_len
+            value_end = pos + value_len
+            self.value = data[pos:value_end]
+            pos = value_end
+            for _ in range(n_headers):
+                name_len, header_len = _HEADER.unpack_from(data, pos)
+                pos += _HEADER.size + name_len + header_len
+            self.topic = self.topics[index]
+        except (struct.error, IndexError) as exc:
+            raise EnvelopeError(f"truncated or corrupt envelope: {exc}") from None
+        if pos > self.end:
+            raise EnvelopeError("truncated envelope: an entry runs past the end")
+        self.kind = kind
+        self.start = start
+        self.pos = pos
+        self.remaining -= 1
+        return True
+
+    def key(self) -> bytes | None:
+        """The current entry's key."""
+        if self._key_len < 0:
+            return None
+        return self.data[self._key_at : self._key_at + self._key_len]
+
+    def entry(self) -> Entry:
+        """The current entry, whole (its header names and values decoded here)."""
+        data = self.data
+        _kind, _index, partition, offset, _key_len, _value_len, n_headers = _ENTRY.unpack_from(
+            data, self.start
+        )
+        pos = self._key_at + max(self._key_len, 0) + len(self.value)
+        headers: Headers = []
+        try:
+            for _ in range(n_headers):
+                name_len, header_len = _HEADER.unpack_from(data, pos)
+                pos += _HEADER.size
+                name = data[pos : pos + name_len].decode()
+                pos += name_len
+                headers.append((name, data[pos : pos + header_len]))
+                pos += header_len
+        except UnicodeDecodeError as exc:
+            raise EnvelopeError(f"corrupt envelope: {exc}") from None
+        return Entry(self.kind, self.topic, partition, offset, self.key(), self.value, headers)

@@ -201,12 +201,12 @@ def rec(
 
 
 def feed(proc: EngagementProcessor, records: Iterable[Entry]) -> int:
-    """The ingest and the agent: one envelope per owning partition, framed and read back."""
+    """The ingest and the agent: one envelope per owning partition, framed and read in place."""
     by_home: dict[int, list[Entry]] = {}
     for entry in records:
         by_home.setdefault(route(entry.value, entry.partition, PARTITIONS), []).append(entry)
     return sum(
-        proc.apply(envelope.decode(envelope.encode(entries)), partition)
+        proc.apply_envelope(envelope.encode(entries), partition)
         for partition, entries in by_home.items()
     )
 
@@ -214,7 +214,7 @@ def feed(proc: EngagementProcessor, records: Iterable[Entry]) -> int:
 def deliver(proc: EngagementProcessor, item: Outbound) -> int:
     """What the agent does with an envelope the processor published (on its own partition)."""
     assert item.partition is not None and item.topic == ENVELOPE_TOPIC
-    return proc.apply(envelope.decode(item.value), item.partition)
+    return proc.apply_envelope(item.value, item.partition)
 
 
 def land(proc: EngagementProcessor, table: Table, batch: CheckpointBatch) -> CheckpointBatch:
@@ -1485,3 +1485,18 @@ def test_remembered_contact_locations_are_the_functions_and_bounded() -> None:
     key, partition = processor._locate("org-bulk", "c-7")
     assert partition == partition_for(contact_key("org-bulk", "c-7"), PARTITIONS)
     assert key == state_key("org-bulk", "c-7")
+
+
+def test_a_damaged_envelope_counts_the_entries_before_the_damage_then_says_so(
+    proc: EngagementProcessor, table: Table
+) -> None:
+    """The agent logs and passes an envelope whose bytes stop being one (`EnvelopeError`); what
+    the processor read before the damage is applied and lands with the next checkpoint."""
+    first = rec("dispatch", dispatch("c-1", "m-1", ago(days=1)))
+    second = rec("dispatch", dispatch("c-1", "m-2", ago(days=1)))
+    raw = envelope.encode([first, second])
+    with pytest.raises(envelope.EnvelopeError, match="truncated"):
+        proc.apply_envelope(raw[:-3], home("c-1"))
+    assert proc.pending.entries == 1
+    land(proc, table, proc.checkpoint())
+    assert set(table.stored(key_of("c-1")).state.messages) == {"m-1"}

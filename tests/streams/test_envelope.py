@@ -44,6 +44,39 @@ def test_a_truncated_or_padded_envelope_is_refused(items: list[Entry], data: st.
         envelope.decode(raw + b"\x00")
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(entries, max_size=20))
+def test_the_reader_walks_every_entry_in_place(items: list[Entry]) -> None:
+    """What the worker reads of each entry (kind, topic, value, key) without building it, and
+    the whole entry when it asks (a dead letter, a forward)."""
+    reader = envelope.EnvelopeReader(envelope.encode(items))
+    for item in items:
+        assert reader.next()
+        assert (reader.kind, reader.topic, reader.value, reader.key()) == (
+            item.kind,
+            item.topic,
+            item.value,
+            item.key,
+        )
+        assert reader.entry() == item
+    assert not reader.next()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(entries, min_size=1, max_size=5), st.data())
+def test_the_reader_gives_the_entries_before_the_damage_then_refuses(
+    items: list[Entry], data: st.DataObject
+) -> None:
+    raw = envelope.encode(items)
+    cut = data.draw(st.integers(4, len(raw) - 1))
+    read: list[Entry] = []
+    with pytest.raises(EnvelopeError):
+        reader = envelope.EnvelopeReader(raw[:cut])
+        while reader.next():
+            read.append(reader.entry())
+    assert read == items[: len(read)] and len(read) < len(items)
+
+
 def test_something_else_is_not_an_envelope() -> None:
     with pytest.raises(EnvelopeError, match="not an envelope"):
         envelope.decode(b'{"event_id": "e"}')
