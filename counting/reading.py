@@ -217,6 +217,22 @@ def _fast(code: int, data: dict[str, Any], channels: tuple[str, ...]) -> LightEv
     return Complaint(event_id, org_id, contact_id, occurred_at, channel, message_id)
 
 
+_latest: list[tuple[datetime, ParseConfig, datetime]] = []
+
+
+def _latest_for(now: datetime, cfg: ParseConfig) -> datetime:
+    """The latest event time accepted at `now` (`parse_limits(...).latest`), kept here for the
+    batch: the models' module is interpreted, and a call into it per event costs more than the
+    comparison it serves."""
+    if _latest:
+        last_now, last_cfg, latest = _latest[0]
+        if last_now is now and last_cfg is cfg:
+            return latest
+    latest = parse_limits(cfg, now).latest
+    _latest[:] = [(now, cfg, latest)]
+    return latest
+
+
 def read_record(topic: str, raw: bytes, now: datetime, cfg: ParseConfig) -> CountedEvent:
     """Decode and check one record of an UNPREFIXED topic, or raise ``RecordRejected``
     (`models.events.parse_record`'s reasons and codes, word for word)."""
@@ -228,7 +244,7 @@ def read_record(topic: str, raw: bytes, now: datetime, cfg: ParseConfig) -> Coun
             data = None
         if isinstance(data, dict):
             fast = _fast(code, data, cfg.channels)
-            if fast is not None and fast.occurred_at <= parse_limits(cfg, now).latest:
+            if fast is not None and fast.occurred_at <= _latest_for(now, cfg):
                 return fast
     event = parse_record(topic, raw, now, cfg)
     if isinstance(event, CONTACT_MODELS):
