@@ -64,6 +64,7 @@ NATIVE_MODULES: tuple[str, ...] = (
     "agents/redis_args.py",
     "agents/stored.py",
     "streams/envelope.py",
+    "streams/framing.py",
     "streams/partitioning.py",
     "streams/records.py",
 )

@@ -5,11 +5,12 @@ its own group (``<app id>-ingest``), because Faust's per-record path costs ~110 
 an agent sees it and this stage must cost a few. Per fetch:
 
 1. ``getmany`` from every input topic;
-2. each record is routed to the partition that owns its contact (``route``: the ids from the
-   value, the same function as the table's changelog partitioner). A record whose ids cannot be
-   read goes to the partition number it was read from; the processor dead-letters it there,
-   with the reason, like every other invalid record. Records over ``EM_MAX_RECORD_BYTES`` are
-   dead-lettered here, since an envelope must stay under the broker's message size;
+2. each record is routed to the partition that owns its contact (``streams.framing.route``,
+   compiled: the ids from the value, the same function as the table's changelog partitioner).
+   A record whose ids cannot be read goes to the partition number it was read from; the
+   processor dead-letters it there, with the reason, like every other invalid record. Records
+   over ``EM_MAX_RECORD_BYTES`` are dead-lettered here, since an envelope must stay under the
+   broker's message size;
 3. one envelope per owning partition (split at ``EM_ENVELOPE_MAX_BYTES``), carrying each record's
    source topic, partition, offset, key, value and headers, sent with an idempotent producer,
    ``acks=all``;
@@ -39,19 +40,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 from mode import Service
 
 from streams.dead_letters import dead_letter_headers
-from streams.envelope import KIND_RECORD, EnvelopeWriter
-from streams.partitioning import contact_partition
+from streams.framing import frame
 
 log = logging.getLogger("engagement_monitor.ingest")
 
@@ -64,77 +62,6 @@ FETCH_MAX_WAIT_MS = 25
 COMMIT_EVERY_SECONDS = 0.1
 
 Headers = list[tuple[str, bytes]]
-
-
-def route(value: bytes | None, source_partition: int, partitions: int) -> int:
-    """The partition that owns the record's contact, from the ids in its value.
-
-    A record without readable ids stays on its source partition's number (mod `partitions`):
-    it is a dead letter either way, and the processor says why.
-    """
-    if value:
-        try:
-            data = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            data = None
-        if isinstance(data, dict):
-            org_id, contact_id = data.get("org_id"), data.get("contact_id")
-            if isinstance(org_id, str) and isinstance(contact_id, str):
-                return contact_partition(org_id, contact_id, partitions)
-    return source_partition % partitions
-
-
-@dataclass(slots=True)
-class Routed:
-    """One fetch, framed: envelopes per owning partition, oversize records, offsets to commit."""
-
-    envelopes: list[tuple[int, bytes, int]]  # (partition, envelope, entries)
-    oversize: list[ConsumerRecord[bytes, bytes]]
-    offsets: dict[TopicPartition, int]  # next offset to read, per input partition
-    records: int
-
-
-def frame(
-    fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
-    partitions: int,
-    max_record_bytes: int,
-    max_envelope_bytes: int,
-) -> Routed:
-    """Pure: a fetch in, the envelopes to send out (tested without a broker)."""
-    writers: dict[int, EnvelopeWriter] = {}
-    envelopes: list[tuple[int, bytes, int]] = []
-    oversize: list[ConsumerRecord[bytes, bytes]] = []
-    offsets: dict[TopicPartition, int] = {}
-    n = 0
-    for tp, records in fetched.items():
-        if not records:
-            continue
-        for record in records:
-            n += 1
-            value = record.value or b""
-            if len(value) > max_record_bytes:
-                oversize.append(record)
-                continue
-            owner = route(value, record.partition, partitions)
-            writer = writers.get(owner)
-            if writer is None:
-                writer = writers[owner] = EnvelopeWriter()
-            elif writer.size + len(value) + len(record.key or b"") + 64 > max_envelope_bytes:
-                envelopes.append((owner, writer.finish(), writer.count))
-                writer = writers[owner] = EnvelopeWriter()
-            writer.add(
-                KIND_RECORD,
-                record.topic,
-                record.partition,
-                record.offset,
-                record.key,
-                value,
-                [(k, v) for k, v in record.headers] if record.headers else (),
-            )
-        offsets[tp] = records[-1].offset + 1
-    for owner, writer in writers.items():
-        envelopes.append((owner, writer.finish(), writer.count))
-    return Routed(envelopes, oversize, offsets, n)
 
 
 class IngestStats:

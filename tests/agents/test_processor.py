@@ -7,7 +7,7 @@ its `load` callable, which counts the reads), a fixed clock for time, and record
 exactly as a producer would write them. The helpers play the other stages:
 
 - `feed` is the ingest: it routes each record to the partition that owns its contact
-  (`streams.ingest.route`), frames one envelope per partition and hands its decoded entries to
+  (`streams.framing.route`), frames one envelope per partition and hands its decoded entries to
   `apply`, as the agent does; `deliver` does the same for an envelope the processor published
   itself (a forwarded entry, expiry ticks);
 - `Table.land` is a landed checkpoint: it applies the batch's changes to the dict (value None
@@ -57,7 +57,7 @@ from streams.dead_letters import (
     H_SOURCE_TOPIC,
 )
 from streams.envelope import KIND_FORWARDED, KIND_RECORD, KIND_TICK, Entry
-from streams.ingest import route
+from streams.framing import route
 from streams.partitioning import partition_for
 from streams.topics import ENVELOPE_TOPIC, TopicNames
 from tests.unit.factories import rate_tier

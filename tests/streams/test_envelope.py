@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from engagement_monitor.keyspace import record_key, state_key
 from streams import envelope
 from streams.envelope import KIND_RECORD, KIND_TICK, Entry, EnvelopeError
-from streams.ingest import frame, route
+from streams.framing import frame, route
 from streams.partitioning import contact_partition, partition_for, state_partition
 
 headers = st.lists(st.tuples(st.text(max_size=20), st.binary(max_size=40)), max_size=3)
