@@ -505,12 +505,14 @@ async def _serve(parent: int) -> int:
     from agents.processor import render_jobs
     from agents.redis_outage import REDIS_ERRORS
     from agents.redis_sink import RedisSink
+    from engagement_monitor.gc_tuning import tune_gc
     from engagement_monitor.settings import load_settings
     from engagement_monitor.snapshot_codec import check_dictionaries
 
     settings = load_settings()
     cfg = settings.counting_config()
     check_dictionaries()
+    tune_gc()
     sink = RedisSink(
         str(settings.redis_url),
         settings.app_id,

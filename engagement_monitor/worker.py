@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 
+from engagement_monitor.gc_tuning import tune_gc
 from engagement_monitor.settings import Settings
 from streams.admin import TopicLayoutError, ensure_topics
 from streams.envelope_purge import ENVELOPE_RETENTION_MS
 
 log = logging.getLogger("engagement_monitor.worker")
-
-
-# The worker keeps tens of thousands of decoded contacts alive between checkpoints, and each
-# checkpoint allocates a few objects per contact: with CPython's default thresholds (700, 10, 10)
-# the cyclic collector runs thousands of times a second and costs ~13 % of the worker's CPU
-# (bench: a 200,000-event backlog). Nothing the worker keeps forms reference cycles, so young
-# collections can be rarer; what start-up created (modules, Faust, the app) is frozen out of
-# every collection.
-GC_THRESHOLDS = (50_000, 20, 100)
-
-
-def tune_gc() -> None:
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def run_worker(settings: Settings) -> int:

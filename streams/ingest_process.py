@@ -34,6 +34,7 @@ from aiokafka import TopicPartition
 from mode import Service
 
 from engagement_monitor.crash import CrashPoint
+from engagement_monitor.gc_tuning import tune_gc
 from engagement_monitor.settings import Settings, load_settings
 from streams.ingest import Ingest
 from streams.topics import TopicNames
@@ -219,6 +220,7 @@ def _sum(reports: list[IngestReport]) -> IngestReport:
 async def _run_child(settings: Settings, parent: int) -> int:
     crash = CrashPoint(settings.crash_at, parent=parent)
     ingest = build_ingest(settings, crash)
+    tune_gc()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
