@@ -268,6 +268,9 @@ def dead_letter(
     )
 
 
+# The `em_records_in_total` label of expiry ticks (entries of no input topic).
+TICK_TOPIC = "expiry-tick"
+
 # Outcomes that return before touching the state: the contact need not be written again.
 _UNTOUCHED = frozenset({"duplicate", "too_old", "dropped_deleted"})
 
@@ -356,7 +359,7 @@ class EngagementProcessor:
             while reader.next():
                 n += 1
                 if reader.kind == KIND_TICK:
-                    self._tick(reader.key(), now, pending)
+                    self._tick(reader.key(), now, by_topic)
                 else:
                     self._record(reader, home, now, pending, by_topic, outcomes)
         finally:
@@ -368,8 +371,8 @@ class EngagementProcessor:
                     self.pending_since = time.monotonic()
         return n
 
-    def _tick(self, key: bytes | None, now: datetime, pending: CheckpointBatch) -> None:
-        pending.records_by_topic["expiry-tick"] += 1
+    def _tick(self, key: bytes | None, now: datetime, by_topic: dict[str, int]) -> None:
+        by_topic[TICK_TOPIC] = by_topic.get(TICK_TOPIC, 0) + 1
         if key is None:
             return
         org_id, contact_id = split_state_key(key)

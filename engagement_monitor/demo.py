@@ -24,6 +24,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from agents.processor import TICK_TOPIC
 from engagement_monitor import keyspace as ks
 from engagement_monitor.redis_client import connect
 from engagement_monitor.settings import Settings
@@ -94,7 +95,7 @@ async def _wait_caught_up(port: int, expected: int, limit: float = 600) -> float
     while time.monotonic() - started < limit:
         text = await _worker_metrics(port)
         counts = _metric_values(text, "em_records_in_total")
-        seen = sum(v for k, v in counts.items() if k != "expiry-tick")
+        seen = sum(v for k, v in counts.items() if k != TICK_TOPIC)
         lag = sum(_metric_values(text, "em_consumer_lag").values())
         if seen >= expected and lag == 0:
             return time.monotonic() - started
