@@ -152,6 +152,12 @@ class EngagementWorker:
             self.ingest = build_ingest(settings, self.crash)
         # Started and stopped with the app: `App.service` takes an instance as well as a class.
         self.app.service(cast(Any, WriterService(self.writer, self.snapshot_process)))
+        if self.snapshot_process is not None:
+            # ... but the snapshot processes start with the app itself (`WriterService` finds
+            # them running): Faust starts services once the tables are recovered, which is
+            # when the ingest starts too, and two children importing then took most of a core
+            # from the ingest in a backlog's first half-second (BENCHMARKS.md, session 19).
+            self.app.early_starts.append(self.snapshot_process.start)
         # The ingest starts once the agent has its partitions and its tables recovered
         # (`_start_ingest`): framing envelopes nobody can read yet only lengthens their queue,
         # and the two stages then start together.

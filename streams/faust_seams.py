@@ -9,7 +9,8 @@
 * **The rebalance and shutdown order** is `WorkerApp`, an `App` subclass: before Faust revokes
   partitions, and before it stops the consumer (tables closed, group left, which it does before
   the agents), the app lets the worker land what it holds in one last checkpoint
-  (`agents.checkpoint`), while it still owns every partition of it.
+  (`agents.checkpoint`), while it still owns every partition of it. It also starts what the
+  worker asks to start before anything of Faust's (`early_starts`: the snapshot processes).
 * **`check_faust`**, run before the app is built (and `check_app` after), verifies that the
   installed faust-streaming is the pinned version, that the entry point resolves to this
   module, and that every internal name the guard and the app override or read exists, and
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Protocol
 
@@ -156,6 +158,14 @@ class WorkerApp(faust.App):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.landing: Landing | None = None  # set by the worker (agents.engagement)
+        # Started when the app first starts, before its consumer, tables and recovery: Faust
+        # starts `App.service`s only once the tables are recovered, when the drain begins.
+        self.early_starts: list[Callable[[], Awaitable[None]]] = []
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        for start in self.early_starts:
+            await start()
 
     async def _on_partitions_revoked(self, revoked: set[Any]) -> None:
         if self.landing is not None and not self.should_stop:
@@ -219,7 +229,7 @@ def check_faust() -> None:
         getattr(faust_aiokafka.AIOKafkaConsumerThread, "_create_worker_consumer", None)
     ):
         raise FaustSeamError("faust's AIOKafkaConsumerThread has no _create_worker_consumer")
-    for method in ("_stop_consumer", "_on_partitions_revoked"):
+    for method in ("_stop_consumer", "_on_partitions_revoked", "on_first_start"):
         if not callable(getattr(faust.App, method, None)):
             raise FaustSeamError(f"faust.App has no {method} (WorkerApp's landing order)")
     for scheme, expected in (

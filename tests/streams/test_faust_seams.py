@@ -101,6 +101,36 @@ async def test_partitions_are_revoked_only_once_the_pending_checkpoint_landed(
     assert order == ["landed before revoking ['p1']", "faust revoked"]
 
 
+async def test_what_the_worker_asks_starts_when_the_app_first_starts(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = WorkerApp(
+        "em-test-early", broker="emkafka://localhost:9092", web_enabled=False, datadir=tmp_path
+    )
+    order: list[str] = []
+
+    async def faust_first_start(self: Any) -> None:
+        order.append("faust's first start")
+
+    async def snapshot_processes() -> None:
+        order.append("snapshot processes started")
+
+    # Faust's own hook stands in for itself on the base class: the test checks that WorkerApp
+    # calls it, then what the worker registered, before anything else of the app starts.
+    monkeypatch.setattr(faust.App, "on_first_start", faust_first_start)
+    app.early_starts.append(snapshot_processes)
+    await app.on_first_start()
+    assert order == ["faust's first start", "snapshot processes started"]
+
+
+def test_a_faust_without_the_first_start_hook_is_refused_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(faust.App, "on_first_start", None)
+    with pytest.raises(FaustSeamError, match="on_first_start"):
+        check_faust()
+
+
 def test_the_tables_take_checkpoints_on_either_store(tmp_path: Any) -> None:
     for store, kind in (("rocksdb", RocksDBCheckpointStore), ("memory", MemoryCheckpointStore)):
         streams = create_app(Settings(data_dir=tmp_path / store, store=store))
