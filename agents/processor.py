@@ -39,7 +39,7 @@ from counting import (
     tier_changes,
     tiers,
 )
-from counting.reading import read_record
+from counting.reading import CountedEvent, read_record, read_validated
 from counting.send_times import Hours
 from counting.timeutil import from_us, to_us
 from engagement_monitor.keyspace import split_state_key, state_key
@@ -49,6 +49,7 @@ from streams.dead_letters import DEAD_LETTER_TOPIC, dead_letter_headers
 from streams.envelope import (
     KIND_FORWARDED,
     KIND_TICK,
+    KIND_VALIDATED,
     Entry,
     EnvelopeReader,
     EnvelopeWriter,
@@ -394,11 +395,15 @@ class EngagementProcessor:
         if short is None:
             short = self._short[topic] = self.names.short(topic)
         by_topic[short] = by_topic.get(short, 0) + 1
-        try:
-            event = read_record(short, reader.value, now, self.cfg)
-        except RecordRejected as rejected:
-            self._reject(reader.entry(), rejected.reason, rejected.code, now, pending)
-            return
+        event: CountedEvent | None = None
+        if reader.kind == KIND_VALIDATED:  # checked by the ingest but for the time limit
+            event = read_validated(reader.validated, now, self.cfg)
+        if event is None:
+            try:
+                event = read_record(short, reader.value, now, self.cfg)
+            except RecordRejected as rejected:
+                self._reject(reader.entry(), rejected.reason, rejected.code, now, pending)
+                return
         key, owner = self._locate(event.org_id, event.contact_id)
         if owner != home:
             if reader.kind == KIND_FORWARDED:  # forwarded once already: never loop

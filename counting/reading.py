@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from counting import event_codec as ec
 from counting.events import (
     Bounce,
     Click,
@@ -64,8 +65,10 @@ ContactModel = (
 )
 CountedEvent = LightEvent | ContactModel
 
-# Topic -> a small number, so the per-topic fields are an integer comparison away.
-_DISPATCH, _DELIVERY, _OPEN, _CLICK, _REPLY, _BOUNCE, _COMPLAINT, _UNSUBSCRIBE = range(8)
+# Topic -> a small number, so the per-topic fields are an integer comparison away (the numbers
+# are those `counting.event_codec` writes).
+_DISPATCH, _DELIVERY, _OPEN, _CLICK, _REPLY = ec.DISPATCH, ec.DELIVERY, ec.OPEN, ec.CLICK, ec.REPLY
+_BOUNCE, _COMPLAINT, _UNSUBSCRIBE = ec.BOUNCE, ec.COMPLAINT, ec.UNSUBSCRIBE
 _TOPIC_CODES: dict[str, int] = {
     "dispatch": _DISPATCH,
     "delivery": _DELIVERY,
@@ -250,3 +253,29 @@ def read_record(topic: str, raw: bytes, now: datetime, cfg: ParseConfig) -> Coun
     if isinstance(event, CONTACT_MODELS):
         return event
     return lighten(event)
+
+
+def validated(topic: str, data: dict[str, Any], channels: tuple[str, ...]) -> bytes | None:
+    """For the ingest: the encoded event (`counting.event_codec`) of a decoded record of an
+    UNPREFIXED engagement topic that the fast path accepts, else None (the worker then reads
+    the record itself). The future-time limit is not checked here: it is the worker's clock's."""
+    fast = read_plain(topic, data, channels)
+    if fast is None:
+        return None
+    occurred_at = data["occurred_at"]
+    assert isinstance(occurred_at, str)  # the fast path read it
+    try:
+        return ec.encode(fast, occurred_at)
+    except UnicodeEncodeError:  # a lone surrogate: the models decide
+        return None
+
+
+def read_validated(data: bytes, now: datetime, cfg: ParseConfig) -> LightEvent | None:
+    """The event the ingest validated (`validated`), or None when the worker must read the
+    record itself: it is later than the future-time limit at `now` (the models give the
+    refusal's words), or the bytes are damaged."""
+    try:
+        event = ec.decode(data)
+    except ec.EventBytesError:
+        return None
+    return event if event.occurred_at <= _latest_for(now, cfg) else None

@@ -43,6 +43,7 @@ NATIVE_MODULES: tuple[str, ...] = (
     "counting/codec.py",
     "counting/contrib.py",
     "counting/deletion.py",
+    "counting/event_codec.py",
     "counting/events.py",
     "counting/expiry.py",
     "counting/ids.py",

@@ -8,12 +8,14 @@ ingest's ~13). `streams.ingest` runs the loop around it (fetch, send, commit).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import orjson
 from aiokafka import ConsumerRecord, TopicPartition
 
-from streams.envelope import KIND_RECORD, EnvelopeWriter
+from counting.reading import validated
+from streams.envelope import KIND_RECORD, KIND_VALIDATED, VALIDATED_HEADER, EnvelopeWriter
 from streams.partitioning import contact_partition
 
 
@@ -23,6 +25,19 @@ def route(value: bytes | None, source_partition: int, partitions: int) -> int:
     A record without readable ids stays on its source partition's number (mod `partitions`):
     it is a dead letter either way, and the processor says why.
     """
+    return read(value, source_partition, partitions, None, ())[0]
+
+
+def read(
+    value: bytes | None,
+    source_partition: int,
+    partitions: int,
+    topic: str | None,
+    channels: tuple[str, ...],
+) -> tuple[int, bytes | None]:
+    """`route`, and the encoded event (`counting.event_codec`) when `topic` (unprefixed) is an
+    engagement topic and the record passes `counting.reading`'s fast path: the JSON is parsed
+    once for both."""
     if value:
         try:
             data = orjson.loads(value)
@@ -31,8 +46,9 @@ def route(value: bytes | None, source_partition: int, partitions: int) -> int:
         if isinstance(data, dict):
             org_id, contact_id = data.get("org_id"), data.get("contact_id")
             if isinstance(org_id, str) and isinstance(contact_id, str):
-                return contact_partition(org_id, contact_id, partitions)
-    return source_partition % partitions
+                owner = contact_partition(org_id, contact_id, partitions)
+                return owner, None if topic is None else validated(topic, data, channels)
+    return source_partition % partitions, None
 
 
 @dataclass(slots=True)
@@ -50,8 +66,14 @@ def frame(
     partitions: int,
     max_record_bytes: int,
     max_envelope_bytes: int,
+    shorts: Mapping[str, str] | None = None,
+    channels: tuple[str, ...] = (),
 ) -> Routed:
-    """Pure: a fetch in, the envelopes to send out (tested without a broker)."""
+    """Pure: a fetch in, the envelopes to send out (tested without a broker).
+
+    `shorts` (input topic -> its unprefixed name) and `channels`: validate the records of the
+    engagement topics here (`read`), so the worker need not (`KIND_VALIDATED`); without them,
+    every record goes as read (`KIND_RECORD`)."""
     writers: dict[int, EnvelopeWriter] = {}
     envelopes: list[tuple[int, bytes, int]] = []
     oversize: list[ConsumerRecord[bytes, bytes]] = []
@@ -66,21 +88,32 @@ def frame(
             if len(value) > max_record_bytes:
                 oversize.append(record)
                 continue
-            owner = route(value, record.partition, partitions)
+            short = shorts.get(record.topic) if shorts is not None else None
+            owner, event = read(value, record.partition, partitions, short, channels)
             writer = writers.get(owner)
             if writer is None:
                 writer = writers[owner] = EnvelopeWriter()
-            elif writer.size + len(value) + len(record.key or b"") + 64 > max_envelope_bytes:
+            elif (
+                writer.size
+                + len(value)
+                + len(record.key or b"")
+                + (0 if event is None else len(event) + 32)
+                + 64
+                > max_envelope_bytes
+            ):
                 envelopes.append((owner, writer.finish(), writer.count))
                 writer = writers[owner] = EnvelopeWriter()
+            headers = [(k, v) for k, v in record.headers] if record.headers else []
+            if event is not None:
+                headers.insert(0, (VALIDATED_HEADER, event))
             writer.add(
-                KIND_RECORD,
+                KIND_RECORD if event is None else KIND_VALIDATED,
                 record.topic,
                 record.partition,
                 record.offset,
                 record.key,
                 value,
-                [(k, v) for k, v in record.headers] if record.headers else (),
+                headers,
             )
         offsets[tp] = records[-1].offset + 1
     for owner, writer in writers.items():

@@ -39,7 +39,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -97,6 +97,8 @@ class Ingest(Service):
         max_envelope_bytes: int,
         session_timeout_seconds: float = 60.0,
         dead_letter_topic: str,
+        shorts: Mapping[str, str] | None = None,
+        channels: tuple[str, ...] = (),
         crash: Callable[[str], None] = lambda _point: None,
         clock: Callable[[], float] = time.monotonic,
         **kwargs: Any,
@@ -106,6 +108,10 @@ class Ingest(Service):
         self.group_id = group_id
         self.inputs = tuple(inputs)
         self.envelope_topic = envelope_topic
+        # Input topic -> its unprefixed name, and the channels: the engagement records are
+        # validated here (`streams.framing.read`); None: every record goes as read.
+        self.shorts = shorts
+        self.channels = channels
         self.partitions = partitions
         self.max_records = max_records
         self.max_wait_ms = max(1, int(max_wait_seconds * 1000))
@@ -266,7 +272,14 @@ class Ingest(Service):
         self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> None:
         assert self.consumer is not None and self.producer is not None
-        routed = frame(fetched, self.partitions, self.max_record_bytes, self.max_envelope_bytes)
+        routed = frame(
+            fetched,
+            self.partitions,
+            self.max_record_bytes,
+            self.max_envelope_bytes,
+            self.shorts,
+            self.channels,
+        )
         sent: list[Awaitable[Any]] = []
         for partition, envelope, _count in routed.envelopes:
             sent.append(

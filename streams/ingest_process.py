@@ -62,6 +62,8 @@ def build_ingest(settings: Settings, crash: Any) -> Ingest:
         max_envelope_bytes=settings.envelope_max_bytes,
         session_timeout_seconds=settings.session_timeout_seconds,
         dead_letter_topic=names.full("dead-letters"),
+        shorts={full: names.short(full) for full in names.inputs},
+        channels=settings.counting_config().channels,
         crash=crash,
     )
 

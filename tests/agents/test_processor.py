@@ -56,8 +56,15 @@ from streams.dead_letters import (
     H_SOURCE_PARTITION,
     H_SOURCE_TOPIC,
 )
-from streams.envelope import KIND_FORWARDED, KIND_RECORD, KIND_TICK, Entry
-from streams.framing import route
+from streams.envelope import (
+    KIND_FORWARDED,
+    KIND_RECORD,
+    KIND_TICK,
+    KIND_VALIDATED,
+    VALIDATED_HEADER,
+    Entry,
+)
+from streams.framing import read, route
 from streams.partitioning import partition_for
 from streams.topics import ENVELOPE_TOPIC, TopicNames
 from tests.unit.factories import rate_tier
@@ -200,11 +207,45 @@ def rec(
     return Entry(KIND_RECORD, full, partition, offset, key, raw, list(headers or []))
 
 
+INGEST_VALIDATES = [True]  # set per test by `ingest_mode`
+
+
+@pytest.fixture(autouse=True, params=["validated by the ingest", "as read"])
+def ingest_mode(request: pytest.FixtureRequest) -> Iterable[None]:
+    """Every test runs twice: with the ingest validating the engagement records it frames
+    (`KIND_VALIDATED`, what `engagement-monitor worker` does) and with every record as read
+    (an ingest of an earlier release, or a record the fast path leaves to the models). The
+    processor must say the same either way."""
+    INGEST_VALIDATES[0] = request.param == "validated by the ingest"
+    yield
+    INGEST_VALIDATES[0] = True
+
+
+def ingested(entry: Entry) -> tuple[int, Entry]:
+    """(owning partition, entry as the ingest frames it): `streams.framing.read`, as `frame`
+    calls it (an oversize record is a dead letter there, never framed: left as read here)."""
+    if entry.kind != KIND_RECORD or not INGEST_VALIDATES[0]:
+        return route(entry.value, entry.partition, PARTITIONS), entry
+    short = NAMES.short(entry.topic)
+    small = len(entry.value) <= CFG.max_record_bytes
+    owner, event = read(
+        entry.value, entry.partition, PARTITIONS, short if small else None, CFG.channels
+    )
+    if event is None:
+        return owner, entry
+    headers = [(VALIDATED_HEADER, event), *entry.headers]
+    validated = Entry(
+        KIND_VALIDATED, entry.topic, entry.partition, entry.offset, entry.key, entry.value, headers
+    )
+    return owner, validated
+
+
 def feed(proc: EngagementProcessor, records: Iterable[Entry]) -> int:
     """The ingest and the agent: one envelope per owning partition, framed and read in place."""
     by_home: dict[int, list[Entry]] = {}
     for entry in records:
-        by_home.setdefault(route(entry.value, entry.partition, PARTITIONS), []).append(entry)
+        owner, framed = ingested(entry)
+        by_home.setdefault(owner, []).append(framed)
     return sum(
         proc.apply_envelope(envelope.encode(entries), partition)
         for partition, entries in by_home.items()
@@ -1500,3 +1541,95 @@ def test_a_damaged_envelope_counts_the_entries_before_the_damage_then_says_so(
     assert proc.pending.entries == 1
     land(proc, table, proc.checkpoint())
     assert set(table.stored(key_of("c-1")).state.messages) == {"m-1"}
+
+
+# ---------------------------------------------------------------- validated by the ingest
+def _validated(entry: Entry, event: bytes) -> Entry:
+    return Entry(
+        KIND_VALIDATED,
+        entry.topic,
+        entry.partition,
+        entry.offset,
+        entry.key,
+        entry.value,
+        [(VALIDATED_HEADER, event), *entry.headers],
+    )
+
+
+def _state_after(records: list[Entry]) -> bytes:
+    table, clock = Table(), Clock(NOW)
+    proc = make(table, clock)
+    for partition, entries in itertools.groupby(records, key=lambda e: home_of(e)):
+        proc.apply_envelope(envelope.encode(list(entries)), partition)
+    land(proc, table, proc.checkpoint())
+    return table.data[key_of("c1")]
+
+
+def home_of(entry: Entry) -> int:
+    return route(entry.value, entry.partition, PARTITIONS)
+
+
+def test_the_worker_applies_the_event_the_ingest_validated_without_reading_the_record() -> None:
+    records = engaged_message("c1", "m1", ago(days=1))
+    as_read = _state_after(records)
+    framed = [ingested(r)[1] for r in records]
+    if not INGEST_VALIDATES[0]:
+        framed = [
+            _validated(
+                r, read(r.value, 0, PARTITIONS, NAMES.short(r.topic), CFG.channels)[1] or b""
+            )
+            for r in records
+        ]
+    assert {e.kind for e in framed} == {KIND_VALIDATED}
+    assert _state_after(framed) == as_read
+    # The value is not read again: the same events with their values replaced count the same.
+    blanked = [
+        _validated(
+            Entry(
+                KIND_RECORD,
+                e.topic,
+                e.partition,
+                e.offset,
+                e.key,
+                orjson.dumps({"org_id": ORG, "contact_id": "c1"}),
+                [],
+            ),
+            e.headers[0][1],
+        )
+        for e in framed
+    ]
+    assert _state_after(blanked) == as_read
+
+
+def test_a_damaged_validated_event_is_read_from_the_record() -> None:
+    records = engaged_message("c1", "m1", ago(days=1))
+    damaged = [_validated(r, b"\x01\x00") for r in records]
+    assert _state_after(damaged) == _state_after(records)
+
+
+def test_a_producers_header_named_like_the_ingests_is_not_trusted() -> None:
+    """Only the entry's kind (written by the ingest) says a header is the ingest's: a record
+    read with a header of that name is read from its value."""
+    real = rec("dispatch", dispatch("c1", "m1", ago(days=1)))
+    other = read(
+        orjson.dumps(dispatch("c1", "m-forged", ago(days=2))),
+        0,
+        PARTITIONS,
+        "dispatch",
+        CFG.channels,
+    )[1]
+    assert other is not None
+    forged = Entry(
+        KIND_RECORD,
+        real.topic,
+        real.partition,
+        real.offset,
+        real.key,
+        real.value,
+        [(VALIDATED_HEADER, other)],
+    )
+    table, clock = Table(), Clock(NOW)
+    proc = make(table, clock)
+    proc.apply_envelope(envelope.encode([forged]), home("c1"))
+    land(proc, table, proc.checkpoint())
+    assert set(table.stored(key_of("c1")).state.messages) == {"m1"}

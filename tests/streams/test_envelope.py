@@ -8,11 +8,15 @@ from aiokafka import ConsumerRecord, TopicPartition
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from counting import CountingConfig, event_codec
+from counting.reading import read_plain
 from engagement_monitor.keyspace import record_key, state_key
 from streams import envelope
-from streams.envelope import KIND_RECORD, KIND_TICK, Entry, EnvelopeError
+from streams.envelope import KIND_RECORD, KIND_TICK, KIND_VALIDATED, Entry, EnvelopeError
 from streams.framing import frame, route
 from streams.partitioning import contact_partition, partition_for, state_partition
+
+CFG = CountingConfig()
 
 headers = st.lists(st.tuples(st.text(max_size=20), st.binary(max_size=40)), max_size=3)
 entries = st.builds(
@@ -153,3 +157,70 @@ def test_frame_groups_by_owner_splits_large_envelopes_and_commits_past_the_fetch
             seen.append((entry.topic, entry.partition, entry.offset))
     assert sorted(seen) == sorted(sent)  # every record exactly once
     assert routed.records == 101
+
+
+def test_the_ingest_validates_engagement_records_and_frames_the_rest_as_read() -> None:
+    at = "2026-05-30T10:00:00Z"
+    base = {"event_id": "e1", "org_id": "o", "contact_id": "c1", "occurred_at": at}
+    delivery = orjson.dumps({**base, "channel": "email", "message_id": "m1"})
+    upsert = orjson.dumps({**base, "type": "upsert", "name": "Ana"})
+    unknown_channel = orjson.dumps({**base, "channel": "fax", "message_id": "m1"})
+    fetched = {
+        TopicPartition("engagement.delivery", 0): [
+            _record("engagement.delivery", 0, 1, delivery),
+            _record("engagement.delivery", 0, 2, unknown_channel),
+        ],
+        TopicPartition("engagement.contact", 0): [_record("engagement.contact", 0, 3, upsert)],
+    }
+    shorts = {"engagement.delivery": "delivery", "engagement.contact": "contact"}
+
+    routed = frame(fetched, 4, 65536, 1_000_000, shorts, CFG.channels)
+
+    ((_partition, raw, count),) = routed.envelopes
+    assert count == 3
+    reader = envelope.EnvelopeReader(raw)
+    kinds: list[tuple[int, int, bytes]] = []
+    while reader.next():
+        entry = reader.entry()
+        # handed on (dead letter, forward) as read: the producer's headers, not the ingest's
+        assert entry.kind == KIND_RECORD and entry.headers == [("h", b"1")]
+        kinds.append((reader.kind, entry.offset, reader.validated))
+    assert [(kind, offset) for kind, offset, _ in kinds] == [
+        (KIND_VALIDATED, 1),
+        (KIND_RECORD, 2),  # the models will say why it is refused
+        (KIND_RECORD, 3),  # the contact topic is always read by the models
+    ]
+    assert event_codec.decode(kinds[0][2]) == read_plain(
+        "delivery", orjson.loads(delivery), CFG.channels
+    )
+    assert kinds[1][2] == b"" and kinds[2][2] == b""
+    # without the topics' names the ingest frames every record as read (an earlier release)
+    plain = frame(fetched, 4, 65536, 1_000_000)
+    assert {e.kind for _, raw, _ in plain.envelopes for e in envelope.decode(raw)} == {KIND_RECORD}
+
+
+def test_an_envelope_of_validated_entries_stays_under_its_size() -> None:
+    fetched = {
+        TopicPartition("engagement.delivery", 0): [
+            _record(
+                "engagement.delivery",
+                0,
+                i,
+                orjson.dumps(
+                    {
+                        "event_id": f"e{i}",
+                        "org_id": "o",
+                        "contact_id": "c1",
+                        "occurred_at": "2026-05-30T10:00:00Z",
+                        "channel": "email",
+                        "message_id": f"m{i}",
+                    }
+                ),
+            )
+            for i in range(200)
+        ]
+    }
+    routed = frame(fetched, 4, 65536, 5_000, {"engagement.delivery": "delivery"}, CFG.channels)
+    assert len(routed.envelopes) > 1
+    assert all(len(raw) <= 5_000 for _, raw, _ in routed.envelopes)
+    assert sum(count for _, _, count in routed.envelopes) == 200
