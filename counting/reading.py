@@ -259,13 +259,16 @@ def validated(topic: str, data: dict[str, Any], channels: tuple[str, ...]) -> by
     """For the ingest: the encoded event (`counting.event_codec`) of a decoded record of an
     UNPREFIXED engagement topic that the fast path accepts, else None (the worker then reads
     the record itself). The future-time limit is not checked here: it is the worker's clock's."""
-    fast = read_plain(topic, data, channels)
+    code = _TOPIC_CODES.get(topic)
+    if code is None:
+        return None
+    fast = _fast(code, data, channels)
     if fast is None:
         return None
     occurred_at = data["occurred_at"]
     assert isinstance(occurred_at, str)  # the fast path read it
     try:
-        return ec.encode(fast, occurred_at)
+        return ec.encode(code, fast, occurred_at)
     except UnicodeEncodeError:  # a lone surrogate: the models decide
         return None
 

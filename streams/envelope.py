@@ -236,11 +236,13 @@ class EnvelopeReader:
             self.value = data[pos:value_end]
             pos = value_end
             self.validated = b""
-            for i in range(n_headers):
+            if kind == KIND_VALIDATED and n_headers:  # the ingest's header comes first
+                name_len, header_len = _HEADER.unpack_from(data, pos)
+                at = pos + _HEADER.size + name_len
+                self.validated = data[at : at + header_len]
+            for _ in range(n_headers):
                 name_len, header_len = _HEADER.unpack_from(data, pos)
                 pos += _HEADER.size + name_len + header_len
-                if i == 0 and kind == KIND_VALIDATED:
-                    self.validated = data[pos - header_len : pos]
             self.topic = self.topics[index]
         except (struct.error, IndexError) as exc:
             raise EnvelopeError(f"truncated or corrupt envelope: {exc}") from None
